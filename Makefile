@@ -1,0 +1,52 @@
+# Pillarbox: `make run` and `make test` are the two entry points (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit apt-deps venv bench image image-arm64 image-test image-test-arm64 clean
+
+$(PY):
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages the tests drive as real clients and peers (one per line in the file).
+apt-deps:
+	@missing=$$(for p in $$(grep -v '^\s*#' tests/apt-packages.txt); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+run: $(STAMP)
+	$(VENV)/bin/pillarbox run --dev
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check appliance webui tests bench
+	$(VENV)/bin/ruff format --check appliance webui tests bench
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) apt-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: $(STAMP) apt-deps lint
+	$(VENV)/bin/pytest -m 'not image' $(PYTEST_ARGS)
+
+bench: $(STAMP) apt-deps
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

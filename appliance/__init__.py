@@ -1,0 +1,3 @@
+"""Pillarbox mail appliance: the mail daemon and everything it owns."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,507 @@
+"""Domains, users, aliases and app passwords in SQLite (WAL).
+
+One file, shared by the daemon and the web UI through this module only. Each thread
+gets its own connection; writes are short transactions, so WAL lets readers (SMTP
+recipient checks, IMAP logins) proceed while the wizard edits.
+
+Addresses are stored lower-cased. An alias source is either ``local@domain`` or
+``@domain`` (catch-all); a source may have several targets, local or remote.
+Subaddressing: ``user+tag@domain`` reaches ``user@domain`` when no exact entry exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.accounts import hashing
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    domain TEXT NOT NULL REFERENCES domains(name),
+    password_hash TEXT NOT NULL,
+    quota_bytes INTEGER NOT NULL DEFAULT 0,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (source, target)
+);
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT NOT NULL REFERENCES users(email) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL
+);
+CREATE INDEX IF NOT EXISTS app_passwords_email ON app_passwords(email);
+"""
+
+MAX_ALIAS_DEPTH = 10
+
+
+class AccountError(ValueError):
+    """Bad input or a conflict; the message is safe to show to the user."""
+
+
+class NotFound(AccountError):
+    pass
+
+
+class AlreadyExists(AccountError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    email: str
+    quota_bytes: int
+    is_admin: bool
+    disabled: bool
+    created: float
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Alias:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    id: int
+    email: str
+    label: str
+    created: float
+    last_used: float | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where mail for one address goes: local mailboxes and remote forwards."""
+
+    local: tuple[str, ...] = ()
+    remote: tuple[str, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.local or self.remote)
+
+
+def normalize_domain(name: str) -> str:
+    d = name.strip().rstrip(".").lower()
+    try:
+        d = d.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise AccountError(f"{name!r} is not a valid domain name") from None
+    labels = d.split(".")
+    if len(labels) < 2 or not all(
+        0 < len(lab) <= 63
+        and lab[0] != "-"
+        and lab[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in lab)
+        for lab in labels
+    ):
+        raise AccountError(f"{name!r} is not a valid domain name")
+    return d
+
+
+def normalize_address(address: str) -> str:
+    """Lower-case ``local@domain`` with an IDNA domain; raise AccountError if malformed."""
+    addr = address.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1]
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or len(local) > 64:
+        raise AccountError(f"{address!r} is not an email address (local@domain)")
+    if any(c.isspace() or c in '<>()[]\\,;:"' for c in local) or ".." in local:
+        raise AccountError(f"{address!r} has characters not allowed in a mailbox name")
+    return f"{local.lower()}@{normalize_domain(domain)}"
+
+
+def split(address: str) -> tuple[str, str]:
+    local, _, domain = address.rpartition("@")
+    return local, domain
+
+
+class Accounts:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tx() as db:
+            db.executescript(SCHEMA)
+
+    # ------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def backup_to(self, target: Path) -> None:
+        """Consistent online copy through SQLite's backup API (for backups)."""
+        dest = sqlite3.connect(target)
+        try:
+            self._conn().backup(dest)
+        finally:
+            dest.close()
+
+    # ------------------------------------------------------------ domains
+
+    def add_domain(self, name: str) -> str:
+        d = normalize_domain(name)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM domains WHERE name=?", (d,)).fetchone():
+                raise AlreadyExists(f"domain {d} already exists")
+            db.execute("INSERT INTO domains(name, created) VALUES (?, ?)", (d, time.time()))
+        return d
+
+    def remove_domain(self, name: str) -> None:
+        d = normalize_domain(name)
+        with self._tx() as db:
+            (n,) = db.execute("SELECT count(*) FROM users WHERE domain=?", (d,)).fetchone()
+            if n:
+                raise AccountError(f"domain {d} still has {n} user(s); remove them first")
+            if not db.execute("DELETE FROM domains WHERE name=?", (d,)).rowcount:
+                raise NotFound(f"no domain {d}")
+            db.execute("DELETE FROM aliases WHERE source LIKE ? ESCAPE '\\'", ("%@" + _like(d),))
+
+    def list_domains(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT name FROM domains ORDER BY name")]
+
+    def is_local_domain(self, name: str) -> bool:
+        try:
+            d = normalize_domain(name)
+        except AccountError:
+            return False
+        return bool(self._conn().execute("SELECT 1 FROM domains WHERE name=?", (d,)).fetchone())
+
+    # ------------------------------------------------------------ users
+
+    def add_user(
+        self, email: str, password: str, *, quota_bytes: int = 0, is_admin: bool = False
+    ) -> User:
+        addr = normalize_address(email)
+        hashing.check_strength(password)
+        if quota_bytes < 0:
+            raise AccountError("quota must be >= 0 bytes (0 = unlimited)")
+        digest = hashing.hash_password(password)
+        domain = split(addr)[1]
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM domains WHERE name=?", (domain,)).fetchone():
+                raise NotFound(f"domain {domain} is not served here; add it first")
+            if db.execute("SELECT 1 FROM users WHERE email=?", (addr,)).fetchone():
+                raise AlreadyExists(f"user {addr} already exists")
+            if db.execute("SELECT 1 FROM aliases WHERE source=?", (addr,)).fetchone():
+                raise AlreadyExists(f"{addr} is already an alias")
+            now = time.time()
+            db.execute(
+                "INSERT INTO users(email, domain, password_hash, quota_bytes, is_admin, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (addr, domain, digest, quota_bytes, int(is_admin), now),
+            )
+        return User(addr, quota_bytes, is_admin, False, now)
+
+    def remove_user(self, email: str) -> None:
+        addr = normalize_address(email)
+        with self._tx() as db:
+            if not db.execute("DELETE FROM users WHERE email=?", (addr,)).rowcount:
+                raise NotFound(f"no user {addr}")
+            db.execute("DELETE FROM aliases WHERE target=?", (addr,))
+
+    def set_password(self, email: str, password: str) -> None:
+        addr = normalize_address(email)
+        hashing.check_strength(password)
+        digest = hashing.hash_password(password)
+        with self._tx() as db:
+            if not db.execute(
+                "UPDATE users SET password_hash=? WHERE email=?", (digest, addr)
+            ).rowcount:
+                raise NotFound(f"no user {addr}")
+
+    def set_quota(self, email: str, quota_bytes: int) -> None:
+        addr = normalize_address(email)
+        if quota_bytes < 0:
+            raise AccountError("quota must be >= 0 bytes (0 = unlimited)")
+        with self._tx() as db:
+            if not db.execute(
+                "UPDATE users SET quota_bytes=? WHERE email=?", (quota_bytes, addr)
+            ).rowcount:
+                raise NotFound(f"no user {addr}")
+
+    def set_admin(self, email: str, is_admin: bool) -> None:
+        addr = normalize_address(email)
+        with self._tx() as db:
+            if not db.execute(
+                "UPDATE users SET is_admin=? WHERE email=?", (int(is_admin), addr)
+            ).rowcount:
+                raise NotFound(f"no user {addr}")
+
+    def set_disabled(self, email: str, disabled: bool) -> None:
+        addr = normalize_address(email)
+        with self._tx() as db:
+            if not db.execute(
+                "UPDATE users SET disabled=? WHERE email=?", (int(disabled), addr)
+            ).rowcount:
+                raise NotFound(f"no user {addr}")
+
+    _USER_COLS = "email, quota_bytes, is_admin, disabled, created"
+
+    @staticmethod
+    def _user(row: tuple[str, int, int, int, float]) -> User:
+        return User(row[0], row[1], bool(row[2]), bool(row[3]), row[4])
+
+    def get_user(self, email: str) -> User | None:
+        try:
+            addr = normalize_address(email)
+        except AccountError:
+            return None
+        row = (
+            self._conn()
+            .execute(f"SELECT {self._USER_COLS} FROM users WHERE email=?", (addr,))  # noqa: S608
+            .fetchone()
+        )
+        return self._user(row) if row else None
+
+    def list_users(self, domain: str | None = None) -> list[User]:
+        sql = f"SELECT {self._USER_COLS} FROM users"  # noqa: S608
+        args: tuple[str, ...] = ()
+        if domain:
+            sql += " WHERE domain=?"
+            args = (normalize_domain(domain),)
+        return [self._user(r) for r in self._conn().execute(sql + " ORDER BY email", args)]
+
+    # ------------------------------------------------------------ aliases
+
+    def add_alias(self, source: str, target: str) -> Alias:
+        src = source.strip().lower()
+        if src.startswith("@"):
+            src = "@" + normalize_domain(src[1:])
+            domain = src[1:]
+        else:
+            src = normalize_address(src)
+            domain = split(src)[1]
+        tgt = normalize_address(target)
+        if tgt == src:
+            raise AccountError("an alias cannot point to itself")
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM domains WHERE name=?", (domain,)).fetchone():
+                raise NotFound(f"domain {domain} is not served here; add it first")
+            if db.execute("SELECT 1 FROM users WHERE email=?", (src,)).fetchone():
+                raise AlreadyExists(f"{src} is a user; an alias cannot shadow it")
+            if db.execute(
+                "SELECT 1 FROM aliases WHERE source=? AND target=?", (src, tgt)
+            ).fetchone():
+                raise AlreadyExists(f"alias {src} -> {tgt} already exists")
+            db.execute(
+                "INSERT INTO aliases(source, target, created) VALUES (?, ?, ?)",
+                (src, tgt, time.time()),
+            )
+        return Alias(src, tgt)
+
+    def remove_alias(self, source: str, target: str | None = None) -> int:
+        src = source.strip().lower()
+        with self._tx() as db:
+            if target is None:
+                n = db.execute("DELETE FROM aliases WHERE source=?", (src,)).rowcount
+            else:
+                n = db.execute(
+                    "DELETE FROM aliases WHERE source=? AND target=?",
+                    (src, normalize_address(target)),
+                ).rowcount
+        if not n:
+            raise NotFound(f"no alias {src}" + (f" -> {target}" if target else ""))
+        return int(n)
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        rows = self._conn().execute("SELECT source, target FROM aliases ORDER BY source, target")
+        aliases = [Alias(s, t) for s, t in rows]
+        if domain:
+            d = normalize_domain(domain)
+            aliases = [a for a in aliases if a.source.rpartition("@")[2] == d]
+        return aliases
+
+    # ------------------------------------------------------------ resolution
+
+    def resolve(self, address: str) -> Resolution:
+        """Expand ``address`` through users, aliases, subaddressing and catch-alls.
+
+        Returns empty Resolution when nothing here accepts the address.
+        """
+        try:
+            addr = normalize_address(address)
+        except AccountError:
+            return Resolution()
+        db = self._conn()
+        local: list[str] = []
+        remote: list[str] = []
+        seen: set[str] = set()
+
+        def expand(a: str, depth: int) -> bool:
+            if a in seen:
+                return True
+            seen.add(a)
+            lp, domain = split(a)
+            if not db.execute("SELECT 1 FROM domains WHERE name=?", (domain,)).fetchone():
+                if depth > 0:
+                    remote.append(a)
+                    return True
+                return False
+            if db.execute("SELECT 1 FROM users WHERE email=? AND disabled=0", (a,)).fetchone():
+                local.append(a)
+                return True
+            targets = [r[0] for r in db.execute("SELECT target FROM aliases WHERE source=?", (a,))]
+            if not targets and "+" in lp:
+                base = lp.split("+", 1)[0] + "@" + domain
+                if base != a and base not in seen:
+                    return expand(base, depth)
+            if not targets:
+                catch_all = ("@" + domain,)
+                targets = [
+                    r[0] for r in db.execute("SELECT target FROM aliases WHERE source=?", catch_all)
+                ]
+            if not targets or depth >= MAX_ALIAS_DEPTH:
+                return False
+            found = False
+            for t in targets:
+                found = expand(t, depth + 1) or found
+            return found
+
+        expand(addr, 0)
+        return Resolution(tuple(dict.fromkeys(local)), tuple(dict.fromkeys(remote)))
+
+    def addresses_of(self, email: str) -> set[str]:
+        """Every address that leads to ``email``: itself and aliases pointing to it."""
+        addr = normalize_address(email)
+        out = {addr}
+        frontier = [addr]
+        db = self._conn()
+        while frontier:
+            t = frontier.pop()
+            for (src,) in db.execute("SELECT source FROM aliases WHERE target=?", (t,)):
+                if src not in out and not src.startswith("@"):
+                    out.add(src)
+                    frontier.append(src)
+        return out
+
+    # ------------------------------------------------------------ authentication
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        """Check a password or an app password. Blocking (argon2): run in a thread."""
+        user = self.get_user(login)
+        if user is None or user.disabled:
+            hashing.verify_password(_dummy_hash(), password)  # same cost whether or not it exists
+            return None
+        db = self._conn()
+        (stored,) = db.execute(
+            "SELECT password_hash FROM users WHERE email=?", (user.email,)
+        ).fetchone()
+        if hashing.verify_password(stored, password):
+            if hashing.needs_rehash(stored):
+                with self._tx() as tx:
+                    tx.execute(
+                        "UPDATE users SET password_hash=? WHERE email=?",
+                        (hashing.hash_password(password), user.email),
+                    )
+            return user
+        for app_id, app_hash in db.execute(
+            "SELECT id, password_hash FROM app_passwords WHERE email=?", (user.email,)
+        ).fetchall():
+            if hashing.verify_password(app_hash, password):
+                with self._tx() as tx:
+                    tx.execute(
+                        "UPDATE app_passwords SET last_used=? WHERE id=?", (time.time(), app_id)
+                    )
+                return user
+        return None
+
+    # ------------------------------------------------------------ app passwords
+
+    def add_app_password(self, email: str, label: str) -> tuple[AppPassword, str]:
+        """Create an app password; the secret is returned once and only its hash is kept."""
+        user = self.get_user(email)
+        if user is None:
+            raise NotFound(f"no user {email}")
+        label = label.strip() or "app"
+        secret = "-".join(secrets.token_hex(3) for _ in range(4))  # 96 bits
+        digest = hashing.hash_password(secret)
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO app_passwords(email, label, password_hash, created)"
+                " VALUES (?, ?, ?, ?)",
+                (user.email, label[:100], digest, now),
+            )
+            app_id = int(cur.lastrowid or 0)
+        return AppPassword(app_id, user.email, label[:100], now, None), secret
+
+    def list_app_passwords(self, email: str) -> list[AppPassword]:
+        addr = normalize_address(email)
+        rows = self._conn().execute(
+            "SELECT id, email, label, created, last_used FROM app_passwords WHERE email=?"
+            " ORDER BY id",
+            (addr,),
+        )
+        return [AppPassword(*r) for r in rows]
+
+    def remove_app_password(self, email: str, app_id: int) -> None:
+        addr = normalize_address(email)
+        with self._tx() as db:
+            if not db.execute(
+                "DELETE FROM app_passwords WHERE email=? AND id=?", (addr, app_id)
+            ).rowcount:
+                raise NotFound(f"no app password {app_id} for {addr}")
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hashing.hash_password(secrets.token_hex(16))

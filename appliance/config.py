@@ -1,0 +1,420 @@
+"""pillarbox.toml -> frozen dataclasses.
+
+The file is the desired state of the box. The wizard writes it through :func:`save`
+(temporary file, fsync, rename, fsync of the directory), the daemon reads it with
+:func:`load`. Every validation error names the offending key, e.g.
+``limits.max_message_size: must be an integer >= 1024``.
+
+Relative paths are resolved against the directory holding the config file, so the dev
+config under ./var and the appliance config in /etc/pillarbox behave the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+DEV_PORTS: dict[str, int] = {
+    "smtp": 2525,
+    "submission": 2587,
+    "submissions": 2465,
+    "imap": 2143,
+    "imaps": 2993,
+    "pop3": 2110,
+    "pop3s": 2995,
+    "web": 8080,
+}
+APPLIANCE_PORTS: dict[str, int] = {
+    "smtp": 25,
+    "submission": 587,
+    "submissions": 465,
+    "imap": 143,
+    "imaps": 993,
+    "pop3": 110,
+    "pop3s": 995,
+    "web": 443,
+}
+
+TlsMode = Literal["starttls", "tls", "none"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listeners:
+    smtp: tuple[Listen, ...] = ()
+    submission: tuple[Listen, ...] = ()
+    submissions: tuple[Listen, ...] = ()
+    imap: tuple[Listen, ...] = ()
+    imaps: tuple[Listen, ...] = ()
+    pop3: tuple[Listen, ...] = ()
+    pop3s: tuple[Listen, ...] = ()
+    web: tuple[Listen, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tls:
+    cert: Path
+    key: Path
+    # Generate a self-signed certificate when cert/key are missing (first boot, dev).
+    self_signed: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections: int = 500
+    max_connections_per_ip: int = 20
+    command_timeout: int = 300
+    imap_idle_timeout: int = 1800
+    default_quota: int = 0  # bytes per user, 0 = unlimited
+
+
+@dataclass(frozen=True)
+class Smarthost:
+    host: str
+    port: int = 587
+    tls: TlsMode = "starttls"
+    username: str = ""
+    password_file: Path | None = None
+    # Empty: relay all outbound mail through this host; else only these destination domains.
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Queue:
+    max_age: int = 5 * 24 * 3600
+    delay_warning: int = 4 * 3600
+    concurrency_per_domain: int = 4
+    concurrency: int = 20
+
+
+@dataclass(frozen=True)
+class Dkim:
+    selector: str = "pb1"
+    algorithm: Literal["rsa", "ed25519", "both"] = "both"
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str
+    data_dir: Path
+    mail_dir: Path
+    ctl_socket: Path
+    listeners: Listeners
+    tls: Tls
+    limits: Limits = field(default_factory=Limits)
+    queue: Queue = field(default_factory=Queue)
+    dkim: Dkim = field(default_factory=Dkim)
+    smarthosts: tuple[Smarthost, ...] = ()
+    dev: bool = False
+    source: Path | None = None
+
+    @property
+    def accounts_db(self) -> Path:
+        return self.data_dir / "accounts.sqlite"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.data_dir / "queue"
+
+    @property
+    def dkim_dir(self) -> Path:
+        return self.data_dir / "dkim"
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+def _table(raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(prefix + key, "must be a table")
+    return value
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int, prefix: str, minimum: int = 0) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(prefix + key, f"must be an integer >= {minimum}")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str, prefix: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(prefix + key, "must be a string")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool, prefix: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(prefix + key, "must be true or false")
+    return value
+
+
+def _path(value: str, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def parse_listen(value: str, key: str) -> Listen:
+    """'127.0.0.1:25', '[::1]:25', ':25' (all addresses) -> Listen."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port_s = text[1:].partition("]:")
+        if not sep:
+            raise ConfigError(key, f"{value!r} is not [address]:port")
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep:
+            raise ConfigError(key, f"{value!r} is not address:port")
+    host = host or "0.0.0.0"
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(key, f"{host!r} is not an IP address") from None
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(key, f"{port_s!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(key, f"port {port} is out of range")
+    return Listen(host, port)
+
+
+def _listeners(raw: Mapping[str, Any], dev: bool) -> Listeners:
+    table = _table(raw, "listeners")
+    unknown = set(table) - {f.name for f in dataclasses.fields(Listeners)}
+    if unknown:
+        raise ConfigError("listeners." + sorted(unknown)[0], "unknown listener")
+    ports = DEV_PORTS if dev else APPLIANCE_PORTS
+    host = "127.0.0.1" if dev else "0.0.0.0"
+    values: dict[str, tuple[Listen, ...]] = {}
+    for name, port in ports.items():
+        key = f"listeners.{name}"
+        entry = table.get(name, [f"{host}:{port}"])
+        if isinstance(entry, str):
+            entry = [entry]
+        if not isinstance(entry, list) or not all(isinstance(e, str) for e in entry):
+            raise ConfigError(key, "must be a list of 'address:port' strings")
+        values[name] = tuple(parse_listen(e, key) for e in entry)
+    seen: dict[tuple[str, int], str] = {}
+    for name, addrs in values.items():
+        for a in addrs:
+            if a.port and (a.host, a.port) in seen:
+                raise ConfigError(
+                    f"listeners.{name}", f"{a} is already used by listeners.{seen[a.host, a.port]}"
+                )
+            seen[a.host, a.port] = name
+    return Listeners(**values)
+
+
+def _hostname(value: str) -> str:
+    labels = value.rstrip(".").split(".")
+    ok = 0 < len(value) <= 253 and all(
+        0 < len(lab) <= 63
+        and lab[0] != "-"
+        and lab[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in lab)
+        for lab in labels
+    )
+    if not ok or not value.isascii():
+        raise ConfigError("hostname", f"{value!r} is not a valid host name")
+    return value.rstrip(".").lower()
+
+
+def _smarthosts(raw: Mapping[str, Any], base: Path) -> tuple[Smarthost, ...]:
+    entries = raw.get("smarthost", [])
+    if isinstance(entries, Mapping):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise ConfigError("smarthost", "must be a table or an array of tables")
+    result = []
+    for i, entry in enumerate(entries):
+        p = f"smarthost[{i}]."
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"smarthost[{i}]", "must be a table")
+        host = _str(entry, "host", "", p)
+        if not host:
+            raise ConfigError(p + "host", "is required")
+        tls = _str(entry, "tls", "starttls", p)
+        if tls not in ("starttls", "tls", "none"):
+            raise ConfigError(p + "tls", "must be 'starttls', 'tls' or 'none'")
+        pw = _str(entry, "password_file", "", p)
+        domains = entry.get("domains", [])
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise ConfigError(p + "domains", "must be a list of domain names")
+        result.append(
+            Smarthost(
+                host=host,
+                port=_int(entry, "port", 587, p, 1),
+                tls=tls,  # type: ignore[arg-type]
+                username=_str(entry, "username", "", p),
+                password_file=_path(pw, base) if pw else None,
+                domains=tuple(d.lower().rstrip(".") for d in domains),
+            )
+        )
+    return tuple(result)
+
+
+def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document. ``base`` resolves relative paths."""
+    known = {
+        "hostname",
+        "dev",
+        "data_dir",
+        "mail_dir",
+        "ctl_socket",
+        "listeners",
+        "tls",
+        "limits",
+        "queue",
+        "dkim",
+        "smarthost",
+    }
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown setting")
+    dev = _bool(raw, "dev", False, "")
+    hostname = _hostname(_str(raw, "hostname", "localhost", ""))
+    data_dir = _path(_str(raw, "data_dir", "var" if dev else "/var/lib/pillarbox", ""), base)
+    mail_dir = _path(_str(raw, "mail_dir", str(data_dir / "mail"), ""), base)
+    ctl_socket = _path(_str(raw, "ctl_socket", str(data_dir / "run" / "ctl.sock"), ""), base)
+
+    tls_t = _table(raw, "tls")
+    tls = Tls(
+        cert=_path(_str(tls_t, "cert", str(data_dir / "tls" / "cert.pem"), "tls."), base),
+        key=_path(_str(tls_t, "key", str(data_dir / "tls" / "key.pem"), "tls."), base),
+        self_signed=_bool(tls_t, "self_signed", True, "tls."),
+    )
+    lim_t = _table(raw, "limits")
+    limits = Limits(
+        max_message_size=_int(lim_t, "max_message_size", Limits.max_message_size, "limits.", 1024),
+        max_recipients=_int(lim_t, "max_recipients", Limits.max_recipients, "limits.", 1),
+        max_connections=_int(lim_t, "max_connections", Limits.max_connections, "limits.", 1),
+        max_connections_per_ip=_int(
+            lim_t, "max_connections_per_ip", Limits.max_connections_per_ip, "limits.", 1
+        ),
+        command_timeout=_int(lim_t, "command_timeout", Limits.command_timeout, "limits.", 1),
+        imap_idle_timeout=_int(lim_t, "imap_idle_timeout", Limits.imap_idle_timeout, "limits.", 60),
+        default_quota=_int(lim_t, "default_quota", 0, "limits.", 0),
+    )
+    q_t = _table(raw, "queue")
+    queue = Queue(
+        max_age=_int(q_t, "max_age", Queue.max_age, "queue.", 60),
+        delay_warning=_int(q_t, "delay_warning", Queue.delay_warning, "queue.", 0),
+        concurrency_per_domain=_int(
+            q_t, "concurrency_per_domain", Queue.concurrency_per_domain, "queue.", 1
+        ),
+        concurrency=_int(q_t, "concurrency", Queue.concurrency, "queue.", 1),
+    )
+    d_t = _table(raw, "dkim")
+    selector = _str(d_t, "selector", "pb1", "dkim.")
+    if not selector or not all(c.isalnum() or c in "-_" for c in selector):
+        raise ConfigError("dkim.selector", f"{selector!r} is not a valid selector")
+    algorithm = _str(d_t, "algorithm", "both", "dkim.")
+    if algorithm not in ("rsa", "ed25519", "both"):
+        raise ConfigError("dkim.algorithm", "must be 'rsa', 'ed25519' or 'both'")
+    return Config(
+        hostname=hostname,
+        data_dir=data_dir,
+        mail_dir=mail_dir,
+        ctl_socket=ctl_socket,
+        listeners=_listeners(raw, dev),
+        tls=tls,
+        limits=limits,
+        queue=queue,
+        dkim=Dkim(selector=selector, algorithm=algorithm),  # type: ignore[arg-type]
+        smarthosts=_smarthosts(raw, base),
+        dev=dev,
+        source=source,
+    )
+
+
+def load(path: Path) -> Config:
+    """Read and validate ``path``; raises :class:`ConfigError` with the key at fault."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("", f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: not valid TOML ({exc})") from None
+    return from_mapping(raw, path.resolve().parent, source=path.resolve())
+
+
+def loads(text: str, base: Path) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"not valid TOML ({exc})") from None
+    return from_mapping(raw, base)
+
+
+def save(path: Path, text: str) -> None:
+    """Validate ``text`` and write it atomically: tmp file, fsync, rename, fsync dir.
+
+    Invalid text raises :class:`ConfigError` and leaves the file on disk untouched.
+    """
+    loads(text, path.resolve().parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def dev_config_text(hostname: str = "mail.pillarbox.test") -> str:
+    """The embedded defaults `make run` writes to ./var/pillarbox.toml on first start."""
+    listeners = "\n".join(f'{name} = ["127.0.0.1:{port}"]' for name, port in DEV_PORTS.items())
+    return f"""# Pillarbox development config (generated by `pillarbox run --dev`).
+# Paths are relative to this file's directory.
+dev = true
+hostname = "{hostname}"
+data_dir = "."
+
+[listeners]
+{listeners}
+
+[tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+self_signed = true
+
+[limits]
+max_message_size = 26214400
+max_recipients = 100
+"""

@@ -1,0 +1,178 @@
+"""The mail daemon: builds the shared context, starts every service, handles signals.
+
+Services are plug points: each module named in SERVICE_MODULES has a function
+``create(ctx: Context) -> list[Service]``. A service starts its listeners in ``start``,
+stops accepting and drains in ``stop``, and re-reads ``ctx.config`` on ``reload``.
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP (and ctl ``reload``) re-reads
+pillarbox.toml (an invalid file keeps the old config and logs why) and the certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance import __version__, config
+from appliance.accounts import Accounts, Authenticator
+from appliance.events import ChangeBus
+from appliance.filters.base import Filter, RecipientFilter
+from appliance.queue.base import OutboundQueue
+from appliance.store.base import MailStore
+from appliance.tls import TlsManager
+
+log = logging.getLogger(__name__)
+
+# Each module provides create(ctx) -> list[Service]. Order = start order.
+SERVICE_MODULES: tuple[str, ...] = ("appliance.ctl.service",)
+
+DRAIN_SECONDS = 10.0
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def reload(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Context:
+    """Everything services share. ``config`` is replaced on a successful reload."""
+
+    config: config.Config
+    accounts: Accounts
+    auth: Authenticator
+    store: MailStore
+    bus: ChangeBus
+    tls: TlsManager
+    queue: OutboundQueue
+    filters: list[Filter] = field(default_factory=list)
+    recipient_filters: list[RecipientFilter] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    services: list[Service] = field(default_factory=list)
+    request_stop: Callable[[], None] = lambda: None
+    # ctl command name -> async handler(args) -> JSON-able result (see appliance.ctl.service)
+    ctl_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = field(
+        default_factory=dict
+    )
+
+    def reload_config(self) -> str | None:
+        """Re-read the config file; returns an error text (old config kept) or None."""
+        if self.config.source is None:
+            return "no config file to reload"
+        try:
+            new = config.load(self.config.source)
+        except config.ConfigError as exc:
+            log.error("reload=rejected reason=%s", exc)
+            return str(exc)
+        self.config = new
+        try:
+            self.tls.reload()
+        except (OSError, ValueError) as exc:
+            log.error("reload=tls-failed reason=%s", exc)
+            return f"certificate: {exc}"
+        log.info("reload=ok source=%s", new.source)
+        return None
+
+    async def reload(self) -> str | None:
+        error = await asyncio.to_thread(self.reload_config)
+        if error is None:
+            for svc in self.services:
+                await svc.reload()
+        return error
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "hostname": self.config.hostname,
+            "uptime": round(time.time() - self.started, 1),
+            "services": {svc.name: svc.status() for svc in self.services},
+        }
+
+
+def build_context(cfg: config.Config) -> Context:
+    """Construct the shared objects (blocking: call before the loop starts serving)."""
+    from appliance.mime.summary import summarize
+    from appliance.queue.spool import Spool
+    from appliance.store.maildir import MaildirStore
+
+    for d in (cfg.data_dir, cfg.mail_dir, cfg.queue_dir, cfg.ctl_socket.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(cfg.accounts_db)
+    bus = ChangeBus()
+    store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=summarize)
+    tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, cfg.tls.self_signed)
+    return Context(
+        config=cfg,
+        accounts=accounts,
+        auth=Authenticator(accounts),
+        store=store,
+        bus=bus,
+        tls=tls,
+        queue=Spool(cfg.queue_dir),
+    )
+
+
+def create_services(ctx: Context) -> list[Service]:
+    services: list[Service] = []
+    for name in SERVICE_MODULES:
+        module = importlib.import_module(name)
+        services.extend(module.create(ctx))
+    return services
+
+
+async def serve(ctx: Context, ready: Callable[[], None] | None = None) -> None:
+    """Start all services, wait for SIGTERM/SIGINT, drain, stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    ctx.request_stop = stop.set
+
+    pending: set[asyncio.Task[str | None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(ctx.reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    ctx.services = create_services(ctx)
+    started: list[Service] = []
+    try:
+        for svc in ctx.services:
+            await svc.start()
+            started.append(svc)
+        log.info("daemon=ready version=%s services=%s", __version__, len(started))
+        if ready:
+            ready()
+        await stop.wait()
+        log.info("daemon=stopping")
+    finally:
+        for svc in reversed(started):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(svc.stop(), DRAIN_SECONDS)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("daemon=stopped")
+
+
+def run(config_path: Path) -> None:
+    cfg = config.load(config_path)
+    ctx = build_context(cfg)
+    asyncio.run(serve(ctx))

@@ -1,0 +1,91 @@
+"""Server TLS: one reloadable SSLContext for every listener, TLS 1.2 minimum.
+
+The context object stays the same for the life of the daemon; :meth:`TlsManager.reload`
+loads a new certificate into it, so listeners pick it up on the next handshake.
+A self-signed certificate is generated on first start when none exists (dev, first boot).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+log = logging.getLogger(__name__)
+
+
+def generate_self_signed(cert: Path, key: Path, hostname: str, days: int = 825) -> None:
+    """Write an EC P-256 self-signed certificate for ``hostname`` (and localhost)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    key.parent.mkdir(parents=True, exist_ok=True)
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key_bytes = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_bytes)
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    log.info("tls=self-signed-generated cert=%s hostname=%s", cert, hostname)
+
+
+def server_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
+    return ctx
+
+
+def client_context(verify: bool = True) -> ssl.SSLContext:
+    """For outbound SMTP: verified when asked, TLS 1.2 minimum."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class TlsManager:
+    def __init__(self, cert: Path, key: Path, hostname: str, self_signed: bool) -> None:
+        self.cert = cert
+        self.key = key
+        self.hostname = hostname
+        self.self_signed = self_signed
+        self.context = server_context()
+        self.reload()
+
+    def reload(self) -> None:
+        if not (self.cert.exists() and self.key.exists()):
+            if not self.self_signed:
+                raise FileNotFoundError(f"TLS certificate {self.cert} or key {self.key} missing")
+            generate_self_signed(self.cert, self.key, self.hostname)
+        self.context.load_cert_chain(self.cert, self.key)
+        log.info("tls=loaded cert=%s", self.cert)
