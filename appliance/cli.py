@@ -41,7 +41,7 @@ def default_config_path() -> Path:
 
 
 def load_config(args: argparse.Namespace) -> config.Config:
-    path: Path = args.config or default_config_path()
+    path: Path = getattr(args, "config", None) or default_config_path()
     try:
         return config.load(path)
     except config.ConfigError as exc:
@@ -93,7 +93,7 @@ def _size(text: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance import devrun
 
-    return devrun.run(args.config, dev=args.dev, web=not args.no_web)
+    return devrun.run(getattr(args, "config", None), dev=args.dev, web=not args.no_web)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -203,13 +203,26 @@ def cmd_setup_secret(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+class _Nested:
+    """add_subparsers wrapper whose parsers also accept the common options (-c)."""
+
+    def __init__(self, parent: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+        self._sub = parent.add_subparsers(dest="action", required=True, metavar="ACTION")
+        self._common = common
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        kw.setdefault("description", kw.get("help"))
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, parents=[self._common], **kw)
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
         "--config",
         type=Path,
-        default=None,
+        default=argparse.SUPPRESS,
         help="pillarbox.toml (default: $PILLARBOX_CONFIG, /etc/pillarbox/pillarbox.toml, "
         "./var/pillarbox.toml)",
     )
@@ -234,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_p.add_argument("action", choices=["check"])
 
     dom = add("domain", cmd_domain, "manage mail domains")
-    dom_sub = dom.add_subparsers(dest="action", required=True)
+    dom_sub = _Nested(dom, common)
     dom_sub.add_parser("add", help="serve mail for a domain").add_argument("name")
     dom_sub.add_parser("del", help="stop serving a domain (it must have no users)").add_argument(
         "name"
@@ -242,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     dom_sub.add_parser("list", help="list domains")
 
     usr = add("user", cmd_user, "manage mail users")
-    usr_sub = usr.add_subparsers(dest="action", required=True)
+    usr_sub = _Nested(usr, common)
     u_add = usr_sub.add_parser("add", help="create a user (asks for the password)")
     u_add.add_argument("email")
     u_add.add_argument("--quota", type=_size, default=None, help="e.g. 2G; 0 = unlimited")
@@ -261,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     u_list.add_argument("--domain")
 
     ali = add("alias", cmd_alias, "manage aliases (@domain = catch-all)")
-    ali_sub = ali.add_subparsers(dest="action", required=True)
+    ali_sub = _Nested(ali, common)
     a_add = ali_sub.add_parser("add", help="add an alias with one or more targets")
     a_add.add_argument("source", help="alias@domain, or @domain for a catch-all")
     a_add.add_argument("targets", nargs="+")

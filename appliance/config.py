@@ -118,6 +118,29 @@ class Dkim:
     algorithm: Literal["rsa", "ed25519", "both"] = "both"
 
 
+BackupTarget = Literal["none", "local", "sftp", "s3"]
+BackupSchedule = Literal["daily", "off"]
+
+
+@dataclass(frozen=True)
+class Backup:
+    """Where and when restic backs the box up (see appliance.backup)."""
+
+    target: BackupTarget = "none"
+    path: Path | None = None  # local: the repository directory (e.g. on a USB disk mount)
+    url: str = ""  # sftp: "user@host:/srv/pillarbox"; s3: "https://host/bucket/prefix"
+    sftp_identity: Path | None = None  # ssh private key for the sftp target
+    sftp_port: int = 22
+    s3_access_key_id: str = ""
+    s3_secret_file: Path | None = None  # file holding the S3 secret access key
+    schedule: BackupSchedule = "daily"
+    time: str = "03:30"  # daily run, local time HH:MM
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+    password_file: Path | None = None  # default: <data_dir>/backup/repository-password
+
+
 @dataclass(frozen=True)
 class Config:
     hostname: str
@@ -130,6 +153,7 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     dkim: Dkim = field(default_factory=Dkim)
     smarthosts: tuple[Smarthost, ...] = ()
+    backup: Backup = field(default_factory=Backup)
     dev: bool = False
     source: Path | None = None
 
@@ -224,14 +248,17 @@ def _listeners(raw: Mapping[str, Any], dev: bool) -> Listeners:
         if not isinstance(entry, list) or not all(isinstance(e, str) for e in entry):
             raise ConfigError(key, "must be a list of 'address:port' strings")
         values[name] = tuple(parse_listen(e, key) for e in entry)
-    seen: dict[tuple[str, int], str] = {}
+    seen: list[tuple[Listen, str]] = []
+    wildcard = {"0.0.0.0", "::"}
     for name, addrs in values.items():
         for a in addrs:
-            if a.port and (a.host, a.port) in seen:
-                raise ConfigError(
-                    f"listeners.{name}", f"{a} is already used by listeners.{seen[a.host, a.port]}"
-                )
-            seen[a.host, a.port] = name
+            for other, other_name in seen:
+                same_host = a.host == other.host or {a.host, other.host} & wildcard
+                if a.port and a.port == other.port and same_host:
+                    raise ConfigError(
+                        f"listeners.{name}", f"{a} is already used by listeners.{other_name}"
+                    )
+            seen.append((a, name))
     return Listeners(**values)
 
 
@@ -283,6 +310,56 @@ def _smarthosts(raw: Mapping[str, Any], base: Path) -> tuple[Smarthost, ...]:
     return tuple(result)
 
 
+def _backup(raw: Mapping[str, Any], base: Path, data_dir: Path) -> Backup:
+    t = _table(raw, "backup")
+    p = "backup."
+    known = {f.name for f in dataclasses.fields(Backup)}
+    unknown = set(t) - known
+    if unknown:
+        raise ConfigError(p + sorted(unknown)[0], "unknown setting")
+    target = _str(t, "target", "none", p)
+    if target not in ("none", "local", "sftp", "s3"):
+        raise ConfigError(p + "target", "must be 'none', 'local', 'sftp' or 's3'")
+    path_s = _str(t, "path", "", p)
+    url = _str(t, "url", "", p).strip()
+    if target == "local" and not path_s:
+        raise ConfigError(p + "path", "is required for a local target")
+    if target in ("sftp", "s3") and not url:
+        raise ConfigError(p + "url", f"is required for an {target} target")
+    if target == "sftp" and (":" not in url or url.startswith(("-", "/"))):
+        raise ConfigError(p + "url", f"{url!r} is not user@host:/path")
+    if target == "s3" and not url.startswith(("https://", "http://")):
+        raise ConfigError(p + "url", f"{url!r} is not https://host/bucket[/prefix]")
+    identity = _str(t, "sftp_identity", "", p)
+    secret = _str(t, "s3_secret_file", "", p)
+    key_id = _str(t, "s3_access_key_id", "", p)
+    if target == "s3" and not (key_id and secret):
+        raise ConfigError(p + "s3_access_key_id", "and backup.s3_secret_file are required for s3")
+    schedule = _str(t, "schedule", "daily", p)
+    if schedule not in ("daily", "off"):
+        raise ConfigError(p + "schedule", "must be 'daily' or 'off'")
+    at = _str(t, "time", "03:30", p)
+    hh, sep, mm = at.partition(":")
+    if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        raise ConfigError(p + "time", f"{at!r} is not HH:MM")
+    pw = _str(t, "password_file", "", p)
+    return Backup(
+        target=target,  # type: ignore[arg-type]
+        path=_path(path_s, base) if path_s else None,
+        url=url,
+        sftp_identity=_path(identity, base) if identity else None,
+        sftp_port=_int(t, "sftp_port", 22, p, 1),
+        s3_access_key_id=key_id,
+        s3_secret_file=_path(secret, base) if secret else None,
+        schedule=schedule,  # type: ignore[arg-type]
+        time=f"{int(hh):02d}:{int(mm):02d}",
+        keep_daily=_int(t, "keep_daily", 7, p, 0),
+        keep_weekly=_int(t, "keep_weekly", 4, p, 0),
+        keep_monthly=_int(t, "keep_monthly", 12, p, 0),
+        password_file=_path(pw, base) if pw else data_dir / "backup" / "repository-password",
+    )
+
+
 def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document. ``base`` resolves relative paths."""
     known = {
@@ -297,6 +374,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         "queue",
         "dkim",
         "smarthost",
+        "backup",
     }
     unknown = set(raw) - known
     if unknown:
@@ -352,6 +430,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         queue=queue,
         dkim=Dkim(selector=selector, algorithm=algorithm),  # type: ignore[arg-type]
         smarthosts=_smarthosts(raw, base),
+        backup=_backup(raw, base, data_dir),
         dev=dev,
         source=source,
     )

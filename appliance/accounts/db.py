@@ -150,8 +150,7 @@ class Accounts:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)
 
     # ------------------------------------------------------------ connections
 
