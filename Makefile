@@ -45,8 +45,42 @@ unit: $(STAMP) apt-deps
 test: $(STAMP) apt-deps lint
 	$(VENV)/bin/pytest -m 'not image' $(PYTEST_ARGS)
 
+# Reference servers for the side-by-side benchmarks; Debian's packages are installed
+# unconfigured ("No configuration") so no system MTA starts: bench/ runs private instances.
 bench: $(STAMP) apt-deps
+	@dpkg-query -W -f='$${Status}' postfix dovecot-imapd dovecot-pop3d 2>/dev/null | \
+		grep -c 'install ok installed' | grep -q 3 || { \
+		echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			postfix dovecot-imapd dovecot-pop3d >/dev/null; }
+	$(PIP) install -q -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------- appliance images
+# image/README.md. Needs root (mmdebstrap --mode=root); never part of `make test`.
+# build.sh installs its host tools (image/apt-packages.txt). A build is redone only when
+# a source changed; the build's JSON facts file is written last and stands for it.
+IMAGE_SOURCES := pyproject.toml $(shell find appliance webui firmware-hooks image \
+	-path image/build -prune -o -type f -not -path '*/__pycache__/*' -print 2>/dev/null)
+IMAGE_AMD64 := image/build/pillarbox-amd64.json
+IMAGE_ARM64 := image/build/pillarbox-arm64-rpi.json
+
+$(IMAGE_AMD64): $(IMAGE_SOURCES) | $(STAMP)
+	$(SUDO) image/build.sh amd64
+
+$(IMAGE_ARM64): $(IMAGE_SOURCES) | $(STAMP)
+	$(SUDO) image/build.sh arm64
+
+image: $(IMAGE_AMD64)
+
+image-arm64: $(IMAGE_ARM64)
+
+image-test: $(IMAGE_AMD64) $(STAMP)
+	$(VENV)/bin/pytest -m image tests/image -k TestAmd64 $(PYTEST_ARGS)
+
+image-test-arm64: $(IMAGE_ARM64) $(STAMP)
+	$(VENV)/bin/pytest -m image tests/image -k TestArm64 $(PYTEST_ARGS)
