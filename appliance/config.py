@@ -142,6 +142,33 @@ class Backup:
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Inbound checks (appliance.mailauth, appliance.filters). Scores are rspamd scores."""
+
+    mailauth: bool = True  # SPF, DKIM, DMARC, ARC + Authentication-Results
+    dmarc_enforce: bool = True  # honour p=reject (550) and p=quarantine (Junk)
+    dns_timeout: int = 5  # seconds per DNS query
+    dns_tempfail: bool = False  # DMARC undeterminable (DNS down) -> 451 instead of accept
+    sieve: bool = True
+    rspamd: bool = False
+    rspamd_url: str = "http://127.0.0.1:11333"  # normal worker (/checkv2)
+    rspamd_controller_url: str = "http://127.0.0.1:11334"  # controller (/learnspam, /learnham)
+    rspamd_password_file: Path | None = None
+    spam_header_score: float = 5.0  # add X-Spam: Yes at or above
+    spam_junk_score: float = 6.0  # deliver to Junk at or above
+    spam_reject_score: float = 15.0  # refuse at SMTP (550 5.7.1) at or above
+    dnsbl: tuple[str, ...] = ()  # e.g. ["zen.spamhaus.org"]; used when rspamd is off
+    dnsbl_action: Literal["reject", "junk"] = "reject"
+    greylist: bool = False  # used when rspamd is off
+    greylist_delay: int = 300
+    greylist_retry_window: int = 2 * 24 * 3600
+    greylist_whitelist_days: int = 36
+    clamav: bool = False
+    clamd_socket: str = "/run/clamav/clamd.ctl"  # a Unix socket path or "host:port"
+    clamav_tempfail: bool = True  # clamd unreachable -> 451 (false: accept unscanned)
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str
     data_dir: Path
@@ -154,6 +181,7 @@ class Config:
     dkim: Dkim = field(default_factory=Dkim)
     smarthosts: tuple[Smarthost, ...] = ()
     backup: Backup = field(default_factory=Backup)
+    filters: Filters = field(default_factory=Filters)
     dev: bool = False
     source: Path | None = None
 
@@ -330,6 +358,8 @@ def _backup(raw: Mapping[str, Any], base: Path, data_dir: Path) -> Backup:
         raise ConfigError(p + "url", f"{url!r} is not user@host:/path")
     if target == "s3" and not url.startswith(("https://", "http://")):
         raise ConfigError(p + "url", f"{url!r} is not https://host/bucket[/prefix]")
+    if target == "s3" and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise ConfigError(p + "url", "must not hold credentials (use s3_secret_file)")
     identity = _str(t, "sftp_identity", "", p)
     secret = _str(t, "s3_secret_file", "", p)
     key_id = _str(t, "s3_access_key_id", "", p)
@@ -360,6 +390,65 @@ def _backup(raw: Mapping[str, Any], base: Path, data_dir: Path) -> Backup:
     )
 
 
+def _float(raw: Mapping[str, Any], key: str, default: float, prefix: str) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(prefix + key, "must be a number")
+    return float(value)
+
+
+def _filters(raw: Mapping[str, Any], base: Path) -> Filters:
+    t = _table(raw, "filters")
+    p = "filters."
+    unknown = set(t) - {f.name for f in dataclasses.fields(Filters)}
+    if unknown:
+        raise ConfigError(p + sorted(unknown)[0], "unknown setting")
+    d = Filters()
+    urls = {}
+    for key in ("rspamd_url", "rspamd_controller_url"):
+        urls[key] = _str(t, key, getattr(d, key), p).rstrip("/")
+        if not urls[key].startswith(("http://", "https://")):
+            raise ConfigError(p + key, f"{urls[key]!r} is not an http:// URL")
+    lists = t.get("dnsbl", [])
+    if not isinstance(lists, list) or not all(isinstance(z, str) and z for z in lists):
+        raise ConfigError(p + "dnsbl", "must be a list of DNS zone names")
+    action = _str(t, "dnsbl_action", "reject", p)
+    if action not in ("reject", "junk"):
+        raise ConfigError(p + "dnsbl_action", "must be 'reject' or 'junk'")
+    header = _float(t, "spam_header_score", d.spam_header_score, p)
+    junk = _float(t, "spam_junk_score", d.spam_junk_score, p)
+    reject = _float(t, "spam_reject_score", d.spam_reject_score, p)
+    if not header <= junk <= reject:
+        raise ConfigError(p + "spam_junk_score", "scores must rise: header <= junk <= reject")
+    socket_s = _str(t, "clamd_socket", d.clamd_socket, p)
+    if not socket_s:
+        raise ConfigError(p + "clamd_socket", "must not be empty")
+    pw = _str(t, "rspamd_password_file", "", p)
+    return Filters(
+        mailauth=_bool(t, "mailauth", d.mailauth, p),
+        dmarc_enforce=_bool(t, "dmarc_enforce", d.dmarc_enforce, p),
+        dns_timeout=_int(t, "dns_timeout", d.dns_timeout, p, 1),
+        dns_tempfail=_bool(t, "dns_tempfail", d.dns_tempfail, p),
+        sieve=_bool(t, "sieve", d.sieve, p),
+        rspamd=_bool(t, "rspamd", d.rspamd, p),
+        rspamd_url=urls["rspamd_url"],
+        rspamd_controller_url=urls["rspamd_controller_url"],
+        rspamd_password_file=_path(pw, base) if pw else None,
+        spam_header_score=header,
+        spam_junk_score=junk,
+        spam_reject_score=reject,
+        dnsbl=tuple(z.lower().strip(".") for z in lists),
+        dnsbl_action=action,  # type: ignore[arg-type]
+        greylist=_bool(t, "greylist", d.greylist, p),
+        greylist_delay=_int(t, "greylist_delay", d.greylist_delay, p, 0),
+        greylist_retry_window=_int(t, "greylist_retry_window", d.greylist_retry_window, p, 60),
+        greylist_whitelist_days=_int(t, "greylist_whitelist_days", d.greylist_whitelist_days, p, 1),
+        clamav=_bool(t, "clamav", d.clamav, p),
+        clamd_socket=socket_s,
+        clamav_tempfail=_bool(t, "clamav_tempfail", d.clamav_tempfail, p),
+    )
+
+
 def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document. ``base`` resolves relative paths."""
     known = {
@@ -375,6 +464,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         "dkim",
         "smarthost",
         "backup",
+        "filters",
     }
     unknown = set(raw) - known
     if unknown:
@@ -431,6 +521,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         dkim=Dkim(selector=selector, algorithm=algorithm),  # type: ignore[arg-type]
         smarthosts=_smarthosts(raw, base),
         backup=_backup(raw, base, data_dir),
+        filters=_filters(raw, base),
         dev=dev,
         source=source,
     )

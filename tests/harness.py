@@ -115,7 +115,13 @@ class Daemon:
         return addrs[0].host, addrs[0].port
 
     def start(self, timeout: float = 60.0) -> Daemon:
+        # A restart after kill() finds the old socket file and the old "ready" line: wait
+        # for this run's own ready line (after the log offset) and its fresh socket.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        offset = log.tell()
+        sock = self.config.ctl_socket
+        sock.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -133,11 +139,10 @@ class Daemon:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        sock = self.config.ctl_socket
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            if sock.exists() and b"daemon=ready" in self.log_path.read_bytes():
+            if sock.exists() and b"daemon=ready" in self.log_path.read_bytes()[offset:]:
                 break
             time.sleep(0.05)
         else:

@@ -57,6 +57,10 @@ class MessageNotFound(StoreError):
     pass
 
 
+class InvalidFlag(StoreError):
+    """A flag that cannot be stored: \\Recent, an unknown system flag, a malformed keyword."""
+
+
 class QuotaExceeded(StoreError):
     """The user's quota would be exceeded (SMTP 452 4.2.2 / 552, IMAP NO [OVERQUOTA])."""
 
