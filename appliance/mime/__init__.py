@@ -1,0 +1,1 @@
+"""MIME parsing for IMAP: one streaming pass per message at delivery (see summary.py)."""

@@ -1,0 +1,367 @@
+"""The per-user message index: SQLite in WAL mode, ``<user>/pillarbox-index.sqlite``.
+
+Why SQLite per user (and not a compact file per mailbox): one transaction covers every
+mailbox of the user, so COPY/MOVE and multi-folder delivery commit atomically; WAL lets
+IMAP readers proceed while delivery writes; a crash mid-write leaves the last committed
+state, never a half-written record (``synchronous=FULL``: a committed UID, flag or
+MODSEQ survives power loss). A 100k-message snapshot is one indexed range scan of a
+``WITHOUT ROWID`` table keyed by (mailbox, uid); summaries live in their own table so
+that scan stays narrow.
+
+The index is a cache of the Maildir (``scan.py`` re-derives it): a missing file is
+recreated and a corrupt one (quick_check fails or "not a database") is moved aside to
+``*.corrupt-<time>`` and rebuilt from the folders, whose file names carry the UIDs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "pillarbox-index.sqlite"
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL,
+    highest_modseq INTEGER NOT NULL,
+    recent_uid INTEGER NOT NULL DEFAULT 0,
+    vanished_floor INTEGER NOT NULL DEFAULT 0,
+    new_mtime INTEGER NOT NULL DEFAULT -1,
+    cur_mtime INTEGER NOT NULL DEFAULT -1,
+    scanned_at REAL NOT NULL DEFAULT 0,
+    verify_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    base TEXT NOT NULL,
+    in_cur INTEGER NOT NULL,
+    info TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    seen INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    internal_date REAL NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summaries (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+"""
+
+MESSAGE_COLUMNS = "uid, modseq, base, in_cur, info, flags, internal_date, size"
+
+
+@dataclass(frozen=True)
+class MailboxRow:
+    id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    recent_uid: int
+    vanished_floor: int
+    new_mtime: int
+    cur_mtime: int
+    scanned_at: float
+    verify_at: float = 0.0  # > 0: mtimes recorded after our own change; list again then
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    uid: int
+    modseq: int
+    base: str
+    in_cur: bool
+    info: str
+    flags: str  # space-separated, sorted
+    internal_date: float
+    size: int
+
+    @property
+    def relpath(self) -> str:
+        return f"cur/{self.base}:2,{self.info}" if self.in_cur else f"new/{self.base}"
+
+
+def message_row(row: tuple[int, int, str, int, str, str, float, int]) -> MessageRow:
+    return MessageRow(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7])
+
+
+class IndexCorrupt(Exception):
+    pass
+
+
+class _Local(threading.local):
+    conn: sqlite3.Connection | None = None
+    inode: int = -1
+
+
+class Index:
+    """Per-thread connections to one user's index, reopened when the file is replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = _Local()
+        self._open_lock = threading.Lock()
+
+    def conn(self) -> sqlite3.Connection:
+        local = self._local
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = -1
+        if local.conn is not None and inode == local.inode:
+            return local.conn
+        if local.conn is not None:
+            local.conn.close()
+            local.conn = None
+        with self._open_lock:
+            conn = self._open()
+        local.conn = conn
+        local.inode = os.stat(self.path).st_ino
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            # A stale WAL must not be replayed into a fresh database.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            log.error("index=corrupt path=%s error=%s action=rebuild", self.path, exc)
+            self.quarantine()
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            result = conn.execute("PRAGMA quick_check").fetchone()
+            if result is None or result[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {result}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"unknown index version {version}")
+            conn.executescript(SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
+            if "verify_at" not in columns:  # indexes written before the column existed
+                conn.execute("ALTER TABLE mailboxes ADD COLUMN verify_at REAL NOT NULL DEFAULT 0")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def quarantine(self) -> None:
+        stamp = int(time.time())
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            with contextlib.suppress(FileNotFoundError):
+                src.rename(src.with_name(f"{src.name}.corrupt-{stamp}"))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn()
+        with transaction(conn):
+            yield conn
+
+    def close(self) -> None:
+        if self._local.conn is not None:
+            self._local.conn.close()
+            self._local.conn = None
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; rolled back on any error, including a failed COMMIT."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A consistent read view across several SELECTs (WAL snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+# ------------------------------------------------------------------ queries
+
+
+def get_mailbox(conn: sqlite3.Connection, name: str) -> MailboxRow | None:
+    row = conn.execute(
+        "SELECT id, name, uidvalidity, uidnext, highest_modseq, recent_uid, vanished_floor,"
+        " new_mtime, cur_mtime, scanned_at, verify_at FROM mailboxes WHERE name = ?",
+        (name,),
+    ).fetchone()
+    return MailboxRow(*row) if row else None
+
+
+def insert_mailbox(
+    conn: sqlite3.Connection,
+    name: str,
+    uidvalidity: int,
+    uidnext: int,
+    modseq: int,
+    vanished_floor: int = 0,
+) -> MailboxRow:
+    conn.execute(
+        "INSERT INTO mailboxes (name, uidvalidity, uidnext, highest_modseq, recent_uid,"
+        " vanished_floor) VALUES (?, ?, ?, ?, ?, ?)",
+        (name, uidvalidity, uidnext, modseq, 0, vanished_floor),
+    )
+    row = get_mailbox(conn, name)
+    assert row is not None
+    return row
+
+
+def drop_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
+    for table in ("messages", "expunged", "summaries"):
+        conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mailbox_id,))  # noqa: S608
+    conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+
+
+def get_messages(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int] | None = None
+) -> list[MessageRow]:
+    if uids is None:
+        rows = conn.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid",  # noqa: S608
+            (mailbox_id,),
+        ).fetchall()
+        return [message_row(r) for r in rows]
+    result: list[MessageRow] = []
+    wanted = sorted(set(uids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?"  # noqa: S608
+            f" AND uid IN ({marks}) ORDER BY uid",
+            (mailbox_id, *chunk),
+        ).fetchall()
+        result.extend(message_row(r) for r in rows)
+    return result
+
+
+def insert_message(conn: sqlite3.Connection, mailbox_id: int, m: MessageRow) -> None:
+    conn.execute(
+        "INSERT INTO messages (mailbox_id, uid, modseq, base, in_cur, info, flags, seen,"
+        " deleted, internal_date, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            mailbox_id,
+            m.uid,
+            m.modseq,
+            m.base,
+            int(m.in_cur),
+            m.info,
+            m.flags,
+            int("\\Seen" in m.flags.split()),
+            int("\\Deleted" in m.flags.split()),
+            m.internal_date,
+            m.size,
+        ),
+    )
+
+
+def update_message(conn: sqlite3.Connection, mailbox_id: int, m: MessageRow) -> None:
+    conn.execute(
+        "UPDATE messages SET modseq = ?, base = ?, in_cur = ?, info = ?, flags = ?, seen = ?,"
+        " deleted = ? WHERE mailbox_id = ? AND uid = ?",
+        (
+            m.modseq,
+            m.base,
+            int(m.in_cur),
+            m.info,
+            m.flags,
+            int("\\Seen" in m.flags.split()),
+            int("\\Deleted" in m.flags.split()),
+            mailbox_id,
+            m.uid,
+        ),
+    )
+
+
+def remove_messages(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int], modseq: int
+) -> None:
+    conn.executemany(
+        "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", [(mailbox_id, u) for u in uids]
+    )
+    conn.executemany(
+        "DELETE FROM summaries WHERE mailbox_id = ? AND uid = ?", [(mailbox_id, u) for u in uids]
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+        [(mailbox_id, u, modseq) for u in uids],
+    )
+
+
+def set_mailbox_state(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    *,
+    uidnext: int | None = None,
+    highest_modseq: int | None = None,
+    recent_uid: int | None = None,
+) -> None:
+    sets: list[str] = []
+    args: list[int] = []
+    for column, value in (
+        ("uidnext", uidnext),
+        ("highest_modseq", highest_modseq),
+        ("recent_uid", recent_uid),
+    ):
+        if value is not None:
+            sets.append(f"{column} = ?")
+            args.append(value)
+    if sets:
+        conn.execute(
+            f"UPDATE mailboxes SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
+            (*args, mailbox_id),
+        )
+
+
+def set_scan_state(
+    conn: sqlite3.Connection, mailbox_id: int, new_mtime: int, cur_mtime: int, at: float
+) -> None:
+    conn.execute(
+        "UPDATE mailboxes SET new_mtime = ?, cur_mtime = ?, scanned_at = ?, verify_at = 0"
+        " WHERE id = ?",
+        (new_mtime, cur_mtime, at, mailbox_id),
+    )

@@ -1,0 +1,607 @@
+"""MaildirStore: the MailStore protocol on Maildir++ with a per-user SQLite index.
+
+Layout: ``<root>/<domain>/<localpart>/`` is the user's Maildir++ (INBOX); folders are
+``.Name`` directories (see ``names.py``); per-folder and per-user side files are
+described in ``folder.py``; the index in ``index.py``; reconciliation in ``scan.py``.
+
+Keywords: the first 26 keywords of a folder get letters a-z in its ``dovecot-keywords``
+file and travel in the file names (so mutt or Dovecot see them and a rebuilt index
+keeps them); further keywords are kept in the index only.
+
+Writes are durable before they return: message data fsynced in tmp/, linked into
+new/ or cur/, directories fsynced, then the index committed. Delivery to several
+targets is two-phase (all tmp files written first, then all links under the locks of
+every target mailbox); any failure unlinks what was linked, so no target keeps a copy.
+A crash between link and index commit leaves a file whose name carries its UID, and
+the next scan adopts it with that UID: an acknowledged message is never lost.
+
+Reading: a mailbox whose new/ and cur/ mtimes are unchanged is served from the index
+without listing them (``scan.py``); recently used snapshots are kept in memory and
+updated by MODSEQ (``snapcache.py``). ``snapshot(claim_recent=True)`` hands out
+\\Recent once (the index keeps the highest UID already claimed) and moves the claimed
+files from new/ to cur/, as Maildir readers do.
+
+Locking: one lock per mailbox (thread lock + flock, ``locking.py``) for every write
+and every re-scan; a fresh index is read without it (SQLite gives a consistent view).
+
+Quota: ``DeliveryTarget.quota_bytes`` is checked against ``usage()`` before the
+commit; two deliveries racing for the last bytes of a quota may both pass (the limit
+is soft by at most one message per concurrent delivery).
+
+Sizes: messages written by the store are CRLF, so ``size`` is RFC822.SIZE. A file
+another program dropped in with bare LF keeps its bytes; its size is the file size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as _replace
+from pathlib import Path
+from typing import BinaryIO
+
+from appliance.events import Notifier
+from appliance.store import index, scan
+from appliance.store.base import (
+    Appended,
+    Changes,
+    Copied,
+    DeliveryTarget,
+    FlagMode,
+    FlagResult,
+    MailboxNotFound,
+    MailboxStatus,
+    MessageInfo,
+    MessageNotFound,
+    QuotaExceeded,
+    Snapshot,
+    Usage,
+)
+from appliance.store.folder import (
+    clean_tmp,
+    fsync_dir,
+    guarded,
+    link_or_copy,
+    write_all,
+)
+from appliance.store.mailboxes import MailboxOps, OpenBox
+from appliance.store.names import (
+    clean_flags,
+    cur_name,
+    info_of,
+    join_flags,
+    split_flags,
+    unique_name,
+    validate_mailbox,
+)
+from appliance.store.snapcache import DEFAULT_ENTRIES, SnapshotCache
+
+log = logging.getLogger(__name__)
+
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    target: DeliveryTarget
+    mailbox: str
+    folder: Path
+    tmp: Path
+    size: int
+    mtime: float
+    flags: frozenset[str]
+    summary: bytes | None
+
+
+class MaildirStore(MailboxOps):
+    def __init__(
+        self,
+        root: Path,
+        notify: Notifier,
+        summarizer: Callable[[Path], bytes],
+        *,
+        lock_timeout: float = 30.0,
+        snapshot_cache: int = DEFAULT_ENTRIES,
+    ) -> None:
+        super().__init__(root, notify, lock_timeout)
+        self._summarizer = summarizer
+        self._snapshots = SnapshotCache(snapshot_cache)
+
+    # ------------------------------------------------------------ reading
+
+    @guarded
+    def status(self, user: str, mailbox: str) -> MailboxStatus:
+        with self._open(user, mailbox, lock=False) as box:
+            row = box.conn.execute(
+                "SELECT count(*), coalesce(sum(1 - seen), 0), coalesce(sum(size), 0),"
+                " coalesce(sum(deleted), 0) FROM messages WHERE mailbox_id = ?",
+                (box.mbx.id,),
+            ).fetchone()
+            result = _status(box.mbx, row[0], row[1], row[2], row[3])
+        if box.changed:
+            self._publish(user, box.name)
+        return result
+
+    @guarded
+    def snapshot(self, user: str, mailbox: str, *, claim_recent: bool = False) -> Snapshot:
+        with self._open(user, mailbox, lock=claim_recent) as box:
+            conn = box.conn
+            tx = index.transaction(conn) if claim_recent else index.read_transaction(conn)
+            with tx:
+                mbx = index.get_mailbox(conn, box.name) or box.mbx
+                messages = self._snapshots.messages(conn, (user, box.name), mbx)
+                recent: frozenset[int] = frozenset()
+                if claim_recent and mbx.uidnext - 1 > mbx.recent_uid:
+                    # RFC 3501 2.3.2: \Recent goes to the first session to see a message.
+                    recent = frozenset(_uids_above(messages, mbx.recent_uid))
+                    index.set_mailbox_state(conn, mbx.id, recent_uid=mbx.uidnext - 1)
+            if claim_recent:
+                scan.settle_new(box.conn, box.mbx.id, box.folder)
+        unseen = deleted = size = 0
+        for m in messages:
+            if "\\Seen" not in m.flags:
+                unseen += 1
+            if "\\Deleted" in m.flags:
+                deleted += 1
+            size += m.size
+        if box.changed:
+            self._publish(user, box.name)
+        return Snapshot(_status(mbx, len(messages), unseen, size, deleted), messages, recent)
+
+    @guarded
+    def changes(self, user: str, mailbox: str, since: int) -> Changes:
+        with self._open(user, mailbox, lock=False) as box, index.read_transaction(box.conn):
+            conn = box.conn
+            mbx = index.get_mailbox(conn, box.name) or box.mbx
+            rows = conn.execute(
+                f"SELECT {index.MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+                " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mbx.id, since),
+            ).fetchall()
+            changed = tuple(_info(index.message_row(r)) for r in rows)
+            if mbx.vanished_floor and since < mbx.vanished_floor:
+                # History before an index rebuild is gone: report every UID below
+                # UIDNEXT that no longer exists (clients ignore unknown UIDs).
+                present = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT uid FROM messages WHERE mailbox_id = ?", (mbx.id,)
+                    )
+                }
+                expunged = tuple(u for u in range(1, mbx.uidnext) if u not in present)
+            else:
+                expunged = tuple(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                        (mbx.id, since),
+                    )
+                )
+        if box.changed:
+            self._publish(user, box.name)
+        return Changes(mbx.highest_modseq, mbx.uidnext, changed, expunged)
+
+    def _message(self, user: str, mailbox: str, uid: int, force: bool = False) -> Path:
+        with self._open(user, mailbox, lock=force) as box:
+            if force:
+                scan.sync(box.conn, box.mbx, box.folder, box.keywords, force=True)
+            rows = index.get_messages(box.conn, box.mbx.id, [uid])
+            if not rows:
+                raise MessageNotFound(f"{mailbox} UID {uid}")
+            return box.folder / rows[0].relpath
+
+    @guarded
+    def message_path(self, user: str, mailbox: str, uid: int) -> Path:
+        path = self._message(user, mailbox, uid)
+        if not path.exists():
+            path = self._message(user, mailbox, uid, force=True)
+        return path
+
+    @guarded
+    def open_message(self, user: str, mailbox: str, uid: int) -> BinaryIO:
+        try:
+            return self._message(user, mailbox, uid).open("rb")
+        except FileNotFoundError:
+            # Renamed (flags changed) or expunged by another program since the index
+            # was read: look again.
+            return self._message(user, mailbox, uid, force=True).open("rb")
+
+    @guarded
+    def summary(self, user: str, mailbox: str, uid: int) -> bytes:
+        name = validate_mailbox(mailbox)
+        idx = self.user_index(user)
+        with self._open(user, name, lock=False) as box:
+            mailbox_id = box.mbx.id
+            cached = box.conn.execute(
+                "SELECT data FROM summaries WHERE mailbox_id = ? AND uid = ?",
+                (mailbox_id, uid),
+            ).fetchone()
+        if cached is not None:
+            return bytes(cached[0])
+        path = self.message_path(user, name, uid)
+        try:
+            data = self._summarizer(path)
+        except FileNotFoundError:
+            data = self._summarizer(self._message(user, name, uid, force=True))
+        with idx.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
+                " SELECT ?, ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
+                (mailbox_id, uid, data, mailbox_id, uid),
+            )
+        return data
+
+    # ------------------------------------------------------------ delivery
+
+    @guarded
+    def deliver(self, targets: Sequence[DeliveryTarget], source: Path) -> list[Appended]:
+        return self._store_new(targets, source, None)
+
+    @guarded
+    def append(
+        self,
+        user: str,
+        mailbox: str,
+        source: Path,
+        flags: Iterable[str] = (),
+        internal_date: float | None = None,
+    ) -> Appended:
+        target = DeliveryTarget(user, mailbox, clean_flags(flags))
+        return self._store_new([target], source, internal_date)[0]
+
+    def _prepare(self, target: DeliveryTarget, source: Path, date: float | None) -> _Prepared:
+        name = validate_mailbox(target.mailbox)
+        self._ensure(target.user)
+        folder = self.folder(target.user, name)
+        if not (folder / "cur").is_dir():
+            raise MailboxNotFound(name)
+        tmp = folder / "tmp" / unique_name()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            size = write_all(fd, target.header_prefix)
+            with source.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    size += write_all(fd, chunk)
+            os.fsync(fd)
+            if date is not None:
+                os.utime(fd, (date, date))
+            mtime = os.fstat(fd).st_mtime
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        flags = clean_flags(target.flags)
+        # ENVELOPE/BODYSTRUCTURE data is parsed once here, while the file is still hot in
+        # the page cache, and committed with the index row; summary() is the lazy fallback
+        # (index rebuilt, message dropped in by another program).
+        try:
+            summary: bytes | None = self._summarizer(tmp)
+        except Exception:
+            log.exception("summary of %s failed; it will be built on first FETCH", tmp.name)
+            summary = None
+        return _Prepared(target, name, folder, tmp, size, mtime, flags, summary)
+
+    def _check_quota(self, prepared: Sequence[_Prepared]) -> None:
+        incoming: dict[str, int] = {}
+        quota: dict[str, int] = {}
+        for p in prepared:
+            user = p.target.user
+            incoming[user] = incoming.get(user, 0) + p.size
+            if p.target.quota_bytes:
+                quota[user] = min(quota.get(user, p.target.quota_bytes), p.target.quota_bytes)
+        for user, limit in quota.items():
+            if self.usage(user).bytes + incoming[user] > limit:
+                raise QuotaExceeded(f"quota of {user} exceeded")
+
+    def _store_new(
+        self, targets: Sequence[DeliveryTarget], source: Path, date: float | None
+    ) -> list[Appended]:
+        prepared: list[_Prepared] = []
+        linked: list[Path] = []
+        try:
+            for target in targets:
+                prepared.append(self._prepare(target, source, date))
+            self._check_quota(prepared)
+            locks = [self.lock_path(p.target.user, p.mailbox) for p in prepared]
+            with self.locks.hold(locks):
+                result = self._commit(prepared, linked)
+        except BaseException:
+            for path in linked:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            for d in {p.parent for p in linked}:
+                with contextlib.suppress(OSError):
+                    fsync_dir(d)
+            raise
+        finally:
+            for p in prepared:
+                with contextlib.suppress(OSError):
+                    os.unlink(p.tmp)
+        for user, mailbox in dict.fromkeys((p.target.user, p.mailbox) for p in prepared):
+            self._publish(user, mailbox)
+        return result
+
+    def _commit(self, prepared: Sequence[_Prepared], linked: list[Path]) -> list[Appended]:
+        """Phase two (all target locks held): link every copy, fsync, commit indexes."""
+        rows: dict[tuple[str, str], index.MailboxRow] = {}
+        nextuid: dict[tuple[str, str], int] = {}
+        before: dict[tuple[str, str], tuple[int, int]] = {}
+        planned: list[tuple[_Prepared, index.MessageRow]] = []
+        for p in prepared:
+            key = (p.target.user, p.mailbox)
+            if key not in rows:
+                conn = self.user_index(p.target.user).conn()
+                rows[key] = self._row(conn, p.target.user, p.mailbox, p.folder)
+                nextuid[key] = rows[key].uidnext
+                before[key] = scan.dir_mtimes(p.folder)
+            uid = nextuid[key]
+            nextuid[key] = uid + 1
+            kw = self._kw(p.folder)
+            keywords = [f for f in p.flags if not f.startswith("\\")]
+            if keywords:
+                kw.assign(keywords)
+            base = f"{p.tmp.name},S={p.size},U={uid}"
+            info = info_of(p.flags, kw.letter_of)
+            in_cur = bool(p.flags)
+            final = (
+                p.folder / ("cur" if in_cur else "new") / (cur_name(base, info) if in_cur else base)
+            )
+            os.link(p.tmp, final)
+            linked.append(final)
+            row = index.MessageRow(
+                uid, 0, base, in_cur, info if in_cur else "", join_flags(p.flags), p.mtime, p.size
+            )
+            planned.append((p, row))
+        for d in dict.fromkeys(path.parent for path in linked):
+            fsync_dir(d)
+        by_user: dict[str, list[tuple[_Prepared, index.MessageRow]]] = {}
+        for p, row in planned:
+            by_user.setdefault(p.target.user, []).append((p, row))
+        for user, items in by_user.items():
+            with self.user_index(user).write() as conn:
+                modseqs: dict[str, int] = {}
+                for p, row in items:
+                    mbx = rows[(user, p.mailbox)]
+                    modseq = modseqs.setdefault(p.mailbox, mbx.highest_modseq + 1)
+                    index.insert_message(conn, mbx.id, _replace(row, modseq=modseq))
+                    if p.summary is not None:
+                        conn.execute(
+                            "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
+                            " VALUES (?, ?, ?)",
+                            (mbx.id, row.uid, p.summary),
+                        )
+                for mailbox, modseq in modseqs.items():
+                    key = (user, mailbox)
+                    index.set_mailbox_state(
+                        conn, rows[key].id, uidnext=nextuid[key], highest_modseq=modseq
+                    )
+                    folder = next(p.folder for p, _ in items if p.mailbox == mailbox)
+                    scan.own_change(conn, rows[key].id, before[key], folder)
+        return [
+            Appended(rows[(p.target.user, p.mailbox)].uidvalidity, row.uid) for p, row in planned
+        ]
+
+    # ------------------------------------------------------------ flags
+
+    @guarded
+    def store_flags(
+        self,
+        user: str,
+        mailbox: str,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: Iterable[str],
+        unchanged_since: int | None = None,
+    ) -> FlagResult:
+        wanted = clean_flags(flags)
+        updated: list[index.MessageRow] = []
+        failed: list[int] = []
+        renamed: list[tuple[Path, Path]] = []
+        with self._open(user, mailbox) as box:
+            if mode != "remove":
+                box.keywords.assign(f for f in wanted if not f.startswith("\\"))
+            modseq = box.mbx.highest_modseq + 1
+            before = scan.dir_mtimes(box.folder)
+            try:
+                for row in index.get_messages(box.conn, box.mbx.id, list(uids)):
+                    # RFC 7162 3.1.3: UNCHANGEDSINCE refuses messages changed after it.
+                    if unchanged_since is not None and row.modseq > unchanged_since:
+                        failed.append(row.uid)
+                        continue
+                    old = split_flags(row.flags)
+                    new = (
+                        wanted if mode == "set" else old | wanted if mode == "add" else old - wanted
+                    )
+                    if new == old:
+                        continue
+                    info = info_of(new, box.keywords.letter_of)
+                    moved = _replace(
+                        row, modseq=modseq, in_cur=True, info=info, flags=join_flags(new)
+                    )
+                    if (row.in_cur, row.info) != (True, info):
+                        src, dst = box.folder / row.relpath, box.folder / moved.relpath
+                        os.rename(src, dst)
+                        renamed.append((dst, src))
+                    updated.append(moved)
+                if updated:
+                    with index.transaction(box.conn):
+                        for m in updated:
+                            index.update_message(box.conn, box.mbx.id, m)
+                        index.set_mailbox_state(box.conn, box.mbx.id, highest_modseq=modseq)
+                        scan.own_change(box.conn, box.mbx.id, before, box.folder)
+            except BaseException:
+                for dst, src in reversed(renamed):
+                    with contextlib.suppress(OSError):
+                        os.rename(dst, src)
+                raise
+        if updated or box.changed:
+            self._publish(user, box.name)
+        return FlagResult(tuple(_info(m) for m in updated), tuple(failed))
+
+    # ------------------------------------------------------------ removal
+
+    def _remove(
+        self, user: str, mailbox: str, uids: Sequence[int] | None, only_deleted: bool
+    ) -> list[int]:
+        with self._open(user, mailbox) as box:
+            rows = index.get_messages(box.conn, box.mbx.id, None if uids is None else list(uids))
+            if only_deleted:
+                rows = [r for r in rows if "\\Deleted" in r.flags.split()]
+            if rows:
+                self._unlink_rows(box, rows)
+        if rows or box.changed:
+            self._publish(user, box.name)
+        return [r.uid for r in rows]
+
+    def _unlink_rows(self, box: OpenBox, rows: Sequence[index.MessageRow]) -> None:
+        modseq = box.mbx.highest_modseq + 1
+        before = scan.dir_mtimes(box.folder)
+        self._write_floor(box, modseq)
+        for r in rows:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(box.folder / r.relpath)
+        fsync_dir(box.folder / "cur")
+        fsync_dir(box.folder / "new")
+        with index.transaction(box.conn):
+            index.remove_messages(box.conn, box.mbx.id, [r.uid for r in rows], modseq)
+            index.set_mailbox_state(box.conn, box.mbx.id, highest_modseq=modseq)
+            scan.own_change(box.conn, box.mbx.id, before, box.folder)
+
+    @guarded
+    def expunge(self, user: str, mailbox: str, uids: Sequence[int] | None = None) -> list[int]:
+        return self._remove(user, mailbox, uids, only_deleted=True)
+
+    @guarded
+    def delete_messages(self, user: str, mailbox: str, uids: Sequence[int]) -> list[int]:
+        return self._remove(user, mailbox, uids, only_deleted=False)
+
+    # ------------------------------------------------------------ copy / move
+
+    @guarded
+    def copy(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
+        return self._transfer(user, src, uids, dst, move=False)
+
+    @guarded
+    def move(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
+        return self._transfer(user, src, uids, dst, move=True)
+
+    def _transfer(
+        self, user: str, src: str, uids: Sequence[int], dst: str, *, move: bool
+    ) -> Copied:
+        src, dst = validate_mailbox(src), validate_mailbox(dst)
+        self._ensure(user)
+        locks = [self.lock_path(user, src), self.lock_path(user, dst)]
+        linked: list[Path] = []
+        with self.locks.hold(locks), self._open(user, src) as sbox, self._open(user, dst) as dbox:
+            rows = index.get_messages(sbox.conn, sbox.mbx.id, list(uids))
+            if move and src == dst:
+                return Copied(dbox.mbx.uidvalidity, tuple((r.uid, r.uid) for r in rows))
+            dbox.keywords.assign(f for r in rows for f in r.flags.split() if not f.startswith("\\"))
+            modseq = dbox.mbx.highest_modseq + 1
+            uid = dbox.mbx.uidnext
+            before = scan.dir_mtimes(dbox.folder)
+            new_rows: list[tuple[int, index.MessageRow]] = []
+            try:
+                for r in rows:
+                    base = f"{unique_name()},S={r.size},U={uid}"
+                    info = info_of(split_flags(r.flags), dbox.keywords.letter_of)
+                    row = index.MessageRow(
+                        uid, modseq, base, True, info, r.flags, r.internal_date, r.size
+                    )
+                    link_or_copy(sbox.folder / r.relpath, dbox.folder / row.relpath)
+                    linked.append(dbox.folder / row.relpath)
+                    new_rows.append((r.uid, row))
+                    uid += 1
+                fsync_dir(dbox.folder / "cur")
+                with index.transaction(dbox.conn):
+                    for old_uid, row in new_rows:
+                        index.insert_message(dbox.conn, dbox.mbx.id, row)
+                        dbox.conn.execute(
+                            "INSERT OR IGNORE INTO summaries (mailbox_id, uid, data)"
+                            " SELECT ?, ?, data FROM summaries WHERE mailbox_id = ? AND uid = ?",
+                            (dbox.mbx.id, row.uid, sbox.mbx.id, old_uid),
+                        )
+                    if new_rows:
+                        index.set_mailbox_state(
+                            dbox.conn, dbox.mbx.id, uidnext=uid, highest_modseq=modseq
+                        )
+                        scan.own_change(dbox.conn, dbox.mbx.id, before, dbox.folder)
+            except BaseException:
+                for path in linked:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
+            if move and rows:
+                # Copies are durable first: a crash here leaves both, never neither.
+                sbox.mbx = index.get_mailbox(sbox.conn, src) or sbox.mbx
+                self._unlink_rows(sbox, rows)
+        if new_rows:
+            self._publish(user, dst)
+        if (move and rows) or sbox.changed:
+            self._publish(user, src)
+        return Copied(dbox.mbx.uidvalidity, tuple((old, row.uid) for old, row in new_rows))
+
+    # ------------------------------------------------------------ accounting
+
+    @guarded
+    def usage(self, user: str) -> Usage:
+        total = count = 0
+        for info in self.list_mailboxes(user):
+            if not info.selectable:
+                continue
+            try:
+                st = self.status(user, info.name)
+            except MailboxNotFound:
+                continue
+            total += st.size
+            count += st.messages
+        return Usage(total, count)
+
+    @guarded
+    def cleanup(self, user: str) -> int:
+        """Remove tmp/ files older than 36 hours in every folder of ``user``."""
+        removed = 0
+        for info in self.list_mailboxes(user):
+            if info.selectable:
+                removed += clean_tmp(self.folder(user, info.name))
+        return removed
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _status(
+    mbx: index.MailboxRow, messages: int, unseen: int, size: int, deleted: int
+) -> MailboxStatus:
+    return MailboxStatus(
+        name=mbx.name,
+        uidvalidity=mbx.uidvalidity,
+        uidnext=mbx.uidnext,
+        highest_modseq=mbx.highest_modseq,
+        messages=messages,
+        unseen=unseen,
+        size=size,
+        deleted=deleted,
+    )
+
+
+def _uids_above(messages: Sequence[MessageInfo], floor: int) -> list[int]:
+    uids = []
+    for m in reversed(messages):
+        if m.uid <= floor:
+            break
+        uids.append(m.uid)
+    return uids
+
+
+def _info(row: index.MessageRow) -> MessageInfo:
+    return MessageInfo(
+        row.uid, row.modseq, split_flags(row.flags), row.internal_date, row.size, row.base
+    )

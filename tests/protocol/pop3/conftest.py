@@ -1,0 +1,160 @@
+"""An in-process POP3 service on loopback ports, with a real store, accounts and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import poplib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from appliance import config
+from appliance.accounts import Accounts, Authenticator
+from appliance.daemon import Context
+from appliance.events import ChangeBus
+from appliance.pop3.service import Pop3Service
+from appliance.store.base import DeliveryTarget
+from appliance.store.maildir import MaildirStore
+from appliance.tls import TlsManager
+from tests.harness import write_config
+
+USER = "alice@example.org"
+PASSWORD = "correct-Horse-battery-42"
+OTHER = "bob@example.org"
+
+T = TypeVar("T")
+
+
+class NoQueue:
+    """POP3 never sends mail; a queue that refuses proves it."""
+
+    def enqueue(self, sender: str, recipients: Sequence[str], message: Path) -> str:
+        raise OSError("the POP3 tests have no outbound queue")
+
+
+class Loop:
+    """An event loop in a background thread, so blocking clients can run in the test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Pop3Server:
+    def __init__(self, ctx: Context, service: Pop3Service, loop: Loop, root: Path) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.loop = loop
+        self.root = root
+        self._sources = iter(range(1_000_000))
+
+    def port(self, kind: str) -> int:
+        key = next(k for k in self.service._servers if k[0] == kind)
+        return int(self.service._servers[key].sockets[0].getsockname()[1])
+
+    def deliver(self, data: bytes, user: str = USER) -> int:
+        src = self.root / f"src-{next(self._sources)}.eml"
+        src.write_bytes(data)
+        [a] = self.ctx.store.deliver([DeliveryTarget(user)], src)
+        return a.uid
+
+    def plain(self, timeout: float = 10) -> poplib.POP3:
+        return poplib.POP3("127.0.0.1", self.port("pop3"), timeout=timeout)
+
+    def tls(self, timeout: float = 10) -> poplib.POP3_SSL:
+        return poplib.POP3_SSL(
+            "127.0.0.1", self.port("pop3s"), timeout=timeout, context=client_tls()
+        )
+
+    def raw(self, kind: str = "pop3") -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port(kind)), timeout=10)
+        return sock
+
+    def login(self, user: str = USER, password: str = PASSWORD) -> poplib.POP3:
+        client = self.plain()
+        client.user(user)
+        client.pass_(password)
+        return client
+
+
+def cmd(client: poplib.POP3, line: str) -> bytes:
+    """Send one command and return its single-line reply (raises error_proto on -ERR)."""
+    reply: bytes = client._shortcmd(line)  # type: ignore[attr-defined]
+    return reply
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def make_context(tmp_path: Path, **limits: int) -> Context:
+    cfg_path = write_config(
+        tmp_path,
+        listeners={"pop3": ["127.0.0.1:0"], "pop3s": ["127.0.0.1:0"]},
+        limits={"command_timeout": 30, **limits},
+    )
+    cfg = config.load(cfg_path)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(cfg.accounts_db)
+    accounts.add_domain("example.org")
+    accounts.add_user(USER, PASSWORD)
+    accounts.add_user(OTHER, PASSWORD)
+    bus = ChangeBus()
+    store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=lambda p: b"")
+    tls = TlsManager(cfg.tls.cert, cfg.tls.key, "localhost", True)
+    return Context(
+        config=cfg,
+        accounts=accounts,
+        auth=Authenticator(accounts),
+        store=store,
+        bus=bus,
+        tls=tls,
+        queue=NoQueue(),
+    )
+
+
+ServerFactory = Callable[..., Pop3Server]
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    started: list[Pop3Server] = []
+
+    def factory(**limits: int) -> Pop3Server:
+        d = tmp_path / f"srv{len(started)}"
+        ctx = make_context(d, **limits)
+        loop = Loop()
+        service = Pop3Service(ctx)
+        loop.run(service.start())
+        server = Pop3Server(ctx, service, loop, d)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.loop.run(server.service.stop())
+        server.loop.close()
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> Pop3Server:
+    return make_server()
