@@ -1,0 +1,245 @@
+"""The inbound pipeline: one spooled message, its accepted recipients -> store and queue.
+
+Order of work for one SMTP transaction:
+
+1. every Filter in ``ctx.filters`` sees the message once (reject -> 550/554 unless the
+   filter says otherwise, tempfail -> 451, discard -> accepted and dropped, junk -> the
+   Junk folder); their headers are prepended to every local copy;
+2. every RecipientFilter (Sieve) chooses folders, flags and redirects per local user;
+   a junk verdict files into Junk unless a recipient filter chose another folder;
+3. ONE ``store.deliver`` call stores every local copy, all or none, in a worker thread;
+4. remote recipients (remote alias targets, redirects, submission to other domains) are
+   handed to ``ctx.queue.enqueue`` in one call.
+
+The caller answers 250 only after :meth:`Pipeline.run` returns. Local copies are stored
+before the queue hand-off: if the hand-off fails the client is told 451 and retries, so
+a failure can duplicate a local copy but never lose a remote one.
+Quota: copies for users whose quota the message does not fit are left out when at least
+one other copy fits; a message that fits nobody's quota is refused with 452 4.2.2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from appliance.delivery.errors import (
+    DeliveryFailed,
+    enhanced_for,
+    local_failure,
+    mailbox_full,
+    public_text,
+    storage_full,
+)
+from appliance.delivery.recipients import Recipient, Resolver, quota_of
+from appliance.filters.base import InboundMessage, RecipientAction, Verdict
+from appliance.store.base import (
+    INBOX,
+    DeliveryTarget,
+    MailStore,
+    QuotaExceeded,
+    StorageFull,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from appliance.daemon import Context
+
+log = logging.getLogger(__name__)
+
+JUNK = "Junk"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stored: int = 0  # local copies written
+    queue_id: str = ""  # outbound queue id, "" when nothing was queued
+    discarded: bool = False
+
+
+def header_lines(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Render (name, value) pairs as header lines; continuation lines keep folding."""
+    out = bytearray()
+    for name, value in headers:
+        lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        folded = "\r\n".join(
+            [lines[0]] + [ln if ln[:1] in (" ", "\t") else "\t" + ln for ln in lines[1:] if ln]
+        )
+        out += f"{name}: {folded}\r\n".encode()
+    return bytes(out)
+
+
+def trace_prefix(sender: str, user: str) -> bytes:
+    # RFC 5321 4.4: the final delivery adds Return-Path with the reverse-path.
+    return f"Return-Path: <{sender}>\r\nDelivered-To: {user}\r\n".encode()
+
+
+class Pipeline:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def resolver(self) -> Resolver:
+        ctx = self.ctx
+        return Resolver(ctx.accounts, ctx.store, ctx.config.limits.default_quota)
+
+    async def run(self, msg: InboundMessage, recipients: Sequence[Recipient]) -> Outcome:
+        verdict = await self._filter(msg)
+        if verdict.action == "discard":
+            log.info("delivery=discarded from=%s", msg.mail_from)
+            return Outcome(discarded=True)
+        extra = header_lines(verdict.headers)
+        users = list(dict.fromkeys(u for r in recipients for u in r.local))
+        remote = list(dict.fromkeys(a for r in recipients for a in r.remote))
+        targets: list[DeliveryTarget] = []
+        refused: list[str] = []
+        for user in users:
+            action = await self._route(user, msg, verdict)
+            if action.reject_reason:
+                refused.append(action.reject_reason)
+                log.info("delivery=refused-by-recipient-filter user=%s", user)
+                continue
+            local_redirects, remote_redirects = await asyncio.to_thread(
+                self._split_redirects, action.redirect
+            )
+            remote.extend(a for a in remote_redirects if a not in remote)
+            users.extend(u for u in local_redirects if u not in users)
+            prefix = trace_prefix(msg.mail_from, user) + extra
+            for mailbox in action.mailboxes:
+                targets.append(DeliveryTarget(user, mailbox, action.flags, prefix))
+        if refused and not targets and not remote:
+            raise DeliveryFailed(550, "5.7.1", public_text(refused[0], "Message refused"))
+        stored = 0
+        if targets:
+            try:
+                appended = await asyncio.to_thread(self._store, targets, msg.path, msg.size)
+            except QuotaExceeded as exc:
+                log.info("delivery=over-quota error=%s", exc)
+                raise mailbox_full() from exc
+            except StorageFull as exc:
+                log.error("delivery=storage-full error=%s", exc)
+                raise storage_full() from exc
+            except StoreError as exc:
+                log.error("delivery=store-failed error=%r temporary=%s", exc, exc.temporary)
+                raise local_failure() from exc
+            except OSError as exc:
+                log.error("delivery=store-failed error=%r", exc)
+                raise local_failure() from exc
+            stored = len(appended)
+        queue_id = ""
+        if remote:
+            try:
+                queue_id = await asyncio.to_thread(
+                    self.ctx.queue.enqueue, msg.mail_from, remote, msg.path
+                )
+            except OSError as exc:
+                log.error("delivery=enqueue-failed stored=%s error=%r", stored, exc)
+                raise local_failure() from exc
+        log.info(
+            "delivery=ok from=%s local=%s copies=%s remote=%s queue_id=%s",
+            msg.mail_from,
+            ",".join(users),
+            stored,
+            len(remote),
+            queue_id or "-",
+        )
+        return Outcome(stored=stored, queue_id=queue_id)
+
+    # ------------------------------------------------------------ filters
+
+    async def _filter(self, msg: InboundMessage) -> Verdict:
+        headers: list[tuple[str, str]] = []
+        junk = False
+        for flt in self.ctx.filters:
+            try:
+                verdict = await flt.check(msg)
+            except Exception as exc:
+                log.exception("filter=failed name=%s", getattr(flt, "name", "?"))
+                raise local_failure() from exc
+            headers.extend(verdict.headers)
+            if verdict.action == "reject":
+                log.info("filter=reject name=%s reason=%s", flt.name, verdict.reason)
+                code = verdict.smtp_code if 500 <= verdict.smtp_code < 600 else 550
+                raise DeliveryFailed(
+                    code,
+                    enhanced_for(code, verdict.enhanced, "5.7.1"),
+                    public_text(verdict.reason, "Message rejected"),
+                )
+            if verdict.action == "tempfail":
+                log.info("filter=tempfail name=%s reason=%s", flt.name, verdict.reason)
+                code = verdict.smtp_code if 400 <= verdict.smtp_code < 500 else 451
+                raise DeliveryFailed(
+                    code,
+                    enhanced_for(code, verdict.enhanced, "4.7.1"),
+                    public_text(verdict.reason, "Try again later"),
+                )
+            if verdict.action == "discard":
+                return Verdict("discard", tuple(headers))
+            junk = junk or verdict.action == "junk"
+        return Verdict("junk" if junk else "accept", tuple(headers))
+
+    async def _route(self, user: str, msg: InboundMessage, verdict: Verdict) -> RecipientAction:
+        action = RecipientAction()
+        for rf in self.ctx.recipient_filters:
+            try:
+                result = await rf.route(user, msg, verdict)
+            except Exception as exc:
+                log.exception("recipient-filter=failed name=%s user=%s", rf.name, user)
+                raise local_failure() from exc
+            action = RecipientAction(
+                mailboxes=result.mailboxes,
+                flags=action.flags | result.flags,
+                redirect=action.redirect + result.redirect,
+                reject_reason=action.reject_reason or result.reject_reason,
+                extra={**action.extra, **result.extra},
+            )
+        if verdict.action == "junk" and action.mailboxes == (INBOX,):
+            action = replace(action, mailboxes=(JUNK,))
+        return action
+
+    def _split_redirects(self, addresses: Sequence[str]) -> tuple[list[str], list[str]]:
+        local: list[str] = []
+        remote: list[str] = []
+        for address in addresses:
+            resolution = self.ctx.accounts.resolve(address)
+            if resolution.exists:
+                local.extend(resolution.local)
+                remote.extend(resolution.remote)
+            elif not self.ctx.accounts.is_local_domain(address.rpartition("@")[2]):
+                remote.append(address)
+        return local, remote
+
+    # ------------------------------------------------------------ store (worker thread)
+
+    def _store(self, targets: Sequence[DeliveryTarget], path: Path, size: int) -> list[object]:
+        store: MailStore = self.ctx.store
+        accounts = self.ctx.accounts
+        default_quota = self.ctx.config.limits.default_quota
+        resolver = self.resolver
+        quotas: dict[str, int] = {}
+        existing: dict[str, set[str]] = {}
+        final: list[DeliveryTarget] = []
+        for t in targets:
+            if t.user not in quotas:
+                store.ensure_user(t.user)
+                quotas[t.user] = quota_of(accounts, t.user, default_quota)
+            mailbox = t.mailbox
+            if mailbox.upper() != INBOX:
+                if t.user not in existing:
+                    existing[t.user] = {m.name for m in store.list_mailboxes(t.user)}
+                if mailbox not in existing[t.user]:
+                    log.info("delivery=no-such-folder user=%s folder=%s", t.user, mailbox)
+                    mailbox = INBOX
+            final.append(replace(t, mailbox=mailbox, quota_bytes=quotas[t.user]))
+        fitting = [t for t in final if not resolver.over_quota(t.user, size)]
+        if not fitting:
+            raise QuotaExceeded("the message fits no recipient's quota")
+        for t in final:
+            if t not in fitting:
+                log.warning("delivery=copy-skipped-over-quota user=%s", t.user)
+        deduped = list(dict.fromkeys(fitting))
+        return list(store.deliver(deduped, path))

@@ -1,0 +1,90 @@
+"""Build the inbound filter chain from the config: call once at start-up (and on reload).
+
+    ctx.filters, ctx.recipient_filters = build_filters(ctx)
+
+Order (the pipeline stops at the first reject/tempfail): DNSBL, greylisting (only when
+rspamd is off), ClamAV, mailauth (SPF/DKIM/DMARC/ARC), rspamd. Recipient filters: Sieve.
+Also registers the sieve.* ctl commands (appliance.filters.sieve_ctl) on ctx.ctl_handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from appliance import config
+from appliance.filters.base import Filter, RecipientFilter
+from appliance.filters.clamav import ClamavFilter, ClamdClient
+from appliance.filters.dnsbl import DnsblFilter
+from appliance.filters.greylist import Greylist, GreylistFilter, GreylistSettings
+from appliance.filters.learning import client_for
+from appliance.filters.rspamd import RspamdFilter, SpamThresholds
+from appliance.filters.sieve_ctl import sieve_handlers
+from appliance.filters.sieve_filter import SieveFilter
+from appliance.filters.sieve_store import SieveStore, store_for
+from appliance.filters.sieve_vacation import VacationTracker
+from appliance.mailauth.dns import AuthResolver, DnsAuthResolver
+from appliance.mailauth.filter import MailAuthFilter, MailAuthSettings
+from appliance.queue.base import OutboundQueue
+
+
+class Context(Protocol):
+    """What the filters need of appliance.daemon.Context."""
+
+    @property
+    def config(self) -> config.Config: ...
+
+    @property
+    def queue(self) -> OutboundQueue: ...
+
+
+def sieve_store(ctx: Context) -> SieveStore:
+    """The per-user script store (the web UI builds the same from config.data_dir)."""
+    return store_for(ctx.config.data_dir)
+
+
+def build_filters(
+    ctx: Context, resolver: AuthResolver | None = None
+) -> tuple[list[Filter], list[RecipientFilter]]:
+    """Blocking (opens SQLite files): call before the loop serves, or in a thread."""
+    cfg = ctx.config
+    f = cfg.filters
+    dns = resolver or DnsAuthResolver(timeout=float(f.dns_timeout))
+    filters: list[Filter] = []
+    if f.dnsbl and not f.rspamd:
+        filters.append(DnsblFilter(dns, f.dnsbl, f.dnsbl_action))
+    if f.greylist and not f.rspamd:
+        settings = GreylistSettings(
+            delay=f.greylist_delay,
+            retry_window=f.greylist_retry_window,
+            whitelist_days=f.greylist_whitelist_days,
+        )
+        filters.append(GreylistFilter(Greylist(cfg.data_dir / "greylist.sqlite", settings)))
+    if f.clamav:
+        filters.append(ClamavFilter(ClamdClient(f.clamd_socket), cfg.hostname, f.clamav_tempfail))
+    if f.mailauth:
+        auth = MailAuthSettings(
+            hostname=cfg.hostname,
+            enforce_dmarc=f.dmarc_enforce,
+            dns_tempfail=f.dns_tempfail,
+            timeout=float(f.dns_timeout) * 4,
+        )
+        filters.append(MailAuthFilter(dns, auth))
+    if f.rspamd:
+        thresholds = SpamThresholds(f.spam_header_score, f.spam_junk_score, f.spam_reject_score)
+        filters.append(RspamdFilter(client_for(f), thresholds))
+    recipient_filters: list[RecipientFilter] = []
+    handlers = getattr(ctx, "ctl_handlers", None)
+    if isinstance(handlers, dict):
+        handlers.update(sieve_handlers(sieve_store(ctx)))  # the web UI's script editor
+    if f.sieve:
+        root = cfg.data_dir / "sieve"
+        recipient_filters.append(
+            SieveFilter(
+                sieve_store(ctx),
+                cfg.hostname,
+                outbox=root / "outbox",
+                send=ctx.queue.enqueue,
+                tracker=VacationTracker(root / "vacation.sqlite"),
+            )
+        )
+    return filters, recipient_filters

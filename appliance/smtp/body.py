@@ -1,0 +1,107 @@
+"""Message body intake shared by DATA and BDAT: line checks, size limit, spooling.
+
+:class:`BodySink` takes complete lines (CRLF included, transparency dots already
+removed), refuses bare CR/LF (RFC 5321 2.3.8), over-long lines and oversize messages,
+and writes the rest to the spool. Problems are remembered and answered once, at the end
+of the message, so the reply never lands in the middle of the client's data.
+:class:`ChunkLines` cuts BDAT chunks (RFC 3030), which may split lines anywhere, back
+into lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from appliance.smtp.spool import SpoolWriter
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1000  # RFC 5321 4.5.3.1.6: text line incl. CRLF (plus one transparency dot)
+
+BARE_EOL = "550 5.5.2 Bare CR or LF in message data is not allowed"
+LINE_TOO_LONG = "550 5.6.0 Line too long (RFC 5321 4.5.3.1.6)"
+TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+LOCAL_FAILURE = "451 4.3.0 Temporary local failure, try again later"
+
+
+class BodySink:
+    def __init__(self, spool: SpoolWriter, limit: int) -> None:
+        self.spool = spool
+        self.limit = limit
+        self.bare = self.too_long = self.too_big = self.failed = False
+
+    @property
+    def refused(self) -> bool:
+        return self.bare or self.too_long or self.too_big or self.failed
+
+    async def add(self, line: bytes) -> None:
+        # RFC 5321 2.3.8: CR and LF only as the CRLF pair that ends the line
+        if line.count(b"\r") != 1 or line.count(b"\n") != 1 or not line.endswith(b"\r\n"):
+            self.bare = True
+        if self.refused:
+            return
+        if self.spool.size + len(line) > self.limit:
+            self.too_big = True  # RFC 1870 6.3: read on, answer 552 at the end
+            return
+        try:
+            await self.spool.write_line(line)
+        except OSError as exc:
+            log.error("smtp=spool-write-failed error=%r", exc)
+            self.failed = True
+
+    def reply(self) -> str | None:
+        """The refusal for the whole message, or None when it may be delivered."""
+        if self.failed:
+            return LOCAL_FAILURE
+        if self.bare:
+            return BARE_EOL
+        if self.too_long:
+            return LINE_TOO_LONG
+        if self.too_big:
+            return TOO_BIG
+        return None
+
+
+class ChunkLines:
+    """Reassemble lines from BDAT chunks; no dot-unstuffing (RFC 3030 2)."""
+
+    def __init__(self, max_line: int = MAX_LINE + 1) -> None:
+        self.max_line = max_line
+        self._pending = bytearray()
+        self.too_long = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._pending += data
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            end = self._pending.find(b"\r\n", start)
+            if end < 0:
+                break
+            line = bytes(self._pending[start : end + 2])
+            if len(line) > self.max_line + 2:
+                self.too_long = True
+            lines.append(line)
+            start = end + 2
+        del self._pending[:start]
+        if len(self._pending) > self.max_line + 2:
+            self.too_long = True
+            keep = self._pending[-1:] if self._pending.endswith(b"\r") else b""
+            self._pending[:] = keep  # drop the overlong part; the message is refused anyway
+        return lines
+
+    def finish(self) -> bytes:
+        """The last line when the message does not end with CRLF (completed with one)."""
+        tail = bytes(self._pending)
+        self._pending.clear()
+        return tail + b"\r\n" if tail else b""
+
+
+@dataclass
+class Chunked:
+    """A BDAT transfer in progress."""
+
+    spool: SpoolWriter
+    sink: BodySink
+    lines: ChunkLines
