@@ -1,0 +1,155 @@
+"""Buffered IMAP transport over asyncio streams: lines, literals, STARTTLS, COMPRESS.
+
+The session reads through this class so that it owns the buffer: after STARTTLS any
+plaintext the client pipelined is thrown away (RFC 9051 6.2.1), and COMPRESS=DEFLATE
+(RFC 4978) only has to wrap two byte paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import tempfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+READ_CHUNK = 65536
+
+
+class LineTooLong(Exception):
+    """A command line longer than the limit (the rest of the line was discarded)."""
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.buffer = bytearray()
+        self._inflate: zlib._Decompress | None = None
+        self._deflate: zlib._Compress | None = None
+        peer = writer.get_extra_info("peername")
+        self.peer_ip: str = str(peer[0]) if peer else "?"
+        self.tls = writer.get_extra_info("sslcontext") is not None
+        self.compressed = False
+        self.bytes_out = 0
+
+    async def _fill(self) -> None:
+        data = await self.reader.read(READ_CHUNK)
+        if not data:
+            raise ConnectionClosed()
+        if self._inflate is not None:
+            data = self._inflate.decompress(data)
+        self.buffer += data
+
+    async def read_line(self, limit: int) -> bytes:
+        """One line without its CRLF (a bare LF is accepted)."""
+        start = 0
+        while True:
+            end = self.buffer.find(b"\n", start)
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[: end + 1]
+                if end > limit:
+                    raise LineTooLong()
+                return line[:-1] if line.endswith(b"\r") else line
+            if len(self.buffer) > limit:
+                await self._discard_line()
+                raise LineTooLong()
+            start = len(self.buffer)
+            await self._fill()
+
+    async def _discard_line(self) -> None:
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                del self.buffer[: end + 1]
+                return
+            self.buffer.clear()
+            await self._fill()
+
+    async def read_exact(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            await self._fill()
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    async def read_to_file(self, size: int, directory: Path | None = None) -> Path:
+        """Stream ``size`` bytes into a new temporary file (large APPEND literals)."""
+        fd, name = tempfile.mkstemp(prefix="imap-literal-", dir=directory)
+        path = Path(name)
+        fh: BinaryIO = os.fdopen(fd, "wb")
+        try:
+            remaining = size
+            while remaining:
+                if not self.buffer:
+                    await self._fill()
+                chunk = bytes(self.buffer[:remaining])
+                del self.buffer[: len(chunk)]
+                remaining -= len(chunk)
+                await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(fh.close)
+        except BaseException:
+            fh.close()
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+        return path
+
+    async def discard(self, size: int) -> None:
+        remaining = size
+        while remaining:
+            if not self.buffer:
+                await self._fill()
+            take = min(remaining, len(self.buffer))
+            del self.buffer[:take]
+            remaining -= take
+
+    def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+        if data:
+            self.writer.write(data)
+
+    async def flush(self) -> None:
+        if self._deflate is not None:
+            self.writer.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
+        await self.writer.drain()
+
+    async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> None:
+        # RFC 9051 6.2.1: anything the client sent before the handshake is discarded.
+        self.buffer.clear()
+        await self.writer.drain()
+        await self.writer.start_tls(context, ssl_handshake_timeout=handshake_timeout)
+        self.tls = True
+
+    def start_compress(self) -> None:
+        # RFC 4978 3: raw DEFLATE (no zlib header) in both directions from here on.
+        self._inflate = zlib.decompressobj(-15)
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        if self.buffer:  # data that arrived after the tagged OK is already compressed
+            pending = bytes(self.buffer)
+            self.buffer = bytearray(self._inflate.decompress(pending))
+        self.compressed = True
+
+    def abort(self) -> None:
+        """Drop the connection now (server shutdown after BYE)."""
+        self.writer.transport.abort()
+
+    async def close(self) -> None:
+        try:
+            if self._deflate is not None:
+                self.writer.write(self._deflate.flush(zlib.Z_FINISH))
+                self._deflate = None
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass

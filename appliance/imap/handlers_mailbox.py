@@ -1,0 +1,356 @@
+"""Mailbox commands: SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB
+NAMESPACE STATUS APPEND GETQUOTA GETQUOTAROOT."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from appliance.imap import wire
+from appliance.imap.commands import (
+    Append,
+    Command,
+    ListCommand,
+    MailboxCommand,
+    Rename,
+    Select,
+    Status,
+)
+from appliance.imap.errors import ImapError, bad, from_store
+from appliance.imap.selected import SelectedMailbox, compress_uids
+from appliance.store.base import (
+    INBOX,
+    SEPARATOR,
+    SPECIAL_USE,
+    MailboxInfo,
+    MailboxNotFound,
+    MailboxStatus,
+    StoreError,
+)
+from appliance.store.names import normalize_flag, valid_flag
+
+if TYPE_CHECKING:
+    from appliance.imap.session import Session
+
+STATUS_ITEMS = frozenset(
+    {
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "SIZE",
+        "HIGHESTMODSEQ",
+        "DELETED",
+        "APPENDLIMIT",
+    }
+)
+
+
+# ------------------------------------------------------------------ SELECT / EXAMINE
+
+
+async def select(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, Select)
+    readonly = cmd.name == "EXAMINE"
+    if cmd.qresync is not None and not s.qresync:
+        raise bad("QRESYNC is not enabled")  # RFC 7162 3.2.5
+    name = s.mailbox_in(cmd.mailbox)
+    if s.selected is not None:
+        s.deselect()
+        if s.condstore or s.rev2:
+            s.send(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 3.2.11
+    if cmd.condstore:
+        s.condstore = True  # RFC 7162 3.1.8: SELECT (CONDSTORE) enables CONDSTORE
+    subscription = s.ctx.bus.subscribe(s.user, name)
+    try:
+        snapshot = await s.run_blocking(
+            s.ctx.store.snapshot, s.user, name, claim_recent=not readonly
+        )
+    except MailboxNotFound:
+        subscription.close()
+        raise ImapError("Mailbox does not exist", "NONEXISTENT") from None
+    except StoreError:
+        subscription.close()
+        raise
+    sel = SelectedMailbox(name, snapshot, readonly, subscription)
+    s.select(sel)
+    st = snapshot.status
+    flags = sorted(sel.flags())
+    s.send(b"* FLAGS " + wire.flags(flags) + b"\r\n")
+    permanent = b"()" if readonly else wire.flags([*flags, "\\*"])
+    s.send(b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n")
+    s.send(b"* %d EXISTS\r\n" % len(sel))
+    if not s.rev2:
+        s.send(b"* %d RECENT\r\n" % len(sel.recent))
+        first_unseen = next(
+            (i + 1 for i, uid in enumerate(sel.uids) if "\\Seen" not in sel.info[uid].flags), None
+        )
+        if first_unseen is not None:
+            s.send(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
+    s.send(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % st.uidvalidity)
+    s.send(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % st.uidnext)
+    s.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % st.highest_modseq)  # RFC 7162 3.1.2.1
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == st.uidvalidity:
+        await _qresync(s, sel, cmd)
+    mode = "READ-ONLY" if readonly else "READ-WRITE"
+    return f"[{mode}] {cmd.name} completed"
+
+
+async def _qresync(s: Session, sel: SelectedMailbox, cmd: Select) -> None:
+    """RFC 7162 3.2.5.2: VANISHED (EARLIER) and FETCH for what changed since modseq."""
+    params = cmd.qresync
+    assert params is not None
+    changes = await s.run_blocking(s.ctx.store.changes, s.user, sel.name, params.modseq)
+    vanished = list(changes.expunged)
+    if params.known_uids:
+        top = max(vanished, default=0)
+        vanished = [
+            u
+            for u in vanished
+            if any(
+                (lo or top) <= u <= (hi or top) or (hi or top) <= u <= (lo or top)
+                for lo, hi in params.known_uids
+            )
+        ]
+    if vanished:
+        s.send(b"* VANISHED (EARLIER) " + compress_uids(vanished).encode() + b"\r\n")
+    for info in changes.changed:
+        if info.uid in sel.info:
+            s.send(sel.flags_response(info.uid, True))
+
+
+# ------------------------------------------------------------------ CREATE DELETE RENAME ...
+
+
+async def create(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, MailboxCommand)
+    name = s.mailbox_in(cmd.mailbox).rstrip(SEPARATOR)  # RFC 9051 6.3.4: trailing separator
+    special = None
+    if cmd.use:
+        if len(cmd.use) > 1 or cmd.use[0] not in SPECIAL_USE:
+            raise ImapError("Unsupported special-use attribute", "USEATTR")  # RFC 6154 3
+        special = cmd.use[0]
+    try:
+        await s.run_blocking(s.ctx.store.create_mailbox, s.user, name, special)
+    except StoreError as exc:
+        raise from_store(exc) from exc
+    return "CREATE completed"
+
+
+async def delete(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, MailboxCommand)
+    name = s.mailbox_in(cmd.mailbox)
+    if name == INBOX:
+        raise ImapError("INBOX cannot be deleted", "CANNOT")
+    if s.selected is not None and s.selected.name == name:
+        s.deselect()
+    await s.run_blocking(s.ctx.store.delete_mailbox, s.user, name)
+    return "DELETE completed"
+
+
+async def rename(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, Rename)
+    old, new = s.mailbox_in(cmd.old), s.mailbox_in(cmd.new)
+    await s.run_blocking(s.ctx.store.rename_mailbox, s.user, old, new)
+    sel = s.selected
+    if sel is not None and old != INBOX and (sel.name == old or sel.name.startswith(old + "/")):
+        # The selected mailbox moved with its messages and UIDs: follow it.
+        sel.subscription.close()
+        sel.name = new + sel.name[len(old) :]
+        sel.subscription = s.ctx.bus.subscribe(s.user, sel.name)
+    return "RENAME completed"
+
+
+async def subscribe(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, MailboxCommand)
+    name = s.mailbox_in(cmd.mailbox)
+    subscribed = cmd.name == "SUBSCRIBE"
+    await s.run_blocking(s.ctx.store.subscribe, s.user, name, subscribed)
+    return f"{cmd.name} completed"
+
+
+async def namespace(s: Session, cmd: Command) -> str:
+    s.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')  # RFC 2342 5: one personal namespace
+    return "NAMESPACE completed"
+
+
+# ------------------------------------------------------------------ LIST / LSUB
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """RFC 9051 6.3.9: "*" matches anything, "%" anything but the separator."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    text = "".join(out)
+    if pattern[:5].upper() == "INBOX":  # INBOX is case-insensitive
+        text = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(text + r"\Z", re.S)
+
+
+async def list_(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, ListCommand)
+    lsub = cmd.name == "LSUB"
+    if not lsub and len(cmd.patterns) == 1 and cmd.patterns[0] == "":
+        # RFC 9051 6.3.9: an empty pattern asks for the separator and root
+        s.send(b'* LIST (\\Noselect) "/" ""\r\n')
+        return "LIST completed"
+    for option in cmd.selection:
+        if option not in ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"):
+            raise bad(f"Unknown LIST selection option {option}")
+    if "RECURSIVEMATCH" in cmd.selection and len(cmd.selection) == 1:
+        raise bad("RECURSIVEMATCH needs another selection option")  # RFC 5258 3
+    for option in cmd.returns:
+        if option not in ("SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"):
+            raise bad(f"Unknown LIST return option {option}")
+    bad_items = set(cmd.status_items) - STATUS_ITEMS
+    if bad_items:
+        raise bad("Unknown STATUS item")
+    reference = s.mailbox_in(cmd.reference) if cmd.reference else ""
+    regexes = [pattern_regex(reference + s.mailbox_in(p)) for p in cmd.patterns]
+    boxes: list[MailboxInfo] = await s.run_blocking(s.ctx.store.list_mailboxes, s.user)
+    subscribed_only = lsub or "SUBSCRIBED" in cmd.selection
+    word = b"LSUB" if lsub else b"LIST"
+    for box in boxes:
+        if not any(r.match(box.name) for r in regexes):
+            continue
+        if subscribed_only and not box.subscribed:
+            continue
+        if "SPECIAL-USE" in cmd.selection and not box.special_use:
+            continue
+        attrs: list[str] = []
+        if not box.selectable:
+            attrs.append("\\Noselect")
+        if not lsub:
+            attrs.append("\\HasChildren" if box.has_children else "\\HasNoChildren")
+            if box.special_use:
+                attrs.append(box.special_use)  # RFC 6154 2
+            if box.subscribed and ("SUBSCRIBED" in cmd.returns or subscribed_only):
+                attrs.append("\\Subscribed")
+        flag_text = " ".join(attrs).encode()
+        s.send(b"* " + word + b" (" + flag_text + b') "/" ' + s.mailbox_out(box.name) + b"\r\n")
+        if cmd.status_items and box.selectable:  # RFC 5819 2: LIST-STATUS
+            try:
+                st = await s.run_blocking(s.ctx.store.status, s.user, box.name)
+            except StoreError:
+                continue
+            s.send(_status_line(s, box.name, st, cmd.status_items))
+    return f"{cmd.name} completed"
+
+
+# ------------------------------------------------------------------ STATUS
+
+
+def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...]) -> bytes:
+    values = {
+        "MESSAGES": st.messages,
+        "RECENT": 0,
+        "UIDNEXT": st.uidnext,
+        "UIDVALIDITY": st.uidvalidity,
+        "UNSEEN": st.unseen,
+        "SIZE": st.size,  # RFC 8438
+        "HIGHESTMODSEQ": st.highest_modseq,  # RFC 7162 3.1.6
+        "DELETED": st.deleted,  # RFC 9051 6.3.11
+        "APPENDLIMIT": s.ctx.config.limits.max_message_size,  # RFC 7889 4
+    }
+    if "HIGHESTMODSEQ" in items:
+        s.condstore = True
+    body = " ".join(f"{item} {values[item]}" for item in items)
+    return b"* STATUS " + s.mailbox_out(name) + b" (" + body.encode() + b")\r\n"
+
+
+async def status(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, Status)
+    unknown = set(cmd.items) - STATUS_ITEMS
+    if unknown:
+        raise bad(f"Unknown STATUS item {sorted(unknown)[0]}")
+    name = s.mailbox_in(cmd.mailbox)
+    try:
+        st = await s.run_blocking(s.ctx.store.status, s.user, name)
+    except MailboxNotFound:
+        raise ImapError("Mailbox does not exist", "NONEXISTENT") from None
+    s.send(_status_line(s, name, st, cmd.items))
+    return "STATUS completed"
+
+
+# ------------------------------------------------------------------ APPEND
+
+
+def _write_temp(data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(prefix="imap-append-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return Path(name)
+
+
+async def append(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, Append)
+    name = s.mailbox_in(cmd.mailbox)
+    limit = s.ctx.config.limits.max_message_size
+    uids: list[int] = []
+    uidvalidity = 0
+    for message in cmd.messages:
+        if message.literal.size > limit:
+            raise ImapError("Message too large", "TOOBIG")  # RFC 7889 3
+        flags = [normalize_flag(f) for f in message.flags if f.upper() != "\\RECENT"]
+        if not all(valid_flag(f) for f in flags):
+            raise bad("Invalid flag")
+        path = message.literal.path
+        if path is None:
+            path = await s.run_blocking(_write_temp, message.literal.data or b"")
+            s.temp_files.append(str(path))
+        try:
+            appended = await s.run_blocking(
+                s.ctx.store.append, s.user, name, path, flags, message.date
+            )
+        except StoreError as exc:
+            raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.3.12: TRYCREATE
+        uidvalidity = appended.uidvalidity
+        uids.append(appended.uid)
+    # RFC 4315 3: APPENDUID uidvalidity uid-set
+    return f"[APPENDUID {uidvalidity} {compress_uids(uids)}] APPEND completed"
+
+
+# ------------------------------------------------------------------ QUOTA (RFC 9208)
+
+QUOTA_ROOT = "User quota"
+
+
+async def _quota_line(s: Session) -> bytes:
+    usage = await s.run_blocking(s.ctx.store.usage, s.user)
+    used_kib = (usage.bytes + 1023) // 1024
+    limit_kib = s.quota_bytes // 1024
+    return (
+        b"* QUOTA "
+        + wire.string(QUOTA_ROOT)
+        + b" (STORAGE %d %d)\r\n" % (used_kib, limit_kib)  # RFC 9208 5.1: units of 1024
+    )
+
+
+async def getquotaroot(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, MailboxCommand)
+    name = s.mailbox_in(cmd.mailbox)
+    await s.run_blocking(s.ctx.store.status, s.user, name)  # NONEXISTENT check
+    if not s.quota_bytes:
+        s.send(b"* QUOTAROOT " + s.mailbox_out(name) + b"\r\n")  # no quota applies
+        return "GETQUOTAROOT completed"
+    s.send(b"* QUOTAROOT " + s.mailbox_out(name) + b" " + wire.string(QUOTA_ROOT) + b"\r\n")
+    s.send(await _quota_line(s))
+    return "GETQUOTAROOT completed"
+
+
+async def getquota(s: Session, cmd: Command) -> str:
+    assert isinstance(cmd, MailboxCommand)
+    if cmd.mailbox != QUOTA_ROOT or not s.quota_bytes:
+        raise ImapError("No such quota root", "NONEXISTENT")
+    s.send(await _quota_line(s))
+    return "GETQUOTA completed"

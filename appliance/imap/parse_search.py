@@ -1,0 +1,143 @@
+"""Parsing of SEARCH, SORT and THREAD arguments (RFC 9051 6.4.4, RFC 5256, RFC 4731)."""
+
+from __future__ import annotations
+
+from appliance.imap.commands import Command, Search, SearchKey, Sort, Thread
+from appliance.imap.cursor import MAX_DEPTH, Cursor, ParseError
+
+_SEARCH_FLAG_KEYS = {
+    "ANSWERED": "\\Answered",
+    "DELETED": "\\Deleted",
+    "DRAFT": "\\Draft",
+    "FLAGGED": "\\Flagged",
+    "SEEN": "\\Seen",
+}
+_SEARCH_UNFLAG_KEYS = {"UN" + k: v for k, v in _SEARCH_FLAG_KEYS.items()}
+_SEARCH_PLAIN = frozenset({"ALL", "NEW", "OLD", "RECENT"})
+_SEARCH_STRING = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
+_SEARCH_DATE = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+_SEARCH_NUMBER = frozenset({"LARGER", "SMALLER", "OLDER", "YOUNGER"})
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+def _search_returns(cur: Cursor) -> tuple[str, ...] | None:
+    if not cur.accept(b"RETURN "):  # RFC 4731 3: ESEARCH result options
+        return None
+    opts = tuple(o.upper() for o in cur.paren_list(cur.atom))
+    for opt in opts:
+        if opt not in ("MIN", "MAX", "ALL", "COUNT", "SAVE"):
+            raise ParseError(f"unknown RETURN option {opt}")
+    cur.sp()
+    return opts
+
+
+def _charset(cur: Cursor) -> str | None:
+    if cur.accept(b"CHARSET "):
+        charset = cur.astring().upper()
+        cur.sp()
+        return charset
+    return None
+
+
+def _search(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
+    cur.sp()
+    returns = _search_returns(cur)
+    charset = _charset(cur)
+    key = search_program(cur)
+    return Search(tag, name, uid, key, charset, returns)
+
+
+def _sort(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
+    cur.sp()
+    returns = _search_returns(cur)
+    raw = cur.paren_list(cur.atom, False)  # RFC 5256 3: sort-criteria
+    criteria: list[tuple[str, bool]] = []
+    reverse = False
+    for word in (w.upper() for w in raw):
+        if word == "REVERSE":
+            reverse = True
+            continue
+        if word not in SORT_KEYS:
+            raise ParseError(f"unknown sort key {word}")
+        criteria.append((word, reverse))
+        reverse = False
+    if reverse or not criteria:
+        raise ParseError("bad sort criteria")
+    cur.sp()
+    charset = cur.astring().upper()
+    cur.sp()
+    return Sort(tag, name, uid, tuple(criteria), charset, search_program(cur), returns)
+
+
+def _thread(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
+    cur.sp()
+    algorithm = cur.atom().upper()
+    if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
+        raise ParseError(f"unknown THREAD algorithm {algorithm}")
+    cur.sp()
+    charset = cur.astring().upper()
+    cur.sp()
+    return Thread(tag, name, uid, algorithm, charset, search_program(cur))
+
+
+def search_program(cur: Cursor) -> SearchKey:
+    keys = [search_key(cur)]
+    while cur.accept(b" "):
+        keys.append(search_key(cur))
+    return keys[0] if len(keys) == 1 else SearchKey("AND", tuple(keys))
+
+
+def search_key(cur: Cursor) -> SearchKey:
+    cur.depth += 1
+    if cur.depth > MAX_DEPTH:
+        raise ParseError("search program too deeply nested")
+    try:
+        return _search_key(cur)
+    finally:
+        cur.depth -= 1
+
+
+def _search_key(cur: Cursor) -> SearchKey:
+    ch = cur.peek()
+    if ch == ord("("):
+        return SearchKey("AND", tuple(cur.paren_list(lambda: search_key(cur), False)))
+    if ch is not None and (chr(ch).isdigit() or ch in b"*"):
+        return SearchKey("SEQ", seqset=cur.seqset())
+    word = cur.atom().upper()
+    if word in _SEARCH_PLAIN:
+        return SearchKey(word)
+    if word in _SEARCH_FLAG_KEYS:
+        return SearchKey("FLAG", text=_SEARCH_FLAG_KEYS[word])
+    if word in _SEARCH_UNFLAG_KEYS:
+        return SearchKey("UNFLAG", text=_SEARCH_UNFLAG_KEYS[word])
+    cur.sp()
+    if word in ("KEYWORD", "UNKEYWORD"):
+        return SearchKey("FLAG" if word == "KEYWORD" else "UNFLAG", text=cur.flag())
+    if word in _SEARCH_STRING:
+        return SearchKey(word, text=cur.astring())
+    if word in _SEARCH_DATE:
+        return SearchKey(word, number=cur.date().toordinal())
+    if word in _SEARCH_NUMBER:
+        return SearchKey(word, number=cur.number())
+    if word == "HEADER":
+        field = cur.astring()
+        cur.sp()
+        return SearchKey("HEADER", text=field, value=cur.astring())
+    if word == "UID":
+        return SearchKey("UID", seqset=cur.seqset())
+    if word == "NOT":
+        return SearchKey("NOT", (search_key(cur),))
+    if word == "OR":
+        first = search_key(cur)
+        cur.sp()
+        return SearchKey("OR", (first, search_key(cur)))
+    if word == "MODSEQ":  # RFC 7162 3.1.5: MODSEQ [entry-name entry-type] mod-sequence
+        if cur.peek() == ord('"'):
+            cur.string()
+            cur.sp()
+            cur.atom()
+            cur.sp()
+        return SearchKey("MODSEQ", number=cur.number())
+    raise ParseError(f"unknown search key {word}")

@@ -1,0 +1,167 @@
+"""The selected mailbox as one session sees it: sequence numbers and pending updates.
+
+RFC 9051 7.5.1: EXPUNGE responses must not be sent while a FETCH, STORE or SEARCH
+(the sequence-number forms) is answered, so expunges other sessions made wait in
+``pending_expunged`` and keep their sequence numbers until an allowed moment.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from appliance.events import Subscription
+from appliance.imap import wire
+from appliance.imap.commands import SeqSet
+from appliance.imap.errors import bad
+from appliance.store.base import Changes, MessageInfo, Snapshot
+
+
+class SelectedMailbox:
+    def __init__(
+        self, name: str, snapshot: Snapshot, readonly: bool, subscription: Subscription
+    ) -> None:
+        self.name = name
+        self.readonly = readonly
+        self.subscription = subscription
+        status = snapshot.status
+        self.uidvalidity = status.uidvalidity
+        self.uidnext = status.uidnext
+        self.modseq = status.highest_modseq  # what this session has caught up with
+        self.uids: list[int] = [m.uid for m in snapshot.messages]
+        self.info: dict[int, MessageInfo] = {m.uid: m for m in snapshot.messages}
+        self.recent: set[int] = set(snapshot.recent)
+        self.pending_expunged: set[int] = set()
+
+    # ---- lookups
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        raise KeyError(uid)
+
+    def resolve(self, seqset: SeqSet, uid: bool) -> list[int]:
+        """A sequence set -> UIDs in ascending order (RFC 9051 6.4.8 for UID sets)."""
+        if uid:
+            top = self.uids[-1] if self.uids else 0
+            wanted: set[int] = set()
+            for low, high in seqset:
+                a = top if low is None else low
+                b = top if high is None else high
+                a, b = min(a, b), max(a, b)
+                lo = bisect.bisect_left(self.uids, a)
+                hi = bisect.bisect_right(self.uids, b)
+                wanted.update(self.uids[lo:hi])
+            return sorted(wanted)
+        count = len(self.uids)
+        indexes: set[int] = set()
+        for low, high in seqset:
+            a = count if low is None else low
+            b = count if high is None else high
+            a, b = min(a, b), max(a, b)
+            if b > count or a < 1:
+                raise bad("Invalid sequence number")  # RFC 9051 6.4.8 / 9: seq-number
+            indexes.update(range(a - 1, b))
+        return [self.uids[i] for i in sorted(indexes)]
+
+    def flags(self) -> set[str]:
+        flags = {"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"}
+        for info in self.info.values():
+            flags.update(info.flags)
+        return flags
+
+    # ---- local changes
+    def update(self, infos: Iterable[MessageInfo]) -> None:
+        for info in infos:
+            if info.uid in self.info:
+                self.info[info.uid] = info
+
+    def remove(self, uid: int) -> int | None:
+        """Forget ``uid``; returns its sequence number (None if unknown)."""
+        try:
+            seq = self.seq_of(uid)
+        except KeyError:
+            return None
+        del self.uids[seq - 1]
+        self.info.pop(uid, None)
+        self.recent.discard(uid)
+        self.pending_expunged.discard(uid)
+        return seq
+
+    def expunge_responses(self, uids: Iterable[int], vanished: bool) -> list[bytes]:
+        """Remove ``uids`` and say so: EXPUNGE per message, or one VANISHED (RFC 7162 3.2.10)."""
+        out: list[bytes] = []
+        gone: list[int] = []
+        for uid in sorted(uids, reverse=True):
+            seq = self.remove(uid)
+            if seq is not None:
+                gone.append(uid)
+                if not vanished:
+                    out.append(b"* %d EXPUNGE\r\n" % seq)
+        if vanished and gone:
+            out.append(b"* VANISHED " + compress_uids(gone).encode() + b"\r\n")
+        return out
+
+    # ---- other sessions' changes
+    def apply(
+        self, changes: Changes, allow_expunge: bool, vanished: bool, condstore: bool
+    ) -> list[bytes]:
+        """Fold ``changes`` into the view; return the untagged responses to send."""
+        out: list[bytes] = []
+        for uid in changes.expunged:
+            if uid in self.info:
+                self.pending_expunged.add(uid)
+        if allow_expunge and self.pending_expunged:
+            out += self.expunge_responses(list(self.pending_expunged), vanished)
+        before = len(self.uids)
+        top = self.uids[-1] if self.uids else 0
+        for info in changes.changed:
+            if info.uid > top and info.uid not in changes.expunged:
+                self.uids.append(info.uid)
+                self.info[info.uid] = info
+                top = info.uid
+                continue
+            known = self.info.get(info.uid)
+            if known is None or info.modseq <= known.modseq or info.uid in self.pending_expunged:
+                continue
+            self.info[info.uid] = info
+            if known.flags != info.flags or condstore:
+                out.append(self.flags_response(info.uid, condstore))
+        if len(self.uids) > before:
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        self.uidnext = max(self.uidnext, changes.uidnext)
+        self.modseq = max(self.modseq, changes.highest_modseq)
+        return out
+
+    def flags_response(self, uid: int, condstore: bool, with_flags: bool = True) -> bytes:
+        info = self.info[uid]
+        items = []
+        if with_flags:
+            items.append(b"FLAGS " + wire.flags(self.visible_flags(uid)))
+        items.append(b"UID %d" % uid)
+        if condstore:  # RFC 7162 3.1.4: MODSEQ with every FLAGS once CONDSTORE is on
+            items.append(b"MODSEQ (%d)" % info.modseq)
+        return b"* %d FETCH (%s)\r\n" % (self.seq_of(uid), b" ".join(items))
+
+    def visible_flags(self, uid: int) -> set[str]:
+        flags = set(self.info[uid].flags)
+        if uid in self.recent:
+            flags.add("\\Recent")
+        return flags
+
+
+def compress_uids(uids: Iterable[int]) -> str:
+    """[1, 2, 3, 5] -> "1:3,5" (RFC 9051 9: sequence-set)."""
+    ordered = sorted(set(uids))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}:{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)

@@ -1,0 +1,399 @@
+"""One IMAP connection: framing, state machine, dispatch, untagged updates, IDLE.
+
+States (RFC 9051 3): not authenticated -> authenticated -> selected -> logout. Commands
+are dispatched to the handlers in ``handlers_auth``, ``handlers_mailbox`` and
+``handlers_message``; each returns the text of the tagged OK or raises
+:class:`~appliance.imap.errors.ImapError`, rendered here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from appliance.imap import wire
+from appliance.imap.commands import Command, Literal
+from appliance.imap.connection import Connection, ConnectionClosed, LineTooLong
+from appliance.imap.errors import ImapError, bad, from_store
+from appliance.imap.fetch import FileRange, Piece
+from appliance.imap.parser import ParseError, Segment, literal_suffix, parse_command
+from appliance.imap.selected import SelectedMailbox
+from appliance.log import new_conn_id
+from appliance.store.base import MailboxNotFound, StoreError
+from appliance.store.names import canonical_mailbox
+
+if TYPE_CHECKING:
+    from appliance.daemon import Context
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_LINE = 64 * 1024
+MAX_COMMAND_LINES = 1 * 1024 * 1024  # all text lines of one command together
+SPOOL_THRESHOLD = 1024 * 1024  # literals above this go to a temporary file
+MAX_SMALL_LITERAL = 64 * 1024  # non-APPEND literals (strings in SEARCH, LOGIN ...)
+STREAM_CHUNK = 64 * 1024
+
+Handler = Callable[["Session", Any], Awaitable[str | None]]
+NOT_AUTH = frozenset({"notauth"})
+AUTH = frozenset({"auth", "selected"})
+SELECTED = frozenset({"selected"})
+ANY = frozenset({"notauth", "auth", "selected"})
+
+
+class Session:
+    def __init__(
+        self,
+        ctx: Context,
+        conn: Connection,
+        handlers: dict[str, tuple[frozenset[str], Handler]],
+        implicit_tls: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.handlers = handlers
+        self.cid = new_conn_id("imap")  # every log line of this task carries conn=<id>
+        self.state = "notauth"
+        self.user = ""
+        self.quota_bytes = 0
+        self.implicit_tls = implicit_tls
+        self.selected: SelectedMailbox | None = None
+        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
+        self.condstore = False  # RFC 7162 CONDSTORE enabled
+        self.qresync = False
+        self.rev2 = False  # RFC 9051 IMAP4rev2 enabled
+        self.temp_files: list[str] = []
+        self.closing = False
+
+    # ------------------------------------------------------------ helpers for handlers
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def send(self, data: bytes) -> None:
+        self.conn.write(data)
+
+    async def send_pieces(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                self.conn.write(piece)
+                continue
+            await self._stream(piece)
+
+    async def _stream(self, rng: FileRange) -> None:
+        def read_at(offset: int, size: int) -> bytes:
+            rng.fh.seek(offset)
+            return rng.fh.read(size)
+
+        sent = 0
+        while sent < rng.length:
+            chunk = await asyncio.to_thread(
+                read_at, rng.start + sent, min(STREAM_CHUNK, rng.length - sent)
+            )
+            if not chunk:  # the file shrank under us: pad to the promised length
+                chunk = b" " * (rng.length - sent)
+            self.conn.write(chunk)
+            sent += len(chunk)
+            await self.conn.flush()
+
+    def mailbox_in(self, name: str) -> str:
+        """Wire name -> store name (RFC 3501 5.1.3 modified UTF-7 unless UTF8=ACCEPT)."""
+        if not self.utf8:
+            try:
+                name = wire.mutf7_decode(name)
+            except ValueError:
+                raise ImapError("Invalid mailbox name encoding", "CANNOT") from None
+        return canonical_mailbox(name)
+
+    def mailbox_out(self, name: str) -> bytes:
+        if self.utf8:
+            return wire.astring(name, utf8=True)
+        return wire.astring(wire.mutf7_encode(name))
+
+    def capabilities(self) -> list[str]:
+        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID"]
+        if self.state == "notauth":
+            if self.conn.tls:
+                caps.append("AUTH=PLAIN")
+            else:
+                # RFC 9051 6.2.3: no plaintext passwords before TLS.
+                caps += ["STARTTLS", "LOGINDISABLED"]
+            return caps
+        caps += [
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "STATUS=SIZE",
+            "ESEARCH",
+            "WITHIN",
+            "CONDSTORE",
+            "QRESYNC",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "SORT",
+            "SORT=DISPLAY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "BINARY",
+            "MULTIAPPEND",
+            f"APPENDLIMIT={self.ctx.config.limits.max_message_size}",
+            "UTF8=ACCEPT",
+        ]
+        if not self.conn.compressed:
+            caps.append("COMPRESS=DEFLATE")
+        return caps
+
+    def capability_code(self) -> str:
+        return "[CAPABILITY " + " ".join(self.capabilities()) + "]"
+
+    # ------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        log.info("event=connect ip=%s tls=%s", self.conn.peer_ip, self.conn.tls)
+        try:
+            self.send(f"* OK {self.capability_code()} Pillarbox IMAP ready\r\n".encode())
+            await self.conn.flush()
+            while not self.closing:
+                if not await self._one_command():
+                    break
+        except (ConnectionClosed, ConnectionError, ssl.SSLError, OSError) as exc:
+            log.info("event=dropped reason=%s", type(exc).__name__)
+        except Exception:  # a bug outside a command: drop this session, keep the server
+            log.exception("event=session-failed")
+        finally:
+            self.deselect()
+            self._cleanup_temp()
+            await self.conn.close()
+            log.info("event=close user=%s", self.user or "-")
+
+    async def bye(self, text: str) -> None:
+        """Server shutdown: say BYE and end the session (RFC 9051 7.1.5)."""
+        self.closing = True
+        with contextlib.suppress(Exception):
+            self.send(f"* BYE {text}\r\n".encode())
+            await asyncio.wait_for(self.conn.flush(), 2)
+
+    def _idle_timeout(self) -> float:
+        limits = self.ctx.config.limits
+        if self.state == "notauth":
+            return float(min(limits.command_timeout, limits.imap_idle_timeout))
+        return float(max(limits.imap_idle_timeout, 60))  # RFC 9051 5.4: >= 30 min configured
+
+    async def _one_command(self) -> bool:
+        try:
+            segments = await asyncio.wait_for(self._read_command(), self._idle_timeout())
+        except TimeoutError:
+            await self.bye("Autologout; idle for too long")
+            return False
+        except LineTooLong:
+            self.send(b"* BAD Command line too long\r\n")
+            await self.conn.flush()
+            return True
+        if segments is None:
+            return True
+        try:
+            try:
+                command = parse_command(segments, self.utf8)
+            except ParseError as exc:
+                log.info("event=bad reason=%s", exc.text)
+                self.send(f"{exc.tag} BAD {exc.text}\r\n".encode())
+                await self.conn.flush()
+                return True
+            await self.dispatch(command)
+        finally:
+            self._cleanup_temp()
+        return self.state != "logout"
+
+    async def _read_command(self) -> list[Segment] | None:
+        """Lines and literals of one command; None when it was refused while reading."""
+        limits = self.ctx.config.limits
+        segments: list[Segment] = []
+        total = 0
+        refused: str | None = None
+        line = await self.conn.read_line(MAX_LINE)
+        while True:
+            segments.append(line)
+            total += len(line)
+            if total > MAX_COMMAND_LINES:
+                refused = "BAD Command too long"
+            found = literal_suffix(line)
+            if found is None:
+                break
+            size, nonsync, _binary = found
+            first = segments[0]
+            assert isinstance(first, bytes)
+            is_append = b" APPEND " in first[:100].upper()
+            limit = limits.max_message_size if is_append else MAX_SMALL_LITERAL
+            if size > limit and refused is None:
+                refused = "NO [TOOBIG] Literal too large"  # RFC 7889 / RFC 4469
+            if refused is not None:
+                if not nonsync:  # the client waits for "+": it will not send the literal
+                    break
+                await asyncio.wait_for(self.conn.discard(size), limits.command_timeout)
+                line = await self.conn.read_line(MAX_LINE)
+                continue
+            if not nonsync:  # RFC 9051 7.5: command continuation request
+                self.send(b"+ Ready for literal data\r\n")
+                await self.conn.flush()
+            literal = await asyncio.wait_for(self._read_literal(size), limits.command_timeout)
+            segments.append(literal)
+            line = await asyncio.wait_for(self.conn.read_line(MAX_LINE), limits.command_timeout)
+        if refused is not None:
+            head = segments[0]
+            assert isinstance(head, bytes)
+            tag = head.split(b" ", 1)[0].decode("ascii", "replace")
+            self.send(f"{tag or '*'} {refused}\r\n".encode())
+            await self.conn.flush()
+            return None
+        return segments
+
+    async def _read_literal(self, size: int) -> Literal:
+        if size > SPOOL_THRESHOLD:
+            path = await self.conn.read_to_file(size)
+            self.temp_files.append(str(path))
+            return Literal(size, path=path)
+        return Literal(size, data=await self.conn.read_exact(size))
+
+    def _cleanup_temp(self) -> None:
+        for name in self.temp_files:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        self.temp_files.clear()
+
+    # ------------------------------------------------------------ dispatch
+
+    async def dispatch(self, command: Command) -> None:
+        tag = command.tag
+        entry = self.handlers.get(command.name)
+        if entry is None:
+            self.send(f"{tag} BAD Unknown command\r\n".encode())
+            await self.conn.flush()
+            return
+        states, handler = entry
+        if self.state not in states:
+            why = "Not authenticated" if self.state == "notauth" else "Not allowed now"
+            self.send(f"{tag} BAD {why}\r\n".encode())
+            await self.conn.flush()
+            return
+        try:
+            text = await handler(self, command)
+            if text is not None:
+                allow_expunge = command.uid or command.name not in (
+                    "FETCH",
+                    "STORE",
+                    "SEARCH",
+                    "SORT",
+                    "THREAD",
+                )  # RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH
+                if command.name not in ("LOGOUT", "SELECT", "EXAMINE"):
+                    await self.sync(allow_expunge)
+                self.send(f"{tag} OK {text}\r\n".encode())
+        except ImapError as exc:
+            log.info(
+                "cmd=%s result=%s code=%s",
+                command.name,
+                exc.status,
+                exc.code or "-",
+            )
+            self.send(exc.render(tag))
+        except StoreError as exc:
+            log.warning("cmd=%s store_error=%r", command.name, exc)
+            self.send(from_store(exc).render(tag))
+        except (ConnectionClosed, ConnectionError, ssl.SSLError):
+            raise
+        except Exception:
+            log.exception("cmd=%s event=server-bug", command.name)
+            self.send(f"{tag} NO [SERVERBUG] Internal error\r\n".encode())
+        await self.conn.flush()
+
+    # ------------------------------------------------------------ selected mailbox
+
+    def select(self, selected: SelectedMailbox) -> None:
+        self.deselect()
+        self.selected = selected
+        self.state = "selected"
+
+    def deselect(self) -> None:
+        if self.selected is not None:
+            self.selected.subscription.close()
+            self.selected = None
+        if self.state == "selected":
+            self.state = "auth"
+
+    async def sync(self, allow_expunge: bool, force: bool = False) -> None:
+        """Send what other sessions and deliveries changed (EXISTS, FETCH, EXPUNGE)."""
+        sel = self.selected
+        if sel is None:
+            return
+        events = await sel.subscription.wait(0)
+        if events or force:
+            try:
+                changes = await asyncio.to_thread(
+                    self.ctx.store.changes, self.user, sel.name, sel.modseq
+                )
+            except MailboxNotFound:
+                # RFC 9051 7.1.5: the selected mailbox was deleted elsewhere; end the session.
+                self.send(b"* BYE Selected mailbox no longer exists\r\n")
+                self.deselect()
+                self.state = "logout"
+                return
+            out = sel.apply(changes, allow_expunge, self.qresync, self.condstore)
+        elif allow_expunge and sel.pending_expunged:
+            out = sel.expunge_responses(list(sel.pending_expunged), self.qresync)
+        else:
+            return
+        for line in out:
+            self.send(line)
+
+    # ------------------------------------------------------------ IDLE (RFC 2177)
+
+    async def idle(self, tag: str) -> str | None:
+        self.send(b"+ idling\r\n")
+        await self.conn.flush()
+        await self.sync(True)
+        await self.conn.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._idle_timeout()
+        reader = asyncio.ensure_future(self.conn.read_line(MAX_LINE))
+        waiter: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if waiter is None and self.selected is not None:
+                    waiter = asyncio.ensure_future(self.selected.subscription.wait())
+                pending = {reader} | ({waiter} if waiter is not None else set())
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self.closing:
+                    await self.bye("Autologout; idle for too long")
+                    self.state = "logout"
+                    return None
+                done, _ = await asyncio.wait(
+                    pending, timeout=min(remaining, 60.0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if waiter is not None and waiter in done:
+                    waiter = None
+                    await self.sync(True, force=True)
+                    await self.conn.flush()
+                if reader in done:
+                    line = reader.result()
+                    if line.strip().upper() != b"DONE":
+                        raise bad("Expected DONE")
+                    return "IDLE terminated"
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
