@@ -24,7 +24,7 @@ DEV_CONFIG = Path("var/pillarbox.toml")
 
 # Modules that add subcommands: each has register(subparsers) whose parsers set
 # `func(args, cfg) -> int` via set_defaults.
-CLI_MODULES: tuple[str, ...] = ()
+CLI_MODULES: tuple[str, ...] = ("appliance.backup.cli",)
 
 
 class CliError(Exception):
@@ -193,6 +193,46 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        entries = _ctl(args, "queue.list")
+        if args.json:
+            print(json.dumps(entries, indent=2))
+            return 0
+        if not entries:
+            print("the queue is empty")
+        for e in entries:
+            print(f"{e['id']}  {e['size']:>9} B  from <{e['sender']}>")
+            for r in e["recipients"]:
+                err = f"  ({r['last_error']})" if r.get("last_error") else ""
+                print(f"    {r['status']:<9} {r['address']}  attempts={r['attempts']}{err}")
+    elif args.action == "retry":
+        n = _ctl(args, "queue.retry", **({"id": args.id} if args.id else {}))["rescheduled"]
+        print(f"{n} entr{'y' if n == 1 else 'ies'} will be retried now")
+    elif args.action == "delete":
+        _ctl(args, "queue.delete", id=args.id)
+        print(f"deleted {args.id} (no bounce sent)")
+    else:
+        n = _ctl(args, "queue.flush")["rescheduled"]
+        print(f"{n} entr{'y' if n == 1 else 'ies'} will be retried now")
+    return 0
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    from appliance.queue.dkim import dns_records
+
+    cfg = load_config(args)
+    acc = _accounts(cfg)
+    domains = [args.domain] if args.domain else acc.list_domains()
+    if not domains:
+        raise CliError("no domains yet; add one with `pillarbox domain add`")
+    for domain in domains:
+        print(f"; DKIM records for {domain}")
+        for name, value in dns_records(cfg, domain):
+            print(f'{name}. IN TXT "{value}"')
+    return 0
+
+
 def cmd_setup_secret(args: argparse.Namespace) -> int:
     from webui.setup import read_or_create_secret
 
@@ -288,6 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     add("reload", cmd_reload, "reload config and certificates in the running daemon")
     add("setup-secret", cmd_setup_secret, "print the one-time secret that unlocks the wizard")
+
+    que = add("queue", cmd_queue, "inspect and steer the outbound queue")
+    que_sub = _Nested(que, common)
+    q_list = que_sub.add_parser("list", help="list queued messages and their recipients")
+    q_list.add_argument("--json", action="store_true")
+    que_sub.add_parser("retry", help="retry one entry (or all) now").add_argument("id", nargs="?")
+    que_sub.add_parser("delete", help="drop an entry without a bounce").add_argument("id")
+    que_sub.add_parser("flush", help="retry everything now")
+
+    dns = add("dns", cmd_dns, "print the DKIM TXT records to publish")
+    dns.add_argument("--domain", help="only this domain")
 
     for name in CLI_MODULES:
         importlib.import_module(name).register(sub, common)

@@ -1,0 +1,342 @@
+"""The durable outbound spool: one message file and one JSON metadata file per entry.
+
+Layout under the queue directory::
+
+    tmp/            files being written (never read; cleaned by :meth:`Spool.recover`)
+    msg/<id>.eml    the message bytes as received (CRLF)
+    meta/<id>.json  the envelope and per-recipient state
+
+Every file is written to ``tmp/``, fsynced, renamed into place and the directory is
+fsynced. The message is committed before its metadata, so an entry is visible (listed)
+only once both are durable: a crash or ``kill -9`` at any point leaves either a complete
+entry or an orphan message file that :meth:`Spool.recover` removes.
+
+All methods are blocking (disk, fsync); async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+RecipientStatus = Literal["pending", "delivered", "failed"]
+TlsResult = Literal["verified", "unverified", "none", ""]
+EntryKind = Literal["message", "bounce"]
+
+_ID_RE = re.compile(r"^[0-9A-F]{10,40}$")
+FORMAT_VERSION = 1
+
+
+class SpoolError(Exception):
+    """A spool entry that cannot be found or read."""
+
+
+class EntryNotFound(SpoolError):
+    pass
+
+
+class CorruptEntry(SpoolError):
+    pass
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Delivery state of one recipient of one queue entry."""
+
+    address: str
+    status: RecipientStatus = "pending"
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_attempt: float = 0.0
+    last_error: str = ""  # e.g. "451 4.7.1 greylisted" or "connection refused"
+    remote_host: str = ""  # the MX or smarthost that gave the last answer
+    tls: TlsResult = ""  # verified / unverified / none for the last session
+    bounced: bool = False  # a failure DSN was queued for this recipient
+    dsn_status: str = ""  # RFC 3463 code of a local failure (e.g. 5.1.10 null MX)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Recipient:
+        return cls(
+            address=str(raw["address"]),
+            status=raw.get("status", "pending"),
+            attempts=int(raw.get("attempts", 0)),
+            next_attempt=float(raw.get("next_attempt", 0.0)),
+            last_attempt=float(raw.get("last_attempt", 0.0)),
+            last_error=str(raw.get("last_error", "")),
+            remote_host=str(raw.get("remote_host", "")),
+            tls=raw.get("tls", ""),
+            bounced=bool(raw.get("bounced", False)),
+            dsn_status=str(raw.get("dsn_status", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queued message: envelope, timestamps and per-recipient state."""
+
+    id: str
+    sender: str  # "" is the null reverse-path (bounces)
+    recipients: tuple[Recipient, ...]
+    created: float
+    size: int
+    kind: EntryKind = "message"
+    delay_warned: bool = False
+    dkim_headers: str = ""  # DKIM-Signature header fields prepended when sending ("" = none)
+    dkim_done: bool = False  # signing was attempted (never sign twice)
+
+    @property
+    def pending(self) -> tuple[Recipient, ...]:
+        return tuple(r for r in self.recipients if r.status == "pending")
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    @property
+    def next_attempt(self) -> float:
+        """When the earliest pending recipient is due (inf when nothing is pending)."""
+        return min((r.next_attempt for r in self.pending), default=float("inf"))
+
+    def with_recipients(self, recipients: Sequence[Recipient]) -> Entry:
+        return dataclasses.replace(self, recipients=tuple(recipients))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "id": self.id,
+            "sender": self.sender,
+            "created": self.created,
+            "size": self.size,
+            "kind": self.kind,
+            "delay_warned": self.delay_warned,
+            "dkim_headers": self.dkim_headers,
+            "dkim_done": self.dkim_done,
+            "recipients": [r.to_json() for r in self.recipients],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Entry:
+        return cls(
+            id=str(raw["id"]),
+            sender=str(raw["sender"]),
+            recipients=tuple(Recipient.from_json(r) for r in raw["recipients"]),
+            created=float(raw["created"]),
+            size=int(raw["size"]),
+            kind=raw.get("kind", "message"),
+            delay_warned=bool(raw.get("delay_warned", False)),
+            dkim_headers=str(raw.get("dkim_headers", "")),
+            dkim_done=bool(raw.get("dkim_done", False)),
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Implements :class:`appliance.queue.base.OutboundQueue` on a directory."""
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.clock = clock
+        self.tmp_dir = directory / "tmp"
+        self.msg_dir = directory / "msg"
+        self.meta_dir = directory / "meta"
+        for d in (self.tmp_dir, self.msg_dir, self.meta_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._listeners: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ notification
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(queue_id)`` runs after each enqueue, in the enqueuing thread."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[str], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    # ------------------------------------------------------------ paths
+
+    def _check_id(self, queue_id: str) -> str:
+        canonical = queue_id.upper()  # ids are upper-case hex; typed ids may not be
+        if not _ID_RE.match(canonical):
+            raise EntryNotFound(f"no queue entry {queue_id!r}")
+        return canonical
+
+    def message_path(self, queue_id: str) -> Path:
+        return self.msg_dir / f"{self._check_id(queue_id)}.eml"
+
+    def meta_path(self, queue_id: str) -> Path:
+        return self.meta_dir / f"{self._check_id(queue_id)}.json"
+
+    def new_id(self) -> str:
+        # Sortable by creation time (microseconds), then 40 random bits.
+        return f"{int(self.clock() * 1_000_000):014X}{secrets.token_hex(5).upper()}"
+
+    # ------------------------------------------------------------ writing
+
+    def _commit(self, tmp: Path, final: Path) -> None:
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+
+    def _write_meta(self, entry: Entry) -> None:
+        tmp = self.tmp_dir / f"{entry.id}.json.{secrets.token_hex(4)}"
+        data = json.dumps(entry.to_json(), separators=(",", ":")).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._commit(tmp, self.meta_path(entry.id))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: Path,
+        kind: EntryKind = "message",
+    ) -> str:
+        """Durably copy ``message`` into the spool for ``recipients``; returns the id."""
+        if not recipients:
+            raise ValueError("a queue entry needs at least one recipient")
+        queue_id = self.new_id()
+        tmp = self.tmp_dir / f"{queue_id}.eml"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out, message.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+                size = out.tell()
+            self._commit(tmp, self.message_path(queue_id))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        now = self.clock()
+        entry = Entry(
+            id=queue_id,
+            sender=sender,
+            recipients=tuple(Recipient(address=r, next_attempt=now) for r in recipients),
+            created=now,
+            size=size,
+            kind=kind,
+        )
+        try:
+            self._write_meta(entry)  # the entry becomes visible here
+        except BaseException:
+            self.message_path(queue_id).unlink(missing_ok=True)
+            raise
+        log.info(
+            "queue_id=%s event=enqueued sender=<%s> rcpts=%d size=%d kind=%s",
+            queue_id,
+            sender,
+            len(recipients),
+            size,
+            kind,
+        )
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            try:
+                callback(queue_id)
+            except Exception:  # the entry is committed: a listener must not undo the reply
+                log.exception("queue_id=%s event=listener-failed", queue_id)
+        return queue_id
+
+    def save(self, entry: Entry) -> None:
+        """Replace the metadata of an existing entry (atomic, durable)."""
+        if not self.message_path(entry.id).exists():
+            raise EntryNotFound(f"no queue entry {entry.id!r}")
+        self._write_meta(entry)
+
+    def remove(self, queue_id: str) -> None:
+        """Delete an entry: metadata first (it disappears), then the message."""
+        meta = self.meta_path(queue_id)
+        try:
+            meta.unlink()
+        except FileNotFoundError:
+            raise EntryNotFound(f"no queue entry {queue_id!r}") from None
+        _fsync_dir(self.meta_dir)
+        self.message_path(queue_id).unlink(missing_ok=True)
+        _fsync_dir(self.msg_dir)
+        log.info("queue_id=%s event=removed", queue_id)
+
+    # ------------------------------------------------------------ reading
+
+    def load(self, queue_id: str) -> Entry:
+        try:
+            raw = json.loads(self.meta_path(queue_id).read_bytes())
+        except FileNotFoundError:
+            raise EntryNotFound(f"no queue entry {queue_id!r}") from None
+        except (ValueError, OSError) as exc:
+            raise CorruptEntry(f"queue entry {queue_id}: {exc}") from exc
+        try:
+            return Entry.from_json(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEntry(f"queue entry {queue_id}: {exc}") from exc
+
+    def ids(self) -> list[str]:
+        """Ids of every visible entry, oldest first."""
+        names = (p.name for p in self.meta_dir.iterdir())
+        return sorted(n[:-5] for n in names if n.endswith(".json") and _ID_RE.match(n[:-5]))
+
+    def entries(self) -> Iterator[Entry]:
+        """Every readable entry, oldest first; corrupt ones are logged and skipped."""
+        for queue_id in self.ids():
+            try:
+                yield self.load(queue_id)
+            except EntryNotFound:
+                continue  # removed while listing
+            except CorruptEntry as exc:
+                log.error("queue_id=%s event=corrupt error=%s", queue_id, exc)
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    # ------------------------------------------------------------ recovery
+
+    def recover(self, min_age: float = 3600.0) -> int:
+        """Remove leftovers of interrupted writes older than ``min_age`` seconds: files in
+        tmp/ and message files without metadata. Returns how many were removed."""
+        limit = time.time() - min_age
+        removed = 0
+        visible = set(self.ids())
+        candidates = list(self.tmp_dir.iterdir())
+        candidates += [p for p in self.msg_dir.iterdir() if p.name[:-4] not in visible]
+        for path in candidates:
+            try:
+                if path.stat().st_mtime <= limit:
+                    path.unlink()
+                    removed += 1
+                    log.info("queue_id=- event=recovered-orphan file=%s", path.name)
+            except FileNotFoundError:
+                continue
+        return removed

@@ -1,0 +1,146 @@
+"""DnsResolver against a small authoritative DNS server on loopback UDP, and MX selection."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+from collections.abc import Iterator
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from appliance.queue.resolver import (
+    DnsResolver,
+    MxHost,
+    NoData,
+    NoSuchDomain,
+    NullMx,
+    mx_hosts,
+)
+
+ZONE: dict[tuple[str, str], list[str]] = {
+    ("example.net.", "MX"): ["10 mx1.example.net.", "20 mx2.example.net."],
+    ("mx1.example.net.", "A"): ["192.0.2.1"],
+    ("mx1.example.net.", "AAAA"): ["2001:db8::1"],
+    ("mx2.example.net.", "A"): ["192.0.2.2"],
+    ("nomail.example.", "MX"): ["0 ."],
+    ("plain.example.", "A"): ["192.0.2.9"],
+    ("_mta-sts.example.net.", "TXT"): ['"v=STSv1; " "id=20261123"'],
+}
+
+
+class DnsServer:
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        names = {name for name, _ in ZONE}
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text()
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            records = ZONE.get((name, rdtype))
+            if records:
+                response.answer.append(
+                    dns.rrset.from_text_list(name, 300, dns.rdataclass.IN, rdtype, records)
+                )
+            elif name not in names:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def resolver() -> Iterator[DnsResolver]:
+    server = DnsServer()
+    yield DnsResolver(timeout=3, nameservers=["127.0.0.1"], port=server.port)
+    server.close()
+
+
+def test_mx_and_addresses(resolver: DnsResolver) -> None:
+    async def go() -> None:
+        assert sorted(await resolver.mx("example.net")) == [
+            (10, "mx1.example.net"),
+            (20, "mx2.example.net"),
+        ]
+        assert await resolver.addresses("mx1.example.net") == ["192.0.2.1", "2001:db8::1"]
+        assert await resolver.txt("_mta-sts.example.net") == ["v=STSv1; id=20261123"]
+
+    asyncio.run(go())
+
+
+def test_errors(resolver: DnsResolver) -> None:
+    async def go() -> None:
+        with pytest.raises(NoSuchDomain):
+            await resolver.mx("missing.example")
+        with pytest.raises(NoData):
+            await resolver.mx("plain.example")
+        with pytest.raises(NoData):
+            await resolver.addresses("example.net")
+
+    asyncio.run(go())
+
+
+def test_mx_hosts_via_real_resolver(resolver: DnsResolver) -> None:
+    async def go() -> None:
+        rng = random.Random(3)
+        hosts = await mx_hosts(resolver, "example.net", rng)
+        assert [h.name for h in hosts] == ["mx1.example.net", "mx2.example.net"]
+        assert await mx_hosts(resolver, "plain.example", rng) == [
+            MxHost("plain.example", 0, implicit=True)
+        ]
+        with pytest.raises(NullMx):
+            await mx_hosts(resolver, "nomail.example", rng)
+
+    asyncio.run(go())
+
+
+class StaticMx:
+    def __init__(self, records: list[tuple[int, str]]) -> None:
+        self.records = records
+
+    async def mx(self, domain: str) -> list[tuple[int, str]]:
+        return list(self.records)
+
+    async def addresses(self, host: str) -> list[str]:
+        return []
+
+    async def txt(self, name: str) -> list[str]:
+        return []
+
+
+def test_equal_preferences_are_shuffled_lower_first() -> None:
+    records = [(20, "c"), (10, "a1"), (10, "a2"), (10, "a3"), (30, "d")]
+    orders = set()
+    for seed in range(40):
+        hosts = asyncio.run(mx_hosts(StaticMx(records), "x", random.Random(seed)))
+        names = [h.name for h in hosts]
+        assert set(names[:3]) == {"a1", "a2", "a3"}
+        assert names[3:] == ["c", "d"]
+        orders.add(tuple(names[:3]))
+    assert len(orders) > 1  # RFC 5321 5.1: equal preferences in random order

@@ -1,0 +1,198 @@
+"""The queue as a daemon service: wake-up on enqueue, DSNs through the local store or the
+queue, status and the ctl handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.accounts import Accounts, Authenticator
+from appliance.daemon import Context
+from appliance.events import ChangeBus
+from appliance.queue.service import QueueService, StoreBounces, create
+from appliance.queue.spool import EntryNotFound, Spool
+from appliance.store.base import DeliveryTarget
+
+from .conftest import FakeClock, World
+
+
+@dataclass
+class RecordingStore:
+    delivered: list[tuple[list[DeliveryTarget], bytes]] = field(default_factory=list)
+
+    def deliver(self, targets: list[DeliveryTarget], source: Path) -> list[Any]:
+        self.delivered.append((list(targets), source.read_bytes()))
+        return []
+
+
+def _context(world: World) -> Context:
+    cfg = world.config()
+    accounts = Accounts(world.tmp / "accounts.sqlite")
+    accounts.add_domain("pillarbox.test")
+    accounts.add_user("alice@pillarbox.test", "correct horse battery staple 42")
+    return Context(
+        config=cfg,
+        accounts=accounts,
+        auth=Authenticator(accounts),
+        store=RecordingStore(),  # type: ignore[arg-type]
+        bus=ChangeBus(),
+        tls=None,  # type: ignore[arg-type]
+        queue=Spool(world.tmp / "queue"),
+    )
+
+
+def _service(world: World, ctx: Context, clock: Any = time.time) -> QueueService:
+    return QueueService(
+        ctx,
+        resolver=world.resolver,
+        context_factory=world.pki.client_context,
+        port_for=lambda h: world.ports[h],
+        clock=clock,
+        poll=1.0,
+        timeout=10,
+    )
+
+
+async def _until(predicate: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def test_enqueue_wakes_service_and_delivers(world: World, sinks) -> None:
+    handler, ctl = sinks()
+    world.add_mx("example.net", "mx1.example.net", ctl.port)
+    ctx = _context(world)
+    svc = _service(world, ctx)
+
+    async def go() -> None:
+        await svc.start()
+        try:
+            assert svc.status()["running"]
+            await asyncio.to_thread(
+                ctx.queue.enqueue, "alice@pillarbox.test", ["bob@example.net"], world.message()
+            )
+            await _until(lambda: len(handler.messages) == 1)
+            await _until(lambda: svc.status()["delivered"] == 1)
+            await _until(lambda: ctx.queue.ids() == [])  # type: ignore[attr-defined]
+        finally:
+            await svc.stop()
+        assert not svc.status()["running"]
+
+    asyncio.run(go())
+    # The message went out DKIM-signed for the local domain.
+    assert b"DKIM-Signature:" in handler.messages[0].content
+    assert (world.tmp / "data" / "dkim" / "pillarbox.test" / "pb1.rsa.key").exists()
+
+
+def test_entries_present_at_start_are_delivered(world: World, sinks) -> None:
+    handler, ctl = sinks()
+    world.add_mx("example.net", "mx1.example.net", ctl.port)
+    ctx = _context(world)
+    ctx.queue.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    svc = _service(world, ctx)
+
+    async def go() -> None:
+        await svc.start()
+        try:
+            await _until(lambda: len(handler.messages) == 1)
+        finally:
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
+    handler, ctl = sinks()
+    handler.rcpt_replies["nobody@example.net"] = "550 5.1.1 unknown user"
+    world.add_mx("example.net", "mx1.example.net", ctl.port)
+    ctx = _context(world)
+    svc = _service(world, ctx)
+    store: RecordingStore = ctx.store  # type: ignore[assignment]
+
+    async def go() -> None:
+        await svc.start()
+        try:
+            await asyncio.to_thread(
+                ctx.queue.enqueue, "Alice@pillarbox.test", ["nobody@example.net"], world.message()
+            )
+            await _until(lambda: len(store.delivered) == 1)
+        finally:
+            await svc.stop()
+
+    asyncio.run(go())
+    [(targets, data)] = store.delivered
+    assert [t.user for t in targets] == ["alice@pillarbox.test"]
+    assert targets[0].header_prefix == b"Return-Path: <>\r\n"
+    msg = email.message_from_bytes(data)
+    assert msg.get_content_type() == "multipart/report"
+    assert b"Status: 5.1.1" in data
+    assert Spool(world.tmp / "queue").ids() == []
+
+
+def test_bounce_to_remote_sender_is_queued_with_null_sender(world: World) -> None:
+    ctx = _context(world)
+    spool: Spool = ctx.queue  # type: ignore[assignment]
+    asyncio.run(StoreBounces(ctx, spool).send_dsn("carol@remote.example", b"DSN\r\n", "Q1"))
+    [entry] = list(spool.entries())
+    assert entry.sender == "" and entry.kind == "bounce"
+    assert [r.address for r in entry.recipients] == ["carol@remote.example"]
+    assert list(spool.tmp_dir.iterdir()) == []
+
+
+def test_ctl_handlers(world: World) -> None:
+    clock = FakeClock()
+    ctx = _context(world)
+    spool = Spool(world.tmp / "queue", clock=clock)
+    ctx.queue = spool
+    world.resolver.nxdomain.clear()
+    [svc] = create(ctx)  # registers queue.* handlers on the ctl socket
+    assert isinstance(svc, QueueService)
+    svc.clock = clock
+    svc.engine.clock = clock
+    qid = spool.enqueue("alice@pillarbox.test", ["b@example.net"], world.message())
+    entry = spool.load(qid)
+    later = entry.with_recipients(
+        [
+            dataclasses.replace(r, next_attempt=clock.now + 9999, last_error="451 later")
+            for r in entry.recipients
+        ]
+    )
+    spool.save(later)
+
+    async def go() -> None:
+        listed = await ctx.ctl_handlers["queue.list"]({})
+        assert [e["id"] for e in listed] == [qid]
+        assert listed[0]["recipients"][0]["last_error"] == "451 later"
+        assert listed[0]["recipients"][0]["status"] == "pending"
+        assert await svc.ctl_retry(qid) == 1
+        assert spool.load(qid).recipients[0].next_attempt == clock.now
+        assert (await ctx.ctl_handlers["queue.flush"]({}))["rescheduled"] == 1
+        with pytest.raises(EntryNotFound):
+            await svc.ctl_retry("0123456789ABCDEF0123")
+        from appliance.ctl.service import CommandError
+
+        with pytest.raises(CommandError):
+            await ctx.ctl_handlers["queue.delete"]({"id": "0123456789ABCDEF0123"})
+        with pytest.raises(CommandError):
+            await ctx.ctl_handlers["queue.delete"]({})
+        assert await ctx.ctl_handlers["queue.delete"]({"id": qid}) == {"deleted": qid}
+        assert await svc.ctl_list() == []
+
+    asyncio.run(go())
+
+
+def test_bounce_to_unknown_local_sender_is_dropped(world: World) -> None:
+    ctx = _context(world)
+    spool: Spool = ctx.queue  # type: ignore[assignment]
+    asyncio.run(StoreBounces(ctx, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
+    assert spool.ids() == []
+    assert ctx.store.delivered == []  # type: ignore[attr-defined]
