@@ -1,0 +1,281 @@
+"""Helpers for the web UI tests: fakes for DNS, the daemon ctl socket, disks and hardware,
+the root helper in record mode, and CSRF-aware form posting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from flask import Flask
+from flask.testing import FlaskClient
+
+from appliance import config
+from appliance.accounts import LoginThrottle
+from appliance.ctl.protocol import CtlError
+from appliance.queue import dkim
+from tests.harness import REPO, write_config
+from webui import create_app, dnscheck
+from webui.disks import Disk, Partition
+from webui.helper import RootHelper
+from webui.setup import read_or_create_secret
+from webui.sizing import GiB, Hardware
+
+HELPER = REPO / "firmware-hooks" / "root_helper.py"
+ADMIN = "admin@pillarbox.test"
+PASSWORD = "correct horse battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class FakeResolver:
+    """DNS answers from a dictionary: {(name, rdtype): [values]}; anything else is absent."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]] | None = None) -> None:
+        self.records = records or {}
+        self.queries: list[tuple[str, str]] = []
+
+    def query(self, name: str, rdtype: str) -> list[str]:
+        self.queries.append((name, rdtype))
+        return list(self.records.get((name.rstrip(".").lower(), rdtype), []))
+
+
+@dataclass
+class FakeCtl:
+    running: bool = True
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    call_args: list[dict[str, Any]] = field(default_factory=list)
+    queue_in_status: bool = True
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        self.calls.append(cmd)
+        self.call_args.append(args)
+        if not self.running:
+            raise CtlError("the daemon is not running")
+        if cmd == "status":
+            services = {"queue": {"size": len(self.queue)}} if self.queue_in_status else {}
+            return {"version": "0.1.0", "uptime": 7200.0, "services": services}
+        if cmd == "queue.list":
+            return self.queue
+        if cmd in ("queue.flush", "queue.retry"):
+            return {"rescheduled": len(self.queue)}
+        if cmd == "queue.delete":
+            before = len(self.queue)
+            self.queue = [e for e in self.queue if e.get("id") != args.get("id")]
+            if len(self.queue) == before:
+                raise CtlError(f"no queue entry {args.get('id')}")
+            return {"deleted": args["id"]}
+        if cmd == "reload":
+            return {"reloaded": True}
+        raise CtlError(f"unknown command {cmd!r}")
+
+
+SPARE = Disk(
+    name="sdb",
+    path="/dev/sdb",
+    size=500 * GiB,
+    model="Spare SSD",
+    serial="S1",
+    bus="usb",
+    removable=False,
+    fstype="",
+    uuid="",
+    mountpoint="",
+    partitions=(),
+    holds_system=False,
+)
+SYSTEM = Disk(
+    name="sda",
+    path="/dev/sda",
+    size=32 * GiB,
+    model="SD card",
+    serial="",
+    bus="",
+    removable=True,
+    fstype="",
+    uuid="",
+    mountpoint="",
+    partitions=(Partition("sda1", "ext4", "u-1", "root", "/"),),
+    holds_system=True,
+)
+
+
+BIG_BOX = Hardware(
+    cpus=4, ram=4 * GiB, disk_path="/srv", disk_total=1000 * GiB, disk_free=600 * GiB
+)
+
+
+@dataclass
+class Env:
+    cfg_path: Path
+    resolver: FakeResolver
+    ctl: FakeCtl
+    record: Path
+    clock: list[float]
+    disks: list[Disk]
+    hw: Hardware = field(default_factory=lambda: BIG_BOX)
+
+    @property
+    def cfg(self) -> config.Config:
+        return config.load(self.cfg_path)
+
+    def helper_commands(self) -> list[list[str]]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+
+def new_env(tmp_path: Path) -> Env:
+    cfg_path = write_config(tmp_path / "box")
+    return Env(
+        cfg_path=cfg_path,
+        resolver=FakeResolver(),
+        ctl=FakeCtl(),
+        record=tmp_path / "helper-commands.jsonl",
+        clock=[1_800_000_000.0],
+        disks=[SYSTEM, SPARE],
+    )
+
+
+def make_app(env: Env, throttle: LoginThrottle | None = None) -> Flask:
+    helper = RootHelper(
+        argv=(sys.executable, str(HELPER)),
+        env={"PILLARBOX_ROOT_HELPER_FAKE": str(env.record), "PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
+    app = create_app(
+        env.cfg_path,
+        resolver=env.resolver,
+        helper=helper,
+        ctl_factory=lambda _path: env.ctl,
+        disks=lambda: list(env.disks),
+        measure=lambda _p: env.hw,
+        throttle=throttle or LoginThrottle(clock=lambda: env.clock[0]),
+        clock=lambda: env.clock[0],
+    )
+    app.testing = True
+    return app
+
+
+def admin_client(env: Env, accounts_template: Path) -> FlaskClient:
+    """An app on a box that is set up (accounts copied from the template) and a client
+    signed in as its admin."""
+    env.cfg.accounts_db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(accounts_template, env.cfg.accounts_db)
+    client = make_app(env).test_client()
+    with client.session_transaction() as session:
+        session["user"] = ADMIN
+        session["seen"] = env.clock[0]
+        session["csrf"] = "test-csrf-token"
+    return client
+
+
+def csrf(client: FlaskClient, path: str) -> str:
+    """The CSRF token from the form on ``path`` (as a browser would have it)."""
+    page = client.get(path)
+    match = CSRF_RE.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} ({page.status_code})"
+    return match.group(1)
+
+
+def post(
+    client: FlaskClient, path: str, data: dict[str, Any], form_page: str | None = None, **kw: Any
+) -> Any:
+    token = csrf(client, form_page or path)
+    return client.post(path, data={**data, "csrf_token": token}, **kw)
+
+
+def complete_setup(client: FlaskClient, cfg: config.Config) -> None:
+    secret = read_or_create_secret(cfg)
+    r = post(client, "/setup/", {"secret": secret})
+    assert r.status_code == 302 and r.location.endswith("/setup/admin")
+    r = post(
+        client,
+        "/setup/admin",
+        {"domain": "pillarbox.test", "local": "admin", "password": PASSWORD, "confirm": PASSWORD},
+    )
+    assert r.status_code == 302, r.get_data(as_text=True)
+
+
+# ------------------------------------------------------------------ shared test data
+
+DOMAIN = "pillarbox.test"
+HOST = "mail.pillarbox.test"
+NOW = dt.datetime.fromtimestamp(1_800_000_000, dt.UTC)  # the fake clock's start
+
+
+def complete_zone(cfg: config.Config) -> dict[tuple[str, str], list[str]]:
+    """Every record the page asks for, published correctly."""
+    zone: dict[tuple[str, str], list[str]] = {
+        (DOMAIN, "MX"): [f"10 {HOST}"],
+        (HOST, "A"): ["192.0.2.10"],
+        (HOST, "AAAA"): ["2001:db8::10"],
+        (DOMAIN, "TXT"): ["google-site-verification=abc", "v=spf1 mx -all"],
+        (f"_dmarc.{DOMAIN}", "TXT"): ["v=DMARC1; p=quarantine"],
+        (f"_mta-sts.{DOMAIN}", "TXT"): [f"v=STSv1; id={dnscheck.mta_sts_id(cfg)}"],
+        (f"mta-sts.{DOMAIN}", "CNAME"): [HOST],
+        (f"_smtp._tls.{DOMAIN}", "TXT"): [f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"],
+        (f"autoconfig.{DOMAIN}", "CNAME"): [HOST],
+        ("10.2.0.192.in-addr.arpa.", "PTR"): [HOST],
+    }
+    for label, listen in (
+        ("_imaps._tcp", cfg.listeners.imaps),
+        ("_submissions._tcp", cfg.listeners.submissions),
+        ("_submission._tcp", cfg.listeners.submission),
+        ("_pop3s._tcp", cfg.listeners.pop3s),
+    ):
+        zone[(f"{label}.{DOMAIN}", "SRV")] = [f"0 1 {listen[0].port} {HOST}"]
+    for name, value in dkim.dns_records(cfg, DOMAIN):
+        zone[(name, "TXT")] = [value]
+    return {(n.rstrip(".").lower(), t): v for (n, t), v in zone.items()}
+
+
+def make_pair(
+    names: tuple[str, ...] = ("mail.pillarbox.test",), days: int = 90, start_days: int = -1
+) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + dt.timedelta(days=start_days))
+        .not_valid_after(NOW + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+QUEUE_ENTRY = {
+    "id": "0A1B2C3D4E5F",
+    "sender": "anna@pillarbox.test",
+    "created": 1_800_000_000.0,
+    "size": 1234,
+    "kind": "message",
+    "next_attempt": 1_800_000_600.0,
+    "in_flight": False,
+    "recipients": [
+        {
+            "address": "bob@example.net",
+            "status": "pending",
+            "attempts": 2,
+            "last_error": "451 4.7.1 greylisted, try again later",
+        },
+    ],
+}

@@ -1,0 +1,149 @@
+"""The Pillarbox setup wizard and dashboard (Flask).
+
+``create_app(config_path)`` builds the app; every outside dependency (DNS resolver, root
+helper, daemon ctl socket, disk list, hardware measurement, clock, login throttle) can be
+injected so the tests run without root, network or a daemon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+
+from appliance import config
+from appliance.accounts import Accounts, LoginThrottle
+from webui import (
+    auth,
+    backup,
+    certviews,
+    clients,
+    dashboard,
+    dnsviews,
+    hardware,
+    mailboxes,
+    queueviews,
+    security,
+)
+from webui import setup as setup_views
+from webui.acme_issue import AcmeSettings
+from webui.context import Ctl, WebContext, default_ctl
+from webui.disks import Disk, list_disks
+from webui.dnscheck import DnsPythonResolver, Resolver
+from webui.helper import RootHelper
+from webui.jobs import JobRunner
+from webui.sizing import Hardware
+from webui.sizing import measure as measure_hw
+
+log = logging.getLogger(__name__)
+
+SESSION_KEY_FILE = "web-session-key"
+
+
+def _session_key(cfg: config.Config) -> bytes:
+    """A per-box signing key for session cookies, created 0600 on first start."""
+    path = cfg.data_dir / SESSION_KEY_FILE
+    try:
+        data = path.read_bytes().strip()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_hex(32).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return data
+
+
+def create_app(
+    config_path: Path,
+    *,
+    resolver: Resolver | None = None,
+    helper: RootHelper | None = None,
+    ctl_factory: Callable[[Path], Ctl] | None = None,
+    disks: Callable[[], list[Disk]] | None = None,
+    measure: Callable[[Path], Hardware] | None = None,
+    throttle: LoginThrottle | None = None,
+    acme: AcmeSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    cfg = config.load(config_path)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_session_key(cfg),
+        SESSION_COOKIE_NAME="pillarbox_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        # Secure exactly when the request came over HTTPS (security.SessionInterface):
+        # browsers drop Secure cookies set over http://pillarbox.local, which would make
+        # the LAN wizard impossible to log in to.
+        SESSION_COOKIE_SECURE=False,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    ctx = WebContext(
+        config_path=config_path,
+        accounts=Accounts(cfg.accounts_db),
+        throttle=throttle or LoginThrottle(),
+        resolver=resolver or DnsPythonResolver(),
+        helper=helper or RootHelper(),
+        jobs=JobRunner(),
+        ctl_factory=ctl_factory or default_ctl,
+        disks=disks or list_disks,
+        measure=measure or measure_hw,
+        clock=clock,
+        acme=acme or AcmeSettings(),
+    )
+    app.extensions["pillarbox"] = ctx
+    setup_views.read_or_create_secret(cfg)
+    security.install(app)
+    blueprints = (
+        setup_views,
+        auth,
+        dashboard,
+        mailboxes,
+        clients,
+        dnsviews,
+        queueviews,
+        hardware,
+        certviews,
+        backup,
+    )
+    for module in blueprints:
+        app.register_blueprint(module.bp)
+
+    @app.template_filter("datetimeformat")
+    def datetimeformat(value: float) -> str:
+        return dt.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+
+    @app.route("/healthz", endpoint="health")
+    def health() -> str:
+        return "ok"
+
+    @app.errorhandler(config.ConfigError)
+    def config_error(exc: config.ConfigError) -> tuple[str, int]:
+        # Someone edited pillarbox.toml by hand and broke it; the daemon keeps its old
+        # config, and the wizard says what is wrong instead of failing blindly.
+        log.error("web=config-invalid error=%s", exc)
+        text = f"The settings file has an error and must be fixed by hand: {exc}"
+        return render_template("error.html", code=500, title="Settings file error", text=text), 500
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        code = exc.code or 500
+        return render_template("error.html", code=code, title=exc.name, text=exc.description), code
+
+    return app

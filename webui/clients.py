@@ -1,0 +1,165 @@
+"""Mail-client settings: the settings page, Thunderbird autoconfig, Apple profiles, MTA-STS.
+
+The autoconfig files and the MTA-STS policy are public (mail clients and sending servers
+fetch them without signing in); they reveal only host names and ports.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import uuid
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from appliance import config
+from appliance.accounts import AccountError, normalize_address
+from webui import dnscheck
+from webui.context import web
+
+bp = Blueprint("clients", __name__)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One way to reach the box, as a mail client needs it."""
+
+    kind: str  # imap | pop3 | smtp
+    label: str
+    port: int
+    socket: str  # SSL | STARTTLS (Thunderbird's socketType values)
+
+
+def servers(cfg: config.Config) -> list[Server]:
+    """The client-facing listeners that are switched on, implicit TLS first."""
+    table = [
+        ("imap", "IMAP", cfg.listeners.imaps, "SSL"),
+        ("imap", "IMAP", cfg.listeners.imap, "STARTTLS"),
+        ("pop3", "POP3", cfg.listeners.pop3s, "SSL"),
+        ("pop3", "POP3", cfg.listeners.pop3, "STARTTLS"),
+        ("smtp", "SMTP (sending)", cfg.listeners.submissions, "SSL"),
+        ("smtp", "SMTP (sending)", cfg.listeners.submission, "STARTTLS"),
+    ]
+    return [Server(kind, label, ls[0].port, sock) for kind, label, ls, sock in table if ls]
+
+
+def _first(cfg: config.Config, kind: str) -> Server | None:
+    return next((s for s in servers(cfg) if s.kind == kind), None)
+
+
+def _domain_for(address: str) -> str:
+    accounts = web().accounts
+    domain = address.rpartition("@")[2].lower()
+    if domain and accounts.is_local_domain(domain):
+        return domain
+    domains = accounts.list_domains()
+    return domains[0] if domains else web().config().hostname
+
+
+@bp.route("/clients")
+def page() -> str:
+    ctx = web()
+    cfg = ctx.config()
+    return render_template(
+        "clients.html",
+        hostname=cfg.hostname,
+        servers=servers(cfg),
+        users=ctx.accounts.list_users(),
+    )
+
+
+def _autoconfig() -> Response:
+    cfg = web().config()
+    address = request.args.get("emailaddress", "")
+    domain = _domain_for(address)
+    xml = render_template(
+        "autoconfig.xml",
+        domain=domain,
+        hostname=cfg.hostname,
+        incoming=[s for s in servers(cfg) if s.kind in ("imap", "pop3")],
+        outgoing=[s for s in servers(cfg) if s.kind == "smtp"],
+    )
+    return Response(xml, mimetype="application/xml")
+
+
+@bp.route("/mail/config-v1.1.xml")
+def autoconfig() -> Response:
+    return _autoconfig()
+
+
+@bp.route("/.well-known/autoconfig/mail/config-v1.1.xml")
+def autoconfig_wellknown() -> Response:
+    return _autoconfig()
+
+
+def mobileconfig(cfg: config.Config, email: str) -> bytes:
+    """An unsigned Apple configuration profile with one IMAP account (password asked)."""
+    imap, smtp = _first(cfg, "imap"), _first(cfg, "smtp")
+    if imap is None or smtp is None:
+        raise ValueError("IMAP or SMTP submission is switched off")
+    domain = email.rpartition("@")[2]
+    ident = ".".join(reversed(cfg.hostname.split("."))) + ".pillarbox"
+    # Stable UUIDs per box and address: reinstalling replaces the profile, not duplicates it.
+    account_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"account.{email}.{cfg.hostname}"))
+    profile_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"profile.{email}.{cfg.hostname}"))
+    account = {
+        "EmailAccountDescription": f"{email}",
+        "EmailAccountName": email.partition("@")[0],
+        "EmailAccountType": "EmailTypeIMAP",
+        "EmailAddress": email,
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "IncomingMailServerHostName": cfg.hostname,
+        "IncomingMailServerPortNumber": imap.port,
+        "IncomingMailServerUseSSL": True,
+        "IncomingMailServerUsername": email,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerHostName": cfg.hostname,
+        "OutgoingMailServerPortNumber": smtp.port,
+        "OutgoingMailServerUseSSL": True,
+        "OutgoingMailServerUsername": email,
+        "OutgoingPasswordSameAsIncomingPassword": True,
+        "PayloadDisplayName": f"Mail ({email})",
+        "PayloadIdentifier": f"{ident}.mail.{account_uuid}",
+        "PayloadType": "com.apple.mail.managed",
+        "PayloadUUID": account_uuid,
+        "PayloadVersion": 1,
+    }
+    profile = {
+        "PayloadContent": [account],
+        "PayloadDisplayName": f"Mail for {domain}",
+        "PayloadDescription": f"Sets up {email}; the device asks for the password.",
+        "PayloadIdentifier": f"{ident}.profile.{profile_uuid}",
+        "PayloadOrganization": domain,
+        "PayloadRemovalDisallowed": False,
+        "PayloadType": "Configuration",
+        "PayloadUUID": profile_uuid,
+        "PayloadVersion": 1,
+    }
+    return plistlib.dumps(profile, fmt=plistlib.FMT_XML)
+
+
+@bp.route("/clients/apple.mobileconfig")
+def apple_profile() -> Response:
+    ctx = web()
+    try:
+        email = normalize_address(request.args.get("email", ""))
+    except AccountError:
+        abort(400, description="Choose a mailbox first.")
+    if ctx.accounts.get_user(email) is None:
+        abort(404, description="There is no mailbox with that address.")
+    try:
+        body = mobileconfig(ctx.config(), email)
+    except ValueError as exc:
+        abort(409, description=str(exc))
+    filename = email.replace("@", "_at_") + ".mobileconfig"
+    return Response(
+        body,
+        mimetype="application/x-apple-aspen-config",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.route("/.well-known/mta-sts.txt")
+def mta_sts_policy() -> Response:
+    """RFC 8461 3.2: the policy, served on https://mta-sts.<domain>/ (mode testing)."""
+    return Response(dnscheck.mta_sts_policy(web().config()), mimetype="text/plain")

@@ -1,0 +1,70 @@
+"""What every view needs: the config file, accounts, throttle, resolver, daemon and helper.
+
+One :class:`WebContext` lives in ``app.extensions["pillarbox"]``; views reach it through
+:func:`web`. The config is re-read when the file changes, so the wizard always shows the
+desired state on disk (the daemon picks it up on ``ctl reload``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from flask import current_app
+
+from appliance import config
+from appliance.accounts import Accounts, LoginThrottle
+from appliance.ctl.client import CtlClient
+from webui.acme_issue import AcmeSettings, ChallengeStore
+from webui.disks import Disk
+from webui.dnscheck import Resolver, Status
+from webui.helper import RootHelper
+from webui.jobs import JobRunner
+from webui.sizing import Hardware
+
+
+class Ctl(Protocol):
+    def call(self, cmd: str, **args: Any) -> Any: ...
+
+
+@dataclass
+class WebContext:
+    config_path: Path
+    accounts: Accounts
+    throttle: LoginThrottle
+    resolver: Resolver
+    helper: RootHelper
+    jobs: JobRunner
+    ctl_factory: Callable[[Path], Ctl]
+    disks: Callable[[], list[Disk]]
+    measure: Callable[[Path], Hardware]
+    clock: Callable[[], float] = time.time
+    idle_timeout: float = 30 * 60
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
+    challenges: ChallengeStore = field(default_factory=ChallengeStore)
+    dns_cache: dict[str, tuple[float, Status]] = field(default_factory=dict)
+    _cached: tuple[float, config.Config] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def config(self) -> config.Config:
+        """The config on disk, re-read when its modification time changes."""
+        mtime = self.config_path.stat().st_mtime_ns
+        with self._lock:
+            if self._cached is None or self._cached[0] != mtime:
+                self._cached = (mtime, config.load(self.config_path))
+            return self._cached[1]
+
+    def ctl(self) -> Ctl:
+        return self.ctl_factory(self.config().ctl_socket)
+
+
+def default_ctl(path: Path) -> Ctl:
+    return CtlClient(path, timeout=5.0)
+
+
+def web() -> WebContext:
+    return cast(WebContext, current_app.extensions["pillarbox"])

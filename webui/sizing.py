@@ -1,0 +1,101 @@
+"""Hardware sizing: what this box can comfortably serve, from psutil measurements.
+
+The numbers are deliberately conservative defaults for a home or small-office box; the
+admin sees them as a table and may accept them, which writes the limits to the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+# RAM needed beside the mail service itself for the optional content filters.
+RSPAMD_RAM = 1 * GiB
+CLAMAV_RAM = 3 * GiB
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cpus: int
+    ram: int
+    disk_path: str
+    disk_total: int
+    disk_free: int
+
+
+@dataclass(frozen=True)
+class Sizing:
+    mailboxes: int
+    quota: int
+    max_message_size: int
+    max_connections: int
+    max_connections_per_ip: int
+    rspamd: bool
+    clamav: bool
+
+
+# (minimum RAM, mailboxes, connections, connections per IP)
+_TIERS: tuple[tuple[int, int, int, int], ...] = (
+    (8 * GiB, 500, 2000, 50),
+    (4 * GiB, 150, 1000, 30),
+    (2 * GiB, 50, 500, 20),
+    (1 * GiB, 25, 200, 15),
+    (0, 10, 100, 10),
+)
+
+
+def _existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def measure(mail_dir: Path) -> Hardware:
+    where = _existing(mail_dir)
+    usage = psutil.disk_usage(str(where))
+    return Hardware(
+        cpus=psutil.cpu_count() or 1,
+        ram=psutil.virtual_memory().total,
+        disk_path=str(where),
+        disk_total=usage.total,
+        disk_free=usage.free,
+    )
+
+
+def _round_quota(value: int) -> int:
+    """Down to a whole GiB above 1 GiB, else to 100 MiB; at least 100 MiB."""
+    if value >= GiB:
+        return (value // GiB) * GiB
+    return max(100 * MiB, (value // (100 * MiB)) * 100 * MiB)
+
+
+def recommend(hw: Hardware) -> Sizing:
+    mailboxes, conns, per_ip = next(t[1:] for t in _TIERS if hw.ram >= t[0])
+    if hw.cpus <= 1:
+        conns //= 2
+    # Keep a fifth of the disk free for the queue, indexes and growth.
+    quota = _round_quota(int(hw.disk_free * 0.8) // mailboxes)
+    return Sizing(
+        mailboxes=mailboxes,
+        quota=quota,
+        max_message_size=(50 if hw.ram >= 2 * GiB else 25) * MiB,
+        max_connections=conns,
+        max_connections_per_ip=per_ip,
+        rspamd=hw.ram >= RSPAMD_RAM,
+        clamav=hw.ram >= CLAMAV_RAM,
+    )
+
+
+def human(n: int | float) -> str:
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
