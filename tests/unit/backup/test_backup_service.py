@@ -1,0 +1,126 @@
+"""The daemon's backup service on its own event loop: scheduler, reload, ctl handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from appliance import config
+from appliance.accounts import Accounts
+from appliance.backup import schedule
+from appliance.backup.initialize import init_repository
+from appliance.backup.service import BackupService
+from appliance.backup.store_lock import open_store
+from appliance.ctl.service import CommandError
+
+
+def make_ctx(cfg: config.Config) -> Any:
+    return SimpleNamespace(
+        config=cfg,
+        accounts=Accounts(cfg.accounts_db),
+        store=open_store(cfg.mail_dir),
+        ctl_handlers={},
+    )
+
+
+async def wait_for_result(ctx: Any, limit: float = 60) -> dict[str, Any]:
+    for _ in range(int(limit / 0.05)):
+        st: dict[str, Any] = await ctx.ctl_handlers["backup_status"]({})
+        if st["state"] == "idle" and st.get("last"):
+            return st
+        await asyncio.sleep(0.05)
+    raise TimeoutError("no backup result")
+
+
+def test_dev_scheduler_catches_up_then_waits_for_the_daily_slot(cfg: config.Config) -> None:
+    assert cfg.dev and cfg.backup.schedule == "daily"
+    init_repository(cfg)
+    ctx = make_ctx(cfg)
+
+    async def main() -> None:
+        svc = BackupService(ctx, catch_up_delay=0)
+        assert {"backup_run", "backup_list", "backup_status", "backup_restore"} <= set(
+            ctx.ctl_handlers
+        )
+        await svc.start()
+        try:
+            st = await wait_for_result(ctx)
+            assert st["last"]["ok"] and st["last"]["trigger"] == "scheduled"
+            for _ in range(200):  # the scheduler recomputes once the run is over
+                if svc._next_run is not None and svc._next_run > st["last"]["finished"] + 1:
+                    break
+                await asyncio.sleep(0.05)
+            nxt = datetime.fromisoformat(svc.status()["next_run"])
+            assert nxt.strftime("%H:%M") == cfg.backup.time
+            snaps = await ctx.ctl_handlers["backup_list"]({})
+            assert len(snaps) == 1
+        finally:
+            await svc.stop()
+
+    asyncio.run(main())
+
+
+def test_reload_turns_the_scheduler_off(cfg: config.Config) -> None:
+    ctx = make_ctx(cfg)
+
+    async def main() -> None:
+        svc = BackupService(ctx, catch_up_delay=schedule.CATCH_UP_DELAY)
+        await svc.start()
+        assert svc._scheduler is not None
+        ctx.config = dataclasses.replace(
+            cfg, backup=dataclasses.replace(cfg.backup, schedule="off")
+        )
+        await svc.reload()
+        assert svc._scheduler is None and svc.status()["next_run"] is None
+        await svc.stop()
+
+    asyncio.run(main())
+
+
+def test_commands_refuse_without_a_target(tmp_path: Path) -> None:
+    cfg = config.loads('dev = true\ndata_dir = "."\n', tmp_path)
+    ctx = make_ctx(cfg)
+
+    async def main() -> None:
+        svc = BackupService(ctx)
+        await svc.start()
+        assert svc._scheduler is None
+        with pytest.raises(CommandError, match="no backup target"):
+            await ctx.ctl_handlers["backup_run"]({})
+        with pytest.raises(CommandError, match="no backup target"):
+            await ctx.ctl_handlers["backup_list"]({})
+        with pytest.raises(CommandError, match="uids"):
+            await ctx.ctl_handlers["backup_restore"]({"user": "a@b.c", "uids": ["x"]})
+        st = await ctx.ctl_handlers["backup_status"]({})
+        assert st["state"] == "never" and st["target"] == "none"
+        await svc.stop()
+
+    asyncio.run(main())
+
+
+def test_scheduler_backs_off_while_another_process_runs_a_backup(cfg: config.Config) -> None:
+    from appliance.backup import runner
+
+    ctx = make_ctx(cfg)
+
+    async def main() -> None:
+        svc = BackupService(ctx, catch_up_delay=0)
+        with runner.run_lock(cfg, "the timer's run"):
+            await svc.start()
+            for _ in range(200):
+                if svc._skip_until:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            assert svc._skip_until > svc.clock() + 30  # not a busy loop of attempts
+            assert svc._next_run is not None and svc._next_run >= svc._skip_until
+            assert runner.read_status(cfg).get("last") is None
+        await svc.stop()
+
+    asyncio.run(main())
