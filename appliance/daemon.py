@@ -32,7 +32,15 @@ from appliance.tls import TlsManager
 log = logging.getLogger(__name__)
 
 # Each module provides create(ctx) -> list[Service]. Order = start order.
-SERVICE_MODULES: tuple[str, ...] = ("appliance.ctl.service",)
+SERVICE_MODULES: tuple[str, ...] = (
+    "appliance.ctl.service",
+    "appliance.filters.service",
+    "appliance.queue.service",
+    "appliance.backup.service",
+    "appliance.smtp.service",
+    "appliance.imap.service",
+    "appliance.pop3.service",
+)
 
 DRAIN_SECONDS = 10.0
 
@@ -116,7 +124,7 @@ def build_context(cfg: config.Config) -> Context:
     bus = ChangeBus()
     store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=summarize)
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, cfg.tls.self_signed)
-    return Context(
+    ctx = Context(
         config=cfg,
         accounts=accounts,
         auth=Authenticator(accounts),
@@ -125,6 +133,11 @@ def build_context(cfg: config.Config) -> Context:
         tls=tls,
         queue=Spool(cfg.queue_dir),
     )
+    # [filters]: mailauth, DNSBL/greylisting, ClamAV, rspamd; per-user Sieve.
+    from appliance.filters.setup import build_filters
+
+    ctx.filters, ctx.recipient_filters = build_filters(ctx)
+    return ctx
 
 
 def create_services(ctx: Context) -> list[Service]:
