@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 READ_CHUNK = 65536
+WRITE_BUFFER = 64 * 1024
 
 
 class LineTooLong(Exception):
@@ -39,6 +40,9 @@ class Connection:
         self.tls = writer.get_extra_info("sslcontext") is not None
         self.compressed = False
         self.bytes_out = 0
+        # Responses are gathered here and handed to the transport in large writes (one
+        # TLS record per ~16 KB instead of one per FETCH line); flush() is the boundary.
+        self._out = bytearray()
 
     async def _fill(self) -> None:
         data = await self.reader.read(READ_CHUNK)
@@ -114,12 +118,22 @@ class Connection:
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
+        self._out += data
+        if len(self._out) >= WRITE_BUFFER:
+            self._push()
+
+    def _push(self) -> None:
+        if not self._out:
+            return
+        data = bytes(self._out)
+        self._out.clear()
         if self._deflate is not None:
             data = self._deflate.compress(data)
         if data:
             self.writer.write(data)
 
     async def flush(self) -> None:
+        self._push()
         if self._deflate is not None:
             self.writer.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
         await self.writer.drain()
@@ -127,12 +141,14 @@ class Connection:
     async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> None:
         # RFC 9051 6.2.1: anything the client sent before the handshake is discarded.
         self.buffer.clear()
+        self._push()
         await self.writer.drain()
         await self.writer.start_tls(context, ssl_handshake_timeout=handshake_timeout)
         self.tls = True
 
     def start_compress(self) -> None:
         # RFC 4978 3: raw DEFLATE (no zlib header) in both directions from here on.
+        self._push()  # the tagged OK goes out uncompressed
         self._inflate = zlib.decompressobj(-15)
         self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
         if self.buffer:  # data that arrived after the tagged OK is already compressed
@@ -146,6 +162,7 @@ class Connection:
 
     async def close(self) -> None:
         try:
+            self._push()
             if self._deflate is not None:
                 self.writer.write(self._deflate.flush(zlib.Z_FINISH))
                 self._deflate = None

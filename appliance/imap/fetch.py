@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from appliance.imap import wire
@@ -74,12 +75,18 @@ def build_many(
     req: FetchRequest,
 ) -> list[Fetched]:
     """:func:`build` for a batch of messages in one worker-thread hop; messages that
-    vanished meanwhile are left out."""
+    vanished meanwhile are left out. Summaries and file paths are read for the whole
+    batch at once (one index query each), not per message."""
+    uids = [info.uid for _, info, _ in items]
+    summaries = store.summaries(user, mailbox, uids) if needs_disk(req.atts) else None
+    paths = store.message_paths(user, mailbox, uids) if needs_file(req.atts) else None
     out: list[Fetched] = []
     try:
         for seq, info, flags in items:
             try:
-                out.append(build(store, user, mailbox, seq, info, flags, req))
+                out.append(
+                    _build_one(store, user, mailbox, seq, info, flags, req, summaries, paths)
+                )
             except (MessageNotFound, FileNotFoundError):
                 continue
     except BaseException:
@@ -99,16 +106,10 @@ def build(
     req: FetchRequest,
 ) -> Fetched:
     """Render ``* seq FETCH (...)`` for one message (blocking)."""
-    out = Fetched()
-    try:
-        _build(store, user, mailbox, seq, info, flags, req, out)
-    except BaseException:
-        out.close()
-        raise
-    return out
+    return _build_one(store, user, mailbox, seq, info, flags, req, None, None)
 
 
-def _build(
+def _build_one(
     store: MailStore,
     user: str,
     mailbox: str,
@@ -116,13 +117,49 @@ def _build(
     info: MessageInfo,
     flags: set[str],
     req: FetchRequest,
+    summaries: dict[int, bytes] | None,
+    paths: dict[int, Path] | None,
+) -> Fetched:
+    out = Fetched()
+    try:
+        summary: Summary | None = None
+        if needs_disk(req.atts):
+            if summaries is None:
+                data = store.summary(user, mailbox, info.uid)
+            elif info.uid in summaries:
+                data = summaries[info.uid]
+            else:
+                raise MessageNotFound(f"{mailbox} UID {info.uid}")
+            summary = load_summary(data)
+        if needs_file(req.atts):
+            out.fh = _open_file(store, user, mailbox, info.uid, paths)
+        _render(seq, info, flags, req, summary, out)
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+def _open_file(
+    store: MailStore, user: str, mailbox: str, uid: int, paths: dict[int, Path] | None
+) -> BinaryIO:
+    path = paths.get(uid) if paths is not None else None
+    if path is not None:
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            pass  # flags changed (renamed) since the paths were read
+    return store.open_message(user, mailbox, uid)
+
+
+def _render(
+    seq: int,
+    info: MessageInfo,
+    flags: set[str],
+    req: FetchRequest,
+    summary: Summary | None,
     out: Fetched,
 ) -> None:
-    summary: Summary | None = None
-    if needs_disk(req.atts):
-        summary = load_summary(store.summary(user, mailbox, info.uid))
-    if needs_file(req.atts):
-        out.fh = store.open_message(user, mailbox, info.uid)
     items: list[list[Piece]] = []
     names = {a.name for a in req.atts}
     if req.with_uid and "UID" not in names:

@@ -11,13 +11,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_tz
+from pathlib import Path
+from typing import BinaryIO
 
 from appliance.imap.commands import SearchKey, SeqSet
 from appliance.imap.errors import ImapError
 from appliance.imap.fetch import decode_part
 from appliance.mime.headers import base_subject, decode_words
 from appliance.mime.model import Part, Summary, SummaryError, load_summary
-from appliance.store.base import MailStore, MessageInfo, StoreError
+from appliance.store.base import MailStore, MessageInfo, MessageNotFound, StoreError
 from appliance.store.names import normalize_flag
 
 MAX_BODY_SCAN = 32 * 1024 * 1024
@@ -47,12 +49,45 @@ class Candidate:
     recent: bool = False
 
 
+class _Batch:
+    """Index data for a run of candidates, read on first need in one query each (not one
+    store call per message)."""
+
+    def __init__(self, store: MailStore, user: str, mailbox: str, uids: list[int]) -> None:
+        self.store, self.user, self.mailbox, self.uids = store, user, mailbox, uids
+        self._sums: dict[int, bytes] | None = None
+        self._paths: dict[int, Path] | None = None
+
+    def summary(self, uid: int) -> bytes:
+        if self._sums is None:
+            self._sums = self.store.summaries(self.user, self.mailbox, self.uids)
+        try:
+            return self._sums[uid]
+        except KeyError:
+            raise MessageNotFound(f"{self.mailbox} UID {uid}") from None
+
+    def open(self, uid: int) -> BinaryIO:
+        if self._paths is None:
+            self._paths = self.store.message_paths(self.user, self.mailbox, self.uids)
+        path = self._paths.get(uid)
+        if path is not None:
+            try:
+                return path.open("rb")
+            except FileNotFoundError:
+                pass  # renamed by a flag change since the paths were read
+        return self.store.open_message(self.user, self.mailbox, uid)
+
+
+SEARCH_BATCH = 256
+
+
 @dataclass
 class _Message:
     store: MailStore
     user: str
     mailbox: str
     info: MessageInfo
+    batch: _Batch | None = None
     _summary: Summary | None = None
     _header: list[tuple[str, str]] | None = None
     _body: str | None = None
@@ -60,13 +95,22 @@ class _Message:
 
     def summary(self) -> Summary:
         if self._summary is None:
-            self._summary = load_summary(self.store.summary(self.user, self.mailbox, self.info.uid))
+            if self.batch is not None:
+                data = self.batch.summary(self.info.uid)
+            else:
+                data = self.store.summary(self.user, self.mailbox, self.info.uid)
+            self._summary = load_summary(data)
         return self._summary
+
+    def _open(self) -> BinaryIO:
+        if self.batch is not None:
+            return self.batch.open(self.info.uid)
+        return self.store.open_message(self.user, self.mailbox, self.info.uid)
 
     def header(self) -> list[tuple[str, str]]:
         if self._header is None:
             end = self.summary().root.body_start
-            with self.store.open_message(self.user, self.mailbox, self.info.uid) as fh:
+            with self._open() as fh:
                 raw = fh.read(end)
             fields: list[tuple[str, str]] = []
             for line in raw.splitlines():
@@ -91,7 +135,7 @@ class _Message:
         if self._body is None:
             texts: list[str] = []
             budget = MAX_BODY_SCAN
-            with self.store.open_message(self.user, self.mailbox, self.info.uid) as fh:
+            with self._open() as fh:
                 for part in _leaves(self.summary().root):
                     if part.type not in ("text", "message") or budget <= 0:
                         continue
@@ -212,8 +256,12 @@ def search(
 ) -> list[Candidate]:
     """The candidates matching ``key`` (blocking; messages gone meanwhile never match)."""
     out = []
-    for c in candidates:
-        msg = _Message(store, user, mailbox, c.info)
+    batch: _Batch | None = None
+    for i, c in enumerate(candidates):
+        if i % SEARCH_BATCH == 0:
+            uids = [x.info.uid for x in candidates[i : i + SEARCH_BATCH]]
+            batch = _Batch(store, user, mailbox, uids)
+        msg = _Message(store, user, mailbox, c.info, batch)
         try:
             if matcher.match(key, c, msg):
                 out.append(c)
@@ -229,10 +277,15 @@ def _summaries(
     store: MailStore, user: str, mailbox: str, found: list[Candidate]
 ) -> dict[int, Summary | None]:
     out: dict[int, Summary | None] = {}
+    try:
+        raw = store.summaries(user, mailbox, [c.info.uid for c in found])
+    except (StoreError, OSError):
+        raw = {}
     for c in found:
+        data = raw.get(c.info.uid)
         try:
-            out[c.info.uid] = load_summary(store.summary(user, mailbox, c.info.uid))
-        except (StoreError, SummaryError, OSError):
+            out[c.info.uid] = load_summary(data) if data is not None else None
+        except SummaryError:
             out[c.info.uid] = None
     return out
 

@@ -28,6 +28,9 @@ class AuthResolver(Protocol):
         ...
 
 
+CACHE_ENTRIES = 20_000
+
+
 class DnsAuthResolver:
     """:class:`AuthResolver` on dnspython's asyncio resolver with a per-query lifetime."""
 
@@ -42,6 +45,9 @@ class DnsAuthResolver:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = nameservers or ["127.0.0.1"]
         self._resolver.lifetime = timeout
+        # Answers, NXDOMAIN and NODATA are kept for their TTL (negative: the SOA minimum):
+        # a burst of mail from one domain asks the network once, not per message.
+        self._resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
         if nameservers:
             self._resolver.nameservers = nameservers
             self._resolver.port = port

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from appliance.store.base import INBOX, MailStore, Snapshot
 
@@ -39,8 +41,9 @@ def uidl_of(uid: int, uidvalidity: int) -> str:
 
 
 class Maildrop:
-    def __init__(self, user: str, snapshot: Snapshot) -> None:
+    def __init__(self, user: str, snapshot: Snapshot, paths: dict[int, Path] | None = None) -> None:
         self.user = user
+        self.paths = paths or {}  # uid -> file at login (may go stale: flags renamed it)
         self.uidvalidity = snapshot.status.uidvalidity
         self.entries = tuple(
             Entry(i, m.uid, m.size, uidl_of(m.uid, self.uidvalidity))
@@ -51,7 +54,19 @@ class Maildrop:
     @classmethod
     def load(cls, store: MailStore, user: str) -> Maildrop:
         """Blocking: call through asyncio.to_thread."""
-        return cls(user, store.snapshot(user, INBOX))
+        snapshot = store.snapshot(user, INBOX)
+        paths = store.message_paths(user, INBOX, [m.uid for m in snapshot.messages])
+        return cls(user, snapshot, paths)
+
+    def open(self, store: MailStore, uid: int) -> BinaryIO:
+        """The message file (blocking): the path known at login, else ask the store."""
+        path = self.paths.get(uid)
+        if path is not None:
+            try:
+                return path.open("rb")
+            except FileNotFoundError:
+                pass
+        return store.open_message(self.user, INBOX, uid)
 
     def get(self, number: int) -> Entry:
         if not 1 <= number <= len(self.entries) or number in self.deleted:

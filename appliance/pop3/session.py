@@ -24,7 +24,7 @@ from enum import Enum
 
 from appliance.accounts import Authenticator
 from appliance.pop3.maildrop import Maildrop, NoSuchMessage, WireEncoder
-from appliance.store.base import INBOX, MailStore, MessageNotFound, StoreError
+from appliance.store.base import MailStore, MessageNotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +445,7 @@ class Pop3Session:
             return
         if (n := await self._message_arg(drop, arg.strip())) is not None:
             entry = drop.get(n)
-            await self.send_message(entry.uid, f"+OK {entry.size} octets", None)
+            await self.send_message(entry.uid, f"+OK {entry.size} octets", None, drop)
 
     async def cmd_top(self, arg: str) -> None:
         if (drop := await self._drop()) is None:
@@ -456,12 +456,14 @@ class Pop3Session:
             await self.error("-ERR Usage: TOP message lines")
             return
         if (n := await self._message_arg(drop, parts[0])) is not None:
-            await self.send_message(drop.get(n).uid, "+OK Top of message follows", lines)
+            await self.send_message(drop.get(n).uid, "+OK Top of message follows", lines, drop)
 
-    async def send_message(self, uid: int, first: str, body_lines: int | None) -> None:
+    async def send_message(
+        self, uid: int, first: str, body_lines: int | None, drop: Maildrop
+    ) -> None:
         assert self.user is not None
         try:
-            fh = await asyncio.to_thread(self.env.store.open_message, self.user, INBOX, uid)
+            fh = await asyncio.to_thread(drop.open, self.env.store, uid)
         except MessageNotFound:
             await self.send("-ERR Message was removed by another session")
             return

@@ -204,6 +204,16 @@ class MailStore(Protocol):
         the store was built with; computed on first use when not cached at delivery."""
         ...
 
+    def summaries(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, bytes]:
+        """:meth:`summary` for many messages at once (one index read, one write for the
+        ones computed now); messages that no longer exist are left out."""
+        ...
+
+    def message_paths(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, Path]:
+        """Where the messages' files are now (one index read); unknown UIDs left out. A
+        path can go stale when flags change: fall back to :meth:`open_message`."""
+        ...
+
     # ---- writing
     def deliver(self, targets: Sequence[DeliveryTarget], source: Path) -> list[Appended]:
         """Store ``source`` (an RFC 5322 message file, CRLF) for every target, all or none.

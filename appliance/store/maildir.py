@@ -236,6 +236,50 @@ class MaildirStore(MailboxOps):
             )
         return data
 
+    @guarded
+    def message_paths(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, Path]:
+        with self._open(user, mailbox, lock=False) as box:
+            rows = index.get_messages(box.conn, box.mbx.id, list(uids))
+            return {row.uid: box.folder / row.relpath for row in rows}
+
+    @guarded
+    def summaries(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, bytes]:
+        name = validate_mailbox(mailbox)
+        wanted = sorted(set(uids))
+        found: dict[int, bytes] = {}
+        with self._open(user, name, lock=False) as box:
+            mailbox_id = box.mbx.id
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for uid, data in box.conn.execute(
+                    f"SELECT uid, data FROM summaries WHERE mailbox_id = ? AND uid IN ({marks})",  # noqa: S608
+                    (mailbox_id, *chunk),
+                ):
+                    found[uid] = bytes(data)
+            missing = [u for u in wanted if u not in found]
+            rows = index.get_messages(box.conn, mailbox_id, missing) if missing else []
+            folder = box.folder
+        made: dict[int, bytes] = {}
+        for row in rows:
+            try:
+                made[row.uid] = self._summarizer(folder / row.relpath)
+            except FileNotFoundError:
+                try:  # renamed (flags) or gone since the index was read
+                    made[row.uid] = self._summarizer(self._message(user, name, row.uid, True))
+                except (FileNotFoundError, MessageNotFound):
+                    continue
+        if made:
+            with self.user_index(user).write() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
+                    " SELECT ?, ?, ? WHERE EXISTS"
+                    " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
+                    [(mailbox_id, u, d, mailbox_id, u) for u, d in made.items()],
+                )
+            found.update(made)
+        return found
+
     # ------------------------------------------------------------ delivery
 
     @guarded

@@ -303,9 +303,14 @@ def test_store_failures_are_temporary_errors(
         client.quit()
     client = server.login()  # the maildrop lock was released
     with monkeypatch.context() as m:
+        # The disk went away: the file is not where it was at login and the store fails.
+        path = store.message_path(USER, INBOX, store.snapshot(USER, INBOX).messages[0].uid)
+        moved = path.with_name("elsewhere")
+        path.rename(moved)
         m.setattr(store, "open_message", unavailable)
         with pytest.raises(poplib.error_proto, match=re.escape("[SYS/TEMP] Message unavailable")):
             client.retr(1)
+        moved.rename(path)
     client.dele(1)
     monkeypatch.setattr(store, "delete_messages", unavailable)
     with pytest.raises(poplib.error_proto, match=re.escape("[SYS/TEMP] Some deleted")):
