@@ -38,7 +38,7 @@ APPLIANCE_PORTS: dict[str, int] = {
     "imaps": 993,
     "pop3": 110,
     "pop3s": 995,
-    "web": 443,
+    "web": 80,  # plain HTTP: the LAN wizard (http://pillarbox.local) and ACME HTTP-01
 }
 
 TlsMode = Literal["starttls", "tls", "none"]

@@ -190,7 +190,9 @@ def expected_records(cfg: config.Config, domain: str) -> list[Record]:
             "CNAME",
             host,
             False,
-            "Where senders fetch the encryption policy (needs a valid certificate).",
+            "Where senders fetch the encryption policy over HTTPS with a valid certificate."
+            " This box serves the policy only over plain HTTP (/.well-known/mta-sts.txt):"
+            " publish these two records only if you host that file on HTTPS elsewhere.",
         ),
         Record(
             "TLS reports (TLSRPT)",
