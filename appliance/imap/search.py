@@ -7,7 +7,9 @@ Everything here runs in a worker thread: header and body keys read the message f
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_tz
@@ -81,6 +83,40 @@ class _Batch:
 SEARCH_BATCH = 256
 
 
+class _HeaderCache:
+    """Decoded header fields of recently searched messages, shared by all sessions.
+
+    Clients repeat header searches (quick filters, SEARCH FROM on every refresh); like
+    Dovecot's field cache this keeps the parsed fields so the next search does not
+    re-read and re-decode every file. Keyed by user, mailbox, UID, size and internal
+    date, so a recreated mailbox reusing UIDs cannot hit a stale entry. Bounded LRU.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[tuple[str, str, int, int, float], list[tuple[str, str]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int, int, float]) -> list[tuple[str, str]] | None:
+        with self._lock:
+            fields = self._data.get(key)
+            if fields is not None:
+                self._data.move_to_end(key)
+            return fields
+
+    def put(self, key: tuple[str, str, int, int, float], fields: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self._data[key] = fields
+            self._data.move_to_end(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+
+
+HEADER_CACHE = _HeaderCache(20_000)
+
+
 @dataclass
 class _Message:
     store: MailStore
@@ -109,6 +145,12 @@ class _Message:
 
     def header(self) -> list[tuple[str, str]]:
         if self._header is None:
+            info = self.info
+            key = (self.user, self.mailbox, info.uid, info.size, info.internal_date)
+            cached = HEADER_CACHE.get(key)
+            if cached is not None:
+                self._header = cached
+                return cached
             end = self.summary().root.body_start
             with self._open() as fh:
                 raw = fh.read(end)
@@ -124,12 +166,13 @@ class _Message:
                         (name.strip().decode("ascii", "replace").lower(), decode_words(value))
                     )
             self._header = fields
-            self._raw_header = "\n".join(f"{k}: {v}" for k, v in fields).casefold()
+            HEADER_CACHE.put(key, fields)
         return self._header
 
     def header_text(self) -> str:
-        self.header()
-        return self._raw_header or ""
+        if self._raw_header is None:
+            self._raw_header = "\n".join(f"{k}: {v}" for k, v in self.header()).casefold()
+        return self._raw_header
 
     def body(self) -> str:
         if self._body is None:
