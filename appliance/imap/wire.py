@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections.abc import Iterable
 
+from appliance import mutf7
 from appliance.mime.model import Address, Envelope, Part
 
 _SAFE_ATOM = re.compile(rb"^[!#$&'+-\[^-z|}~]+$")
@@ -56,57 +56,12 @@ def internal_date(stamp: float) -> bytes:
 # ------------------------------------------------------------------ mailbox names
 
 
-def mutf7_encode(text: str) -> str:
-    """RFC 3501 5.1.3: modified UTF-7 ("&" -> "&-", other runs as &BASE64-)."""
-    out: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            raw = "".join(run).encode("utf-16-be")
-            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
-            run.clear()
-
-    for ch in text:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            run.append(ch)
-    flush()
-    return "".join(out)
+mutf7_encode = mutf7.encode
 
 
 def mutf7_decode(text: str) -> str:
-    """Modified UTF-7 -> Unicode; raises ValueError on malformed input."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ord(ch) > 0x7E:
-            raise ValueError("8-bit character in a modified UTF-7 name")
-        if ch != "&":
-            out.append(ch)
-            i += 1
-            continue
-        end = text.find("-", i + 1)
-        if end < 0:
-            raise ValueError("unterminated modified UTF-7 run")
-        chunk = text[i + 1 : end]
-        if not chunk:
-            out.append("&")
-        else:
-            padded = chunk.replace(",", "/") + "=" * (-len(chunk) % 4)
-            try:
-                run = base64.b64decode(padded, validate=True).decode("utf-16-be")
-            except (ValueError, UnicodeDecodeError):
-                raise ValueError("bad modified UTF-7 run") from None
-            if any(0x20 <= ord(c) <= 0x7E for c in run):
-                # RFC 3501 5.1.3: printable US-ASCII must represent itself
-                raise ValueError("modified UTF-7 run encodes printable ASCII")
-            out.append(run)
-        i = end + 1
-    return "".join(out)
+    """A mailbox name from a client -> Unicode; ValueError when malformed."""
+    return mutf7.decode(text, strict=True)
 
 
 # ------------------------------------------------------------------ ENVELOPE, BODYSTRUCTURE

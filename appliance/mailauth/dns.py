@@ -14,7 +14,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from appliance.queue.resolver import DnsError, NoData, NoSuchDomain
+from appliance.queue.resolver import DnsError, NoData, NoSuchDomain, query
 
 __all__ = ["AuthResolver", "DnsAuthResolver", "DnsError", "NoData", "NoSuchDomain"]
 
@@ -53,16 +53,7 @@ class DnsAuthResolver:
             self._resolver.port = port
 
     async def lookup(self, name: str, rdtype: str) -> list[str]:
-        try:
-            answer = await self._resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            raise NoSuchDomain(f"{name}: no such domain") from None
-        except dns.resolver.NoAnswer:
-            raise NoData(f"{name}: no {rdtype} record") from None
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-            raise DnsError(f"{name} {rdtype}: {exc.__class__.__name__}") from exc
-        except dns.exception.DNSException as exc:
-            raise DnsError(f"{name} {rdtype}: {exc}") from exc
+        answer = await query(self._resolver, name, rdtype)
         out: list[str] = []
         for rr in answer:
             if rdtype == "TXT":

@@ -54,6 +54,22 @@ class Resolver(Protocol):
         ...
 
 
+async def query(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: str
+) -> dns.resolver.Answer:
+    """One lookup with dnspython's errors mapped to NoSuchDomain, NoData and DnsError."""
+    try:
+        return await resolver.resolve(name, rdtype, search=False)
+    except dns.resolver.NXDOMAIN:
+        raise NoSuchDomain(f"{name}: no such domain") from None
+    except dns.resolver.NoAnswer:
+        raise NoData(f"{name}: no {rdtype} record") from None
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        raise DnsError(f"{name} {rdtype}: {exc.__class__.__name__}") from exc
+    except dns.exception.DNSException as exc:
+        raise DnsError(f"{name} {rdtype}: {exc}") from exc
+
+
 class DnsResolver:
     """:class:`Resolver` on dnspython's asyncio resolver (the system's nameservers)."""
 
@@ -69,16 +85,7 @@ class DnsResolver:
         self._resolver.cache = dns.resolver.LRUCache(max_size=2048)  # honours record TTLs
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer:
-        try:
-            return await self._resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            raise NoSuchDomain(f"{name}: no such domain") from None
-        except dns.resolver.NoAnswer:
-            raise NoData(f"{name}: no {rdtype} record") from None
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-            raise DnsError(f"{name} {rdtype}: {exc.__class__.__name__}") from exc
-        except dns.exception.DNSException as exc:
-            raise DnsError(f"{name} {rdtype}: {exc}") from exc
+        return await query(self._resolver, name, rdtype)
 
     async def mx(self, domain: str) -> list[tuple[int, str]]:
         answer = await self._query(domain, "MX")

@@ -14,7 +14,6 @@ the letters a-z through the folder's ``dovecot-keywords`` file (see ``folder.py`
 
 from __future__ import annotations
 
-import base64
 import itertools
 import os
 import re
@@ -24,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from appliance import mutf7
 from appliance.store.base import INBOX, SEPARATOR, InvalidFlag, InvalidMailboxName
 
 MAX_DIR_NAME = 240  # bytes; most filesystems allow 255 per name
@@ -69,58 +69,14 @@ def validate_mailbox(name: str) -> str:
     return name
 
 
-def _mutf7_encode(text: str) -> str:
-    # RFC 3501 5.1.3: printable ASCII as itself ("&" as "&-"), other runs as
-    # "&" + modified BASE64 of UTF-16BE + "-".
-    out: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            raw = "".join(run).encode("utf-16-be")
-            b64 = base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
-            out.append("&" + b64 + "-")
-            run.clear()
-
-    for ch in text:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            run.append(ch)
-    flush()
-    return "".join(out)
-
-
-def _mutf7_decode(text: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "&":
-            out.append(ch)
-            i += 1
-            continue
-        end = text.find("-", i + 1)
-        if end < 0:
-            raise ValueError("unterminated modified UTF-7 run")
-        chunk = text[i + 1 : end]
-        if not chunk:
-            out.append("&")
-        else:
-            b64 = chunk.replace(",", "/")
-            b64 += "=" * (-len(b64) % 4)
-            out.append(base64.b64decode(b64, validate=True).decode("utf-16-be"))
-        i = end + 1
-    return "".join(out)
-
-
 def _escape(component: str) -> str:
-    return _mutf7_encode(component).replace("~", "~7e").replace(".", "~2e")
+    return mutf7.encode(component).replace("~", "~7e").replace(".", "~2e")
 
 
 def _unescape(text: str) -> str:
-    return _mutf7_decode(re.sub(r"~([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text))
+    return mutf7.decode(
+        re.sub(r"~([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text), strict=False
+    )
 
 
 def folder_dirname(name: str) -> str:
