@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from appliance.delivery.errors import DeliveryFailed
+
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 
 # Defaults for replies that do not say better (RFC 3463 classes).
@@ -41,22 +43,8 @@ _DEFAULTS: dict[int, str] = {
 }
 
 
-class SmtpReply(Exception):
+class SmtpReply(DeliveryFailed):
     """A complete SMTP reply; raised where a command fails, rendered by the session."""
-
-    def __init__(self, code: int, enhanced: str, text: str) -> None:
-        super().__init__(f"{code} {enhanced} {text}")
-        self.code = code
-        self.enhanced = enhanced
-        self.text = text
-
-    @property
-    def temporary(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
-    def line(self) -> str:
-        return f"{self.code} {self.enhanced} {self.text}"
 
 
 def with_enhanced(line: str) -> str:
