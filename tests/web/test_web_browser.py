@@ -7,7 +7,11 @@ each step to tests/web/screenshots/.
 
 from __future__ import annotations
 
+import imaplib
 import shutil
+import smtplib
+import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from appliance import config
+from tests.harness import REPO, wait_port, write_config
 from tests.web.web_helpers import ADMIN, HELPER, PASSWORD, QUEUE_ENTRY, Env, make_app, new_env
 from webui.helper import RootHelper
 from webui.setup import read_or_create_secret
@@ -216,3 +222,73 @@ def test_wizard_walkthrough(server: tuple[str, Env], browser: WebDriver) -> None
     submit(b, "Sign out")
     assert b.current_url.startswith(base + "/login")
     shot(b, "16-signed-out")
+
+
+def test_wizard_on_a_running_dev_instance(tmp_path: Path, browser: WebDriver) -> None:
+    """What `make run` starts (`pillarbox run --dev`: the daemon plus the web UI as its
+    child), set up in the browser, then used as a mail server by the new mailbox."""
+    cfg_path = write_config(tmp_path / "box")
+    cfg = config.load(cfg_path)
+    log = (tmp_path / "run.log").open("wb")
+    cli = [sys.executable, "-m", "appliance.cli"]
+    proc = subprocess.Popen(
+        [*cli, "run", "--dev", "--config", str(cfg_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        for addrs in (cfg.listeners.web, cfg.listeners.smtp, cfg.listeners.imaps):
+            wait_port(addrs[0].host, addrs[0].port, timeout=60)
+        base = f"http://127.0.0.1:{cfg.listeners.web[0].port}"
+        secret = subprocess.run(
+            [*cli, "setup-secret", "--config", str(cfg_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            timeout=30,
+        ).stdout.strip()
+        b = browser
+        b.get(base + "/")
+        assert b.current_url == base + "/setup/"
+        fill(b, {"secret": secret})
+        submit(b, "Unlock setup")
+        fill(b, {"local": "admin", "password": PASSWORD, "confirm": PASSWORD})
+        submit(b, "Create account")
+        assert "is ready" in text(b)
+        shot(b, "20-devrun-dns")
+        b.get(base + "/")
+        assert "Running" in text(b)  # the dashboard asked the real daemon over ctl
+        shot(b, "21-devrun-dashboard")
+        b.get(base + "/users")
+        fill(b, {"local": "maria", "password": PASSWORD, "confirm": PASSWORD, "quota": "100"})
+        submit(b, "Create mailbox")
+        created = text(b)
+        domain = created.split("Mailbox maria@", 1)[1].split()[0]
+        user = f"maria@{domain}"
+        shot(b, "22-devrun-users")
+
+        # The mailbox made in the browser receives mail over SMTP and reads it over IMAP.
+        msg = f"From: a@remote.test\r\nTo: {user}\r\nSubject: made in the wizard\r\n\r\nhi\r\n"
+        smtp = cfg.listeners.smtp[0]
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=20) as s:
+            assert s.sendmail("a@remote.test", [user], msg) == {}
+        ctx = ssl.create_default_context(cafile=str(cfg.tls.cert))
+        ctx.check_hostname = False
+        imaps = cfg.listeners.imaps[0]
+        with imaplib.IMAP4_SSL(imaps.host, imaps.port, ssl_context=ctx, timeout=20) as c:
+            c.login(user, PASSWORD)
+            c.select("INBOX")
+            typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            assert typ == "OK"
+            assert b"made in the wizard" in data[0][1]  # type: ignore[index]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
