@@ -29,6 +29,7 @@ DEV_PORTS: dict[str, int] = {
     "pop3": 2110,
     "pop3s": 2995,
     "web": 8080,
+    "webs": 8443,
 }
 APPLIANCE_PORTS: dict[str, int] = {
     "smtp": 25,
@@ -39,6 +40,7 @@ APPLIANCE_PORTS: dict[str, int] = {
     "pop3": 110,
     "pop3s": 995,
     "web": 80,  # plain HTTP: the LAN wizard (http://pillarbox.local) and ACME HTTP-01
+    "webs": 443,  # HTTPS with the box's certificate (and the MTA-STS policy host)
 }
 
 TlsMode = Literal["starttls", "tls", "none"]
@@ -72,6 +74,7 @@ class Listeners:
     pop3: tuple[Listen, ...] = ()
     pop3s: tuple[Listen, ...] = ()
     web: tuple[Listen, ...] = ()
+    webs: tuple[Listen, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ def _banner(cfg: config.Config) -> str:
 
     return f"""
 Pillarbox is running ({"dev mode, " if cfg.dev else ""}data in {cfg.data_dir})
-  Web wizard      http://{first(ls.web)}/  (unlock secret: pillarbox setup-secret -c {cfg.source})
+  Web wizard      http://{first(ls.web)}/ and https://{first(ls.webs)}/
+                  (unlock secret: pillarbox setup-secret -c {cfg.source})
   SMTP (MX)       {first(ls.smtp)}
   Submission      {first(ls.submission)} STARTTLS, {first(ls.submissions)} TLS
   IMAP            {first(ls.imap)} STARTTLS, {first(ls.imaps)} TLS
@@ -63,7 +64,7 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
     if dev and not ctx.accounts.list_domains():
         ctx.accounts.add_domain(DEV_DOMAIN)
     web_proc: subprocess.Popen[bytes] | None = None
-    if web and cfg.listeners.web:
+    if web and (cfg.listeners.web or cfg.listeners.webs):
         web_proc = subprocess.Popen([sys.executable, "-m", "webui", "--config", str(cfg.source)])
 
     def ready() -> None:

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from acme import challenges, client, crypto_util, errors, messages
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy.jwk import JWKRSA
 
 from appliance import config
+from webui.dnscheck import LookupFailed, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,38 @@ def _client(cfg: config.Config, settings: AcmeSettings, email: str) -> client.Cl
     return acme
 
 
+def policy_hosts(hostname: str, domains: Iterable[str], resolver: Resolver) -> list[str]:
+    """The ``mta-sts.<domain>`` names that already point at this box (same IPv4
+    addresses as ``hostname``): those can join the certificate so the MTA-STS policy is
+    served over valid HTTPS. A name that does not resolve here is left out, because one
+    failing name fails the whole order."""
+    try:
+        ours = set(resolver.query(hostname, "A"))
+    except LookupFailed:
+        return []
+    if not ours:
+        return []
+    names = []
+    for domain in domains:
+        name = f"mta-sts.{domain}"
+        try:
+            addrs = set(resolver.query(name, "A"))
+        except LookupFailed:
+            continue
+        if addrs and addrs <= ours:
+            names.append(name)
+    return names
+
+
 def issue(
     cfg: config.Config,
     settings: AcmeSettings,
     store: ChallengeStore,
     email: str,
     progress: Callable[[str], None],
+    names: Sequence[str] = (),
 ) -> tuple[bytes, bytes]:
-    """Obtain (fullchain PEM, private key PEM) for ``cfg.hostname``."""
+    """Obtain (fullchain PEM, private key PEM) for ``cfg.hostname`` and ``names``."""
     progress("Contacting the certificate authority…")
     try:
         acme = _client(cfg, settings, email)
@@ -116,7 +141,8 @@ def issue(
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        order = acme.new_order(crypto_util.make_csr(key_pem, [cfg.hostname]))
+        sans = [cfg.hostname, *(n for n in names if n != cfg.hostname)]
+        order = acme.new_order(crypto_util.make_csr(key_pem, sans))
         tokens: list[str] = []
         try:
             for authz in order.authorizations:

@@ -52,7 +52,8 @@ def renew_if_due(ctx: WebContext, install: Install, issue: Issue = acme_issue.is
         return False
     log.info("acme=renewing host=%s", cfg.hostname)
     try:
-        chain, key = issue(cfg, ctx.acme, ctx.challenges, "", lambda _text: None)
+        names = acme_issue.policy_hosts(cfg.hostname, ctx.accounts.list_domains(), ctx.resolver)
+        chain, key = issue(cfg, ctx.acme, ctx.challenges, "", lambda _text: None, names)
         install(ctx, chain, key)
     except (acme_issue.AcmeProblem, certs.CertProblem) as exc:
         log.warning("acme=renew-failed host=%s error=%s", cfg.hostname, exc)

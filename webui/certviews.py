@@ -123,7 +123,8 @@ def acme() -> Page:
 
     def work(progress: Callable[[str], None]) -> dict[str, Any]:
         try:
-            chain, key = acme_issue.issue(cfg, settings, store, email, progress)
+            names = acme_issue.policy_hosts(cfg.hostname, ctx.accounts.list_domains(), ctx.resolver)
+            chain, key = acme_issue.issue(cfg, settings, store, email, progress, names)
             progress("Installing the new certificate…")
             applied = install(ctx, chain, key)
             acme_renew.record_issued(cfg)

@@ -190,9 +190,8 @@ def expected_records(cfg: config.Config, domain: str) -> list[Record]:
             "CNAME",
             host,
             False,
-            "Where senders fetch the encryption policy over HTTPS with a valid certificate."
-            " This box serves the policy only over plain HTTP (/.well-known/mta-sts.txt):"
-            " publish these two records only if you host that file on HTTPS elsewhere.",
+            "Where senders fetch the encryption policy over HTTPS. Once this name points"
+            " here, the next Let's Encrypt certificate covers it too.",
         ),
         Record(
             "TLS reports (TLSRPT)",

@@ -39,7 +39,15 @@ pytestmark = pytest.mark.image
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "image" / "build"
-GUEST_PORTS = {"ssh": 22, "smtp": 25, "http": 80, "pop3": 110, "imap": 143, "submission": 587}
+GUEST_PORTS = {
+    "ssh": 22,
+    "smtp": 25,
+    "http": 80,
+    "pop3": 110,
+    "imap": 143,
+    "https": 443,
+    "submission": 587,
+}
 DOMAIN = "boot-test.example"
 USER = f"tester@{DOMAIN}"
 PASSWORD = "boot-test passphrase 4711"
@@ -473,6 +481,12 @@ class TestAmd64:
                     raise
                 time.sleep(5)
         assert status < 500, f"web UI answered {status}"
+        # The same wizard over HTTPS with the box's first-boot certificate (self-signed).
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{vm.ports['https']}/setup/", timeout=30, context=tls_client()
+        ) as resp:
+            assert resp.status == 200
+            assert "Secure" in (resp.headers.get("Set-Cookie") or "")
 
     def test_deliver_read_imap_pop3(self, vm: Vm) -> None:
         vm.build.require("smtp")

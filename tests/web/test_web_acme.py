@@ -1,6 +1,6 @@
 """A certificate over ACME HTTP-01 from Debian's pebble (a local test CA), end to end:
 pebble asks our fake DNS where mail.pillarbox.test is, fetches the challenge from the web
-UI on its real waitress port, and signs; the web UI installs the result."""
+UI on its real HTTP port, and signs; the web UI installs the result."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 import pytest
-import waitress
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,13 +27,26 @@ from cryptography.x509.oid import NameOID
 from flask.testing import FlaskClient
 
 from tests.harness import free_port, wait_port
-from tests.web.web_helpers import ADMIN, HOST, NOW, Env, admin_client, make_pair, new_env, post
-from webui import acme_renew, certs, certviews
+from tests.web.web_helpers import (
+    ADMIN,
+    HOST,
+    NOW,
+    Env,
+    admin_client,
+    make_pair,
+    new_env,
+    post,
+    served,
+)
+from webui import acme_issue, acme_renew, certs, certviews
 from webui.acme_issue import AcmeProblem, AcmeSettings
+from webui.dnscheck import LookupFailed
 from webui.jobs import JobRunner
 
 PEBBLE = shutil.which("pebble")
 pytestmark = pytest.mark.skipif(PEBBLE is None, reason="needs Debian's pebble")
+
+POLICY_HOST = "mta-sts.pillarbox.test"
 
 
 def _tls_pair(directory: Path) -> tuple[Path, Path]:
@@ -94,7 +106,8 @@ class FakeDns:
             query = dns.message.from_wire(data)
             reply = dns.message.make_response(query)
             q = query.question[0]
-            if q.name.to_text().rstrip(".").lower() == HOST and q.rdtype == dns.rdatatype.A:
+            name = q.name.to_text().rstrip(".").lower()
+            if name in (HOST, POLICY_HOST) and q.rdtype == dns.rdatatype.A:
                 reply.answer.append(dns.rrset.from_text(q.name, 60, "IN", "A", self.address))
             self.sock.sendto(reply.to_wire(), peer)
 
@@ -141,15 +154,11 @@ def acme_box(
     app.extensions["pillarbox"].acme = AcmeSettings(
         directory=f"https://127.0.0.1:{acme_port}/dir", verify=str(cert_path), timeout=60
     )
-    server = waitress.create_server(app, host="127.0.0.1", port=web_port, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_port("127.0.0.1", acme_port, timeout=30)
-        yield env, admin
+        with served(app, web_port):
+            wait_port("127.0.0.1", acme_port, timeout=30)
+            yield env, admin
     finally:
-        server.close()
-        thread.join(5)
         pebble.terminate()
         pebble.wait(10)
         fake_dns.close()
@@ -157,6 +166,9 @@ def acme_box(
 
 def test_acme_http01_issues_and_installs(acme_box: tuple[Env, FlaskClient]) -> None:
     env, admin = acme_box
+    # mta-sts.<domain> points here too: it joins the certificate (MTA-STS over HTTPS).
+    env.resolver.records[(HOST, "A")] = ["192.0.2.10"]
+    env.resolver.records[(POLICY_HOST, "A")] = ["192.0.2.10"]
     r = post(admin, "/certificate/acme", {"email": ADMIN}, form_page="/certificate")
     assert r.status_code == 302 and "/jobs/" in r.location
     runner: JobRunner = admin.application.extensions["pillarbox"].jobs
@@ -165,6 +177,7 @@ def test_acme_http01_issues_and_installs(acme_box: tuple[Env, FlaskClient]) -> N
     cfg = env.cfg
     info = certs.read_installed(cfg.tls.cert)
     assert info is not None and info.covers(HOST) and not info.self_signed
+    assert info.covers(POLICY_HOST)
     assert "Pebble" in info.issuer
     assert cfg.tls.self_signed is False
     assert "reload" in env.ctl.calls
@@ -255,3 +268,21 @@ def test_renew_failure_keeps_old_certificate(admin: FlaskClient, env: Env) -> No
 
     assert acme_renew.renew_if_due(ctx, certviews.install, failing_issue) is False
     assert env.cfg.tls.cert.read_bytes() == before
+
+
+def test_policy_hosts_only_names_that_point_here() -> None:
+    class Dns:
+        records = {
+            ("mail.a.test", "A"): ["192.0.2.1"],
+            ("mta-sts.a.test", "A"): ["192.0.2.1"],
+            ("mta-sts.b.test", "A"): ["198.51.100.7"],  # hosted elsewhere
+        }
+
+        def query(self, name: str, rdtype: str) -> list[str]:
+            if name == "mta-sts.d.test":
+                raise LookupFailed(name)
+            return self.records.get((name, rdtype), [])
+
+    names = acme_issue.policy_hosts("mail.a.test", ["a.test", "b.test", "c.test", "d.test"], Dns())
+    assert names == ["mta-sts.a.test"]
+    assert acme_issue.policy_hosts("mail.none.test", ["a.test"], Dns()) == []

@@ -1,4 +1,4 @@
-"""The wizard in a real browser: Debian's chromium through selenium against waitress.
+"""The wizard in a real browser: Debian's chromium through selenium against the web UI's server.
 
 Walks first boot (wrong code, right code, a weak then a good password), then the main
 pages, an app password, a disk format with its progress page, and saves a screenshot of
@@ -14,12 +14,10 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import waitress
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -29,7 +27,16 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance import config
 from tests.harness import REPO, wait_port, write_config
-from tests.web.web_helpers import ADMIN, HELPER, PASSWORD, QUEUE_ENTRY, Env, make_app, new_env
+from tests.web.web_helpers import (
+    ADMIN,
+    HELPER,
+    PASSWORD,
+    QUEUE_ENTRY,
+    Env,
+    make_app,
+    new_env,
+    served,
+)
 from webui.helper import RootHelper
 from webui.setup import read_or_create_secret
 
@@ -61,14 +68,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Env]]:
         env={"PILLARBOX_ROOT_HELPER_FAKE": str(env.record), "PATH": "/usr/bin:/bin"},
         timeout=30,
     )
-    srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.effective_port}", env
-    finally:
-        srv.close()
-        thread.join(5)
+    with served(app) as base:
+        yield base, env
 
 
 @pytest.fixture

@@ -3,15 +3,19 @@ the root helper in record mode, and CSRF-aware form posting."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
 import shutil
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cheroot import wsgi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -279,3 +283,18 @@ QUEUE_ENTRY = {
         },
     ],
 }
+
+
+@contextlib.contextmanager
+def served(app: Flask, port: int = 0) -> Iterator[str]:
+    """``app`` on a real HTTP server (cheroot, as webui.serve runs it) on loopback; yields
+    the base URL."""
+    server = wsgi.Server(("127.0.0.1", port), app, numthreads=4)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.bind_addr[1]}"
+    finally:
+        server.stop()
+        thread.join(5)
