@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -39,7 +41,7 @@ from bench.refservers import (
     DovecotInstance,
     PostfixInstance,
 )
-from tests.harness import Daemon, free_port, write_config
+from tests.harness import REPO, Daemon, free_port, wait_port, write_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -270,6 +272,32 @@ class Bench:
             getattr(self.metric("Idle RSS, mail daemon(s)", "MB", False), _side(t)).append(
                 rss(t.pids()) / 1e6
             )
+        # The web UI has no counterpart in Postfix/Dovecot: its reference is an idle bare
+        # python3 process, so the ratio is what Flask, the app and cheroot add.
+        metric = self.metric("Idle RSS, web UI (ref: bare python3)", "MB", False)
+        for _ in range(self.scale.runs):
+            metric.pillarbox.append(self._idle_rss([sys.executable, "-m", "webui"], web=True))
+            metric.reference.append(
+                self._idle_rss([sys.executable, "-c", "import time; time.sleep(120)"], web=False)
+            )
+
+    def _idle_rss(self, argv: list[str], web: bool) -> float:
+        cfg = self.pillarbox_cfg
+        args = [*argv, "--config", str(cfg.source)] if web else argv
+        proc = subprocess.Popen(
+            args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if web:
+                addr = cfg.listeners.web[0]
+                wait_port(addr.host, addr.port, timeout=60)
+                with urllib.request.urlopen(f"http://{addr}/setup/", timeout=30) as r:
+                    r.read()  # one page rendered: templates compiled, as after real use
+            time.sleep(3)
+            return rss([proc.pid]) / 1e6
+        finally:
+            proc.terminate()
+            proc.wait(20)
 
 
 def _side(t: loads.Target) -> str:
