@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from appliance.delivery.errors import (
 )
 from appliance.delivery.recipients import Recipient, Resolver, quota_of
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
+from appliance.queue.dsn import RecipientReport, build_dsn, original_header
 from appliance.store.base import (
     INBOX,
     DeliveryTarget,
@@ -116,7 +118,9 @@ class Pipeline:
         stored = 0
         if targets:
             try:
-                appended = await asyncio.to_thread(self._store, targets, msg.path, msg.size)
+                appended, skipped = await asyncio.to_thread(
+                    self._store, targets, msg.path, msg.size
+                )
             except QuotaExceeded as exc:
                 log.info("delivery=over-quota error=%s", exc)
                 raise mailbox_full() from exc
@@ -130,6 +134,8 @@ class Pipeline:
                 log.error("delivery=store-failed error=%r", exc)
                 raise local_failure() from exc
             stored = len(appended)
+            if skipped:
+                await asyncio.to_thread(self._bounce_over_quota, msg, skipped)
         queue_id = ""
         if remote:
             try:
@@ -215,7 +221,10 @@ class Pipeline:
 
     # ------------------------------------------------------------ store (worker thread)
 
-    def _store(self, targets: Sequence[DeliveryTarget], path: Path, size: int) -> list[object]:
+    def _store(
+        self, targets: Sequence[DeliveryTarget], path: Path, size: int
+    ) -> tuple[list[object], list[str]]:
+        """Store every copy that fits its user's quota; returns (stored, users left out)."""
         store: MailStore = self.ctx.store
         accounts = self.ctx.accounts
         default_quota = self.ctx.config.limits.default_quota
@@ -238,8 +247,46 @@ class Pipeline:
         fitting = [t for t in final if not resolver.over_quota(t.user, size)]
         if not fitting:
             raise QuotaExceeded("the message fits no recipient's quota")
-        for t in final:
-            if t not in fitting:
-                log.warning("delivery=copy-skipped-over-quota user=%s", t.user)
+        skipped = list(dict.fromkeys(t.user for t in final if t not in fitting))
+        for user in skipped:
+            log.warning("delivery=copy-skipped-over-quota user=%s", user)
         deduped = list(dict.fromkeys(fitting))
-        return list(store.deliver(deduped, path))
+        return list(store.deliver(deduped, path)), skipped
+
+    def _bounce_over_quota(self, msg: InboundMessage, users: Sequence[str]) -> None:
+        """The message was accepted for others: tell the sender which mailboxes were full
+        (RFC 3464 DSN, status 5.2.2) instead of dropping those copies silently."""
+        if not msg.mail_from:
+            log.warning("delivery=over-quota-not-reported reason=null-sender")
+            return
+        cfg, now = self.ctx.config, time.time()
+        reports = [
+            RecipientReport(u, "failed", "552 5.2.2 Mailbox full", status="5.2.2", last_attempt=now)
+            for u in users
+        ]
+        dsn = build_dsn(
+            reporting_mta=cfg.hostname,
+            sender=msg.mail_from,
+            queue_id=msg.path.stem,
+            arrival=now,
+            now=now,
+            reports=reports,
+            header=original_header(msg.path),
+        )
+        tmp = msg.path.with_name(f"dsn-{msg.path.name}")
+        try:
+            tmp.write_bytes(dsn)
+            sender = self.ctx.accounts.resolve(msg.mail_from)
+            if sender.local:
+                prefix = b"Return-Path: <>\r\n"
+                self.ctx.store.deliver(
+                    [DeliveryTarget(u, header_prefix=prefix) for u in sender.local], tmp
+                )
+            else:
+                # RFC 5321 4.5.5: notifications go out with the null reverse-path.
+                self.ctx.queue.enqueue("", [msg.mail_from], tmp)
+            log.info("delivery=over-quota-reported to=%s users=%s", msg.mail_from, ",".join(users))
+        except (OSError, StoreError) as exc:
+            log.error("delivery=over-quota-report-failed to=%s error=%r", msg.mail_from, exc)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -226,11 +226,30 @@ def test_quota_message_fits_nobody_452_at_data(env: SmtpEnv) -> None:
     assert env.messages(f"bob@{DOMAIN}") == []
 
 
-def test_quota_copy_that_does_not_fit_is_left_out(env: SmtpEnv) -> None:
+def test_quota_copy_that_does_not_fit_is_left_out_and_reported(env: SmtpEnv) -> None:
     env.accounts.set_quota(f"bob@{DOMAIN}", 1000)
     assert send(env, [f"sales@{DOMAIN}"], big(5000))[0] == 250
     assert len(env.messages(f"alice@{DOMAIN}")) == 1
     assert env.messages(f"bob@{DOMAIN}") == []
+    # Accepted with 250 for alice, so bob's copy is not silently lost: a DSN goes back to
+    # the (remote) sender with the null reverse-path.
+    [(sender, rcpts, path)] = env.queue.items
+    assert (sender, rcpts) == ("", ("x@remote.test",))
+    dsn = path.read_bytes()
+    assert b"report-type=delivery-status" in dsn
+    assert f"Final-Recipient: rfc822; bob@{DOMAIN}".encode() in dsn
+    assert b"Status: 5.2.2" in dsn and b"Action: failed" in dsn
+
+
+def test_quota_report_to_a_local_sender_lands_in_their_inbox(env: SmtpEnv) -> None:
+    env.accounts.set_quota(f"bob@{DOMAIN}", 1000)
+    with env.submit_client() as s:  # alice submits to sales (alice + bob)
+        assert s.sendmail(f"alice@{DOMAIN}", [f"sales@{DOMAIN}"], big(5000)) == {}
+    inbox = env.messages(f"alice@{DOMAIN}")
+    assert len(inbox) == 2  # her own copy via the alias, and the report
+    report = next(m for m in inbox if b"report-type=delivery-status" in m)
+    assert report.startswith(b"Return-Path: <>\r\n")
+    assert env.queue.items == []
 
 
 def test_default_quota_from_config(env: SmtpEnv) -> None:
