@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -399,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    # SIGTERM (a timeout, Ctrl-C from make) unwinds like an exception: the private Postfix,
+    # Dovecot and Pillarbox instances are stopped and the work directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     with workdir() as root:
         bench = Bench(root, scale)
