@@ -349,7 +349,16 @@ class Session:
                 self.deselect()
                 self.state = "logout"
                 return
+            top = sel.uids[-1] if sel.uids else 0
+            arrived = [i.uid for i in changes.changed if i.uid > top]
+            if arrived and not sel.readonly:
+                claimed = await asyncio.to_thread(
+                    self.ctx.store.claim_recent, self.user, sel.name, arrived
+                )
+                sel.recent |= claimed
             out = sel.apply(changes, allow_expunge, self.qresync, self.condstore)
+            if arrived and not self.rev2:  # RFC 3501 7.3.2: RECENT follows the new EXISTS
+                out.append(b"* %d RECENT\r\n" % len(sel.recent))
         elif allow_expunge and sel.pending_expunged:
             out = sel.expunge_responses(list(sel.pending_expunged), self.qresync)
         else:

@@ -204,6 +204,11 @@ class MailStore(Protocol):
         the store was built with; computed on first use when not cached at delivery."""
         ...
 
+    def claim_recent(self, user: str, mailbox: str, uids: Sequence[int]) -> frozenset[int]:
+        """Of ``uids`` (new arrivals a session has just seen), the ones no session saw
+        before: the caller shows them \\Recent (RFC 3501 2.3.2), nobody else will."""
+        ...
+
     def summaries(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, bytes]:
         """:meth:`summary` for many messages at once (one index read, one write for the
         ones computed now); messages that no longer exist are left out."""

@@ -237,6 +237,18 @@ class MaildirStore(MailboxOps):
         return data
 
     @guarded
+    def claim_recent(self, user: str, mailbox: str, uids: Sequence[int]) -> frozenset[int]:
+        if not uids:
+            return frozenset()
+        with self._open(user, mailbox, lock=False) as box, index.transaction(box.conn):
+            mbx = index.get_mailbox(box.conn, box.name) or box.mbx
+            top = min(max(uids), mbx.uidnext - 1)
+            claimed = frozenset(u for u in uids if mbx.recent_uid < u <= top)
+            if claimed:
+                index.set_mailbox_state(box.conn, mbx.id, recent_uid=top)
+        return claimed
+
+    @guarded
     def message_paths(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, Path]:
         with self._open(user, mailbox, lock=False) as box:
             rows = index.get_messages(box.conn, box.mbx.id, list(uids))

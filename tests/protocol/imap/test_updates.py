@@ -30,6 +30,7 @@ def test_idle_wakes_on_delivery_and_other_sessions(imap_server: ImapServer) -> N
     assert a.line().startswith(b"+ ")
     imap_server.deliver(make_message("second"))
     assert a.line() == b"* 2 EXISTS\r\n"
+    assert a.line() == b"* 2 RECENT\r\n"  # a saw both first (RFC 3501 2.3.2)
     b.ok("STORE 1 +FLAGS (\\Flagged)")
     assert re.match(rb"\* 1 FETCH \(FLAGS \(.*\\Flagged.*\) UID 1\)\r\n", a.line())
     b.ok("STORE 1 +FLAGS (\\Deleted)")
@@ -236,3 +237,26 @@ def test_new_keyword_announces_flags(imap_server: ImapServer) -> None:
     assert b"$Important" in lines[1] and lines[1].startswith(b"* 1 FETCH")
     assert not c.ok("STORE 1 +FLAGS ($Important)")[0].startswith(b"* FLAGS")
     c.close()
+
+
+def test_new_arrival_is_recent_in_exactly_one_session(imap_server: ImapServer) -> None:
+    imap_server.deliver(make_message("old"))
+    a, b = login(imap_server), login(imap_server)
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    imap_server.deliver(make_message("new"))
+    first = b"".join(a.ok("NOOP"))
+    assert b"* 2 EXISTS\r\n* 2 RECENT\r\n" in first  # a selected first: both are its
+    assert b"\\Recent" in grab(rb"\* 2 FETCH \(FLAGS \(([^)]*)\)", b"".join(a.ok("FETCH 2 FLAGS")))
+    second = b"".join(b.ok("NOOP"))
+    assert b"* 2 EXISTS\r\n" in second and b"* 0 RECENT\r\n" in second
+    assert b"\\Recent" not in grab(
+        rb"\* 2 FETCH \(FLAGS \(([^)]*)\)", b"".join(b.ok("FETCH 2 FLAGS"))
+    )
+    c = login(imap_server)
+    assert b"* 0 RECENT" in b"".join(c.ok("SELECT INBOX"))  # already claimed by a
+    ro = login(imap_server)
+    ro.ok("EXAMINE INBOX")
+    imap_server.deliver(make_message("third"))
+    assert b"* 1 RECENT" not in b"".join(ro.ok("NOOP"))  # read-only sessions claim nothing
+    assert b"* 3 EXISTS\r\n* 3 RECENT\r\n" in b"".join(a.ok("NOOP"))
