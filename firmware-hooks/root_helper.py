@@ -164,6 +164,12 @@ def smart(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
     if proc.returncode & 0b11:  # bits 0-1: bad command line / device open failed
         raise Refused(f"smartctl could not read {dev} (exit {proc.returncode})")
     status = data.get("smart_status", {})
+    # ATA attributes 5 (reallocated) and 197 (pending) by id; NVMe has no such counters.
+    raw = {
+        a.get("id"): (a.get("raw") or {}).get("value")
+        for a in (data.get("ata_smart_attributes") or {}).get("table", [])
+        if isinstance(a, dict)
+    }
     return {
         "device": dev,
         "smart": {
@@ -172,6 +178,8 @@ def smart(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
             "serial": data.get("serial_number", ""),
             "temperature": (data.get("temperature") or {}).get("current"),
             "power_on_hours": (data.get("power_on_time") or {}).get("hours"),
+            "reallocated_sectors": raw.get(5),
+            "pending_sectors": raw.get(197),
             "exit_status": proc.returncode,
         },
     }

@@ -1,8 +1,8 @@
 """The Pillarbox setup wizard and dashboard (Flask).
 
 ``create_app(config_path)`` builds the app; every outside dependency (DNS resolver, root
-helper, daemon ctl socket, disk list, hardware measurement, clock, login throttle) can be
-injected so the tests run without root, network or a daemon.
+helper, daemon ctl socket, disk list, SMART reader, hardware measurement, clock, login
+throttle) can be injected so the tests run without root, network or a daemon.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
@@ -79,6 +80,7 @@ def create_app(
     throttle: LoginThrottle | None = None,
     acme: AcmeSettings | None = None,
     clock: Callable[[], float] = time.time,
+    smart: Callable[[str], dict[str, Any]] | None = None,
 ) -> Flask:
     cfg = config.load(config_path)
     app = Flask(__name__)
@@ -106,6 +108,7 @@ def create_app(
         measure=measure or measure_hw,
         clock=clock,
         acme=acme or AcmeSettings(),
+        smart_reader=smart,
     )
     app.extensions["pillarbox"] = ctx
     setup_views.read_or_create_secret(cfg)

@@ -7,6 +7,7 @@ desired state on disk (the daemon picks it up on ``ctl reload``).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from webui.dnscheck import Resolver, Status
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
 from webui.sizing import Hardware
+from webui.smart import SMART_HELPER_TIMEOUT, SmartCache
 
 
 class Ctl(Protocol):
@@ -47,6 +49,8 @@ class WebContext:
     acme: AcmeSettings = field(default_factory=AcmeSettings)
     challenges: ChallengeStore = field(default_factory=ChallengeStore)
     dns_cache: dict[str, tuple[float, Status]] = field(default_factory=dict)
+    smart_reader: Callable[[str], dict[str, Any]] | None = None
+    smart_cache: SmartCache = field(default_factory=SmartCache)
     _cached: tuple[float, config.Config] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -60,6 +64,14 @@ class WebContext:
 
     def ctl(self) -> Ctl:
         return self.ctl_factory(self.config().ctl_socket)
+
+    def read_smart(self, device: str) -> dict[str, Any]:
+        """The SMART summary of ``device`` (root helper ``smart``); raises HelperError."""
+        if self.smart_reader is not None:
+            return self.smart_reader(device)
+        helper = dataclasses.replace(self.helper, timeout=SMART_HELPER_TIMEOUT)
+        data = helper.call("smart", device=device).get("smart")
+        return data if isinstance(data, dict) else {}
 
 
 def default_ctl(path: Path) -> Ctl:

@@ -1,4 +1,5 @@
-"""The dashboard: one line per thing that can go wrong, rated ok / warning / error.
+"""The dashboard: one line per thing that can go wrong, rated ok / warning / error, and a
+chart of the mail disk's usage over time (webui.diskusage).
 
 Also the power buttons (restart, shut down), which go through the root helper.
 """
@@ -14,7 +15,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.ctl.protocol import CtlError
-from webui import certs, dnscheck, sizing
+from webui import certs, diskusage, dnscheck, sizing, smart
 from webui.context import WebContext, web
 from webui.helper import HelperError
 from webui.security import current_user
@@ -27,6 +28,8 @@ Level = Literal["ok", "warning", "error"]
 DNS_CACHE_SECONDS = 600
 QUEUE_WARN, QUEUE_ERROR = 50, 500
 CERT_WARN_DAYS = 21
+BACKUP_WARN_SECONDS = 26 * 3600  # a daily backup plus some slack
+BACKUP_ERROR_SECONDS = 3 * 86400
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,25 @@ class Status:
     level: Level
     text: str
     link: str = ""
+    link_text: str = "Fix this"
+
+
+def _span(seconds: float) -> str:
+    """'1 minute', '3 minutes', '5 hours', '2 days' (whole units, rounded down)."""
+    minutes = int(seconds // 60)
+    hours = minutes // 60
+    if hours >= 48:
+        count, unit = hours // 24, "day"
+    elif hours >= 1:
+        count, unit = hours, "hour"
+    else:
+        count, unit = max(minutes, 1), "minute"
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def uptime_phrase(seconds: float) -> str:
+    """How long the daemon has run: 'just started', 'for 3 minutes', 'for 2 days'."""
+    return "just started" if seconds < 60 else f"for {_span(seconds)}"
 
 
 def daemon_status(ctx: WebContext) -> tuple[Status, dict[str, Any] | None]:
@@ -43,10 +65,12 @@ def daemon_status(ctx: WebContext) -> tuple[Status, dict[str, Any] | None]:
     except CtlError as exc:
         log.info("dashboard=daemon-unreachable error=%s", exc)
         return Status("Mail service", "error", "Not running. Mail is not being received."), None
-    uptime = float(result.get("uptime", 0)) if isinstance(result, dict) else 0.0
-    hours = int(uptime // 3600)
-    since = f"{hours // 24} days" if hours >= 48 else f"{hours} hours" if hours else "minutes"
-    return Status("Mail service", "ok", f"Running (for {since})."), result
+    uptime = result.get("uptime") if isinstance(result, dict) else None
+    if not isinstance(uptime, int | float) or isinstance(uptime, bool):
+        return Status("Mail service", "ok", "Running."), result
+    phrase = uptime_phrase(float(uptime))
+    text = "Running (just started)." if phrase == "just started" else f"Running {phrase}."
+    return Status("Mail service", "ok", text), result
 
 
 def _queue_size(ctx: WebContext, status: dict[str, Any]) -> int | None:
@@ -144,6 +168,109 @@ def dns_status(ctx: WebContext) -> Status:
     return Status("DNS", worst, text, url_for("dns.page", domain=bad[0]))
 
 
+def smart_status(ctx: WebContext) -> Status:
+    """SMART health of the disk that holds the mail (read in the background, cached)."""
+    title, link = "Disk health", url_for("hardware.storage")
+    try:
+        disks = ctx.disks()
+    except Exception as exc:  # udev missing or confused: say so, keep the page
+        log.warning("dashboard=disks-unlisted error=%s", exc)
+        return Status(title, "warning", f"The disks could not be listed ({exc}).", link)
+    disk = smart.disk_holding(ctx.config().mail_dir, disks)
+    if disk is None:
+        return Status(
+            title,
+            "warning",
+            "Could not tell which disk holds the mail, so its health is unknown.",
+            link,
+            "Details",
+        )
+    reading = ctx.smart_cache.get(disk.path, ctx.read_smart, ctx.clock(), smart.SMART_WAIT_SECONDS)
+    if reading is None:
+        return Status(
+            title,
+            "warning",
+            f"Reading the health report of {smart.describe(disk)}; reload in a minute.",
+            link,
+            "Details",
+        )
+    health = smart.judge(disk, reading)
+    return Status(
+        title, health.level, health.text, link, "Details" if health.level == "ok" else "Fix this"
+    )
+
+
+def _timestamp(value: object) -> float | None:
+    """Unix seconds from a number or an ISO 8601 string (both occur in backup status)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    return None
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def backup_status(ctx: WebContext, daemon_up: bool = True) -> Status:
+    """The last backup, as the daemon's ``backup_status`` tells it."""
+    title, link = "Last backup", url_for("backup.index")
+    if not daemon_up:
+        return Status(
+            title, "warning", "Unknown while the mail service is not running.", link, "Details"
+        )
+    try:
+        st = ctx.ctl().call("backup_status")
+    except CtlError as exc:
+        log.info("dashboard=backup-status-failed error=%s", exc)
+        return Status(title, "warning", f"The backup state could not be read: {exc}.", link)
+    if not isinstance(st, dict):
+        return Status(title, "warning", "The mail service gave no backup state.", link)
+    if st.get("target") in (None, "none"):
+        return Status(title, "warning", "Backups are off: no backup target is set up.", link)
+    scheduled = st.get("schedule", "daily") != "off"
+    now = ctx.clock()
+    last = _mapping(st.get("last"))
+    success = _mapping(st.get("last_success"))
+    running = "A backup is running now. " if st.get("state") == "running" else ""
+    if last and last.get("ok") is False:
+        error = str(last.get("error") or "no reason given")[:300].rstrip(".")
+        return Status(title, "error", f"{running}The last backup failed: {error}.", link)
+    finished = _timestamp(success.get("finished")) or (
+        _timestamp(last.get("finished")) if last.get("ok") else None
+    )
+    if finished is None:
+        text = "No backup has been made yet."
+        if scheduled and st.get("time") and not running:
+            text += f" The first runs at {st['time']}."
+        return Status(title, "warning", running + text, link)
+    age = max(now - finished, 0.0)
+    when = f"{_span(age)} ago" if age >= 60 else "just now"
+    off = "" if scheduled else "Automatic backups are off. "
+    if age > BACKUP_ERROR_SECONDS and scheduled:
+        return Status(title, "error", f"{running}The last successful backup was {when}.", link)
+    if age > BACKUP_WARN_SECONDS:
+        return Status(
+            title, "warning", f"{running}{off}The last successful backup was {when}.", link
+        )
+    if st.get("state") == "interrupted":
+        return Status(
+            title,
+            "warning",
+            f"The last backup was interrupted; the one before succeeded {when}.",
+            link,
+        )
+    if last.get("ok") and last.get("error"):
+        note = str(last["error"]).rstrip(".")
+        return Status(title, "warning", f"{running}Saved {when}, but {note}.", link)
+    return Status(title, "ok", f"{running}{off}Saved {when}.", link, "Details")
+
+
 @bp.route("/")
 def index() -> str:
     ctx = web()
@@ -153,14 +280,28 @@ def index() -> str:
         size = _queue_size(ctx, status)
         if size is not None:
             checks.append(queue_status(size))
-    checks += [disk_status(ctx), cert_status(ctx), dns_status(ctx)]
+    checks += [
+        disk_status(ctx),
+        smart_status(ctx),
+        backup_status(ctx, daemon_up=status is not None),
+        cert_status(ctx),
+        dns_status(ctx),
+    ]
     cfg = ctx.config()
+    try:
+        samples = diskusage.sample(ctx)
+    except OSError as exc:  # the mail file system could not be measured
+        log.warning("dashboard=disk-usage-failed error=%s", exc)
+        samples = diskusage.load(diskusage.usage_path(cfg))
     return render_template(
         "dashboard.html",
         checks=checks,
         hostname=cfg.hostname,
         users=len(ctx.accounts.list_users()),
         domains=ctx.accounts.list_domains(),
+        usage_chart=diskusage.chart(samples),
+        usage_summary=diskusage.summary(samples),
+        usage_samples=len(samples),
     )
 
 

@@ -63,9 +63,9 @@ def list_disks() -> list[Disk]:
             parts.append(
                 Partition(
                     name=str(child.sys_name),
-                    fstype=str(child.get("ID_FS_TYPE", "")),
-                    uuid=str(child.get("ID_FS_UUID", "")),
-                    label=str(child.get("ID_FS_LABEL", "")),
+                    fstype=str(child.properties.get("ID_FS_TYPE", "")),
+                    uuid=str(child.properties.get("ID_FS_UUID", "")),
+                    label=str(child.properties.get("ID_FS_LABEL", "")),
                     mountpoint=mounts.get(node, ""),
                 )
             )
@@ -82,12 +82,12 @@ def list_disks() -> list[Disk]:
                 name=name,
                 path=node,
                 size=size,
-                model=str(dev.get("ID_MODEL", "")).replace("_", " "),
-                serial=str(dev.get("ID_SERIAL_SHORT", "")),
-                bus=str(dev.get("ID_BUS", "")),
+                model=str(dev.properties.get("ID_MODEL", "")).replace("_", " "),
+                serial=str(dev.properties.get("ID_SERIAL_SHORT", "")),
+                bus=str(dev.properties.get("ID_BUS", "")),
                 removable=removable,
-                fstype=str(dev.get("ID_FS_TYPE", "")),
-                uuid=str(dev.get("ID_FS_UUID", "")),
+                fstype=str(dev.properties.get("ID_FS_TYPE", "")),
+                uuid=str(dev.properties.get("ID_FS_UUID", "")),
                 mountpoint=mountpoint,
                 partitions=tuple(parts),
                 holds_system=holds,

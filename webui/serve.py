@@ -29,7 +29,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance import config
-from webui import acme_renew, certviews, create_app
+from webui import acme_renew, certviews, create_app, diskusage
 from webui.context import WebContext
 from webui.setup import read_or_create_secret
 
@@ -179,6 +179,7 @@ def create_server(config_path: Path, threads: int = 8) -> WebServer:
         h.bind()
     stop = threading.Event()
     acme_renew.start(ctx, certviews.install, stop)
+    diskusage.start(ctx, stop)  # hourly disk usage samples for the dashboard's chart
     web = WebServer(plain, https, stop.set)
     log.info(
         "web=listening addresses=%s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from appliance import config
@@ -17,7 +18,8 @@ def test_dashboard_and_reload_with_real_daemon(tmp_path: Path) -> None:
         client = app.test_client()
         complete_setup(client, config.load(cfg_path))
         body = client.get("/").get_data(as_text=True)
-        assert "Running (for minutes)" in body
+        assert re.search(r"Running (\(just started\)|for \d+ minutes?)\.", body)
+        assert "Backups are off: no backup target is set up." in body  # backup_status
         assert "Empty: all outgoing mail is delivered." in body
         assert "Nothing is waiting" in client.get("/queue").get_data(as_text=True)
         r = post(

@@ -235,3 +235,32 @@ def test_real_mode_checks_the_device_exists(tmp_path: Path) -> None:
     )
     reply = json.loads(proc.stdout)
     assert reply == {"ok": False, "error": "/dev/sdzz does not exist"}
+
+
+def test_smart_summary_reads_sector_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import subprocess as sp
+
+    spec = importlib.util.spec_from_file_location("root_helper_under_test", HELPER)
+    assert spec is not None and spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = helper  # dataclasses look the module up by name
+    spec.loader.exec_module(helper)
+    answer = {
+        "smart_status": {"passed": True},
+        "model_name": "Disk",
+        "temperature": {"current": 41},
+        "power_on_time": {"hours": 1200},
+        "ata_smart_attributes": {
+            "table": [{"id": 5, "raw": {"value": 8}}, {"id": 197, "raw": {"value": 2}}]
+        },
+    }
+
+    class Canned(helper.Runner):  # type: ignore[name-defined,misc]
+        def run(self, argv: list[str], timeout: float = 600.0) -> sp.CompletedProcess[str]:
+            return sp.CompletedProcess(argv, 0, json.dumps(answer), "")
+
+    monkeypatch.setattr(helper, "_device", lambda value, fake: value)
+    smart = helper.smart({"device": "/dev/sdb"}, Canned(fake=False))["smart"]
+    assert smart["passed"] is True and smart["temperature"] == 41
+    assert smart["reallocated_sectors"] == 8 and smart["pending_sectors"] == 2

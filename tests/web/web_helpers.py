@@ -52,6 +52,30 @@ class FakeResolver:
         return list(self.records.get((name.rstrip(".").lower(), rdtype), []))
 
 
+BACKUPS_OFF: dict[str, Any] = {
+    "state": "never",
+    "target": "none",
+    "schedule": "daily",
+    "time": "03:30",
+    "next_run": None,
+    "restore": {"state": "idle"},
+}
+
+
+def backup_run(ok: bool, finished: float, error: str = "") -> dict[str, Any]:
+    """One run as the backup runner records it (RunResult.to_json)."""
+    return {
+        "ok": ok,
+        "trigger": "scheduled",
+        "started": finished - 60,
+        "finished": finished,
+        "snapshot_id": "0123456789abcdef" if ok else "",
+        "summary": {"total_files": 10, "data_added": 2048} if ok else {},
+        "error": error,
+        "forgot": ok,
+    }
+
+
 @dataclass
 class FakeCtl:
     running: bool = True
@@ -59,6 +83,9 @@ class FakeCtl:
     calls: list[str] = field(default_factory=list)
     call_args: list[dict[str, Any]] = field(default_factory=list)
     queue_in_status: bool = True
+    uptime: float = 7200.0
+    # What backup_status answers (appliance.backup.service); None: "unknown command".
+    backup: dict[str, Any] | None = field(default_factory=lambda: dict(BACKUPS_OFF))
 
     def call(self, cmd: str, **args: Any) -> Any:
         self.calls.append(cmd)
@@ -67,7 +94,9 @@ class FakeCtl:
             raise CtlError("the daemon is not running")
         if cmd == "status":
             services = {"queue": {"size": len(self.queue)}} if self.queue_in_status else {}
-            return {"version": "0.1.0", "uptime": 7200.0, "services": services}
+            return {"version": "0.1.0", "uptime": self.uptime, "services": services}
+        if cmd == "backup_status" and self.backup is not None:
+            return self.backup
         if cmd == "queue.list":
             return self.queue
         if cmd in ("queue.flush", "queue.retry"):
@@ -127,6 +156,17 @@ class Env:
     clock: list[float]
     disks: list[Disk]
     hw: Hardware = field(default_factory=lambda: BIG_BOX)
+    # SMART summaries by device, as the root helper's ``smart`` gives them; an exception
+    # is raised instead (HelperError: smartctl could not read the disk).
+    smart: dict[str, dict[str, Any] | Exception] = field(default_factory=dict)
+    smart_reads: list[str] = field(default_factory=list)
+
+    def read_smart(self, device: str) -> dict[str, Any]:
+        self.smart_reads.append(device)
+        found = self.smart.get(device, {})
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     @property
     def cfg(self) -> config.Config:
@@ -165,6 +205,7 @@ def make_app(env: Env, throttle: LoginThrottle | None = None) -> Flask:
         measure=lambda _p: env.hw,
         throttle=throttle or LoginThrottle(clock=lambda: env.clock[0]),
         clock=lambda: env.clock[0],
+        smart=env.read_smart,
     )
     app.testing = True
     return app
