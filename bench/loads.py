@@ -216,8 +216,18 @@ def imap_idle_rss(t: Target, connections: int) -> int:
     ctx = _ctx()
     try:
         for i in range(connections):
-            raw = socket.create_connection(("127.0.0.1", t.imaps_port), timeout=60)
-            s = ctx.wrap_socket(raw)
+            # A full accept backlog can reset a handshake under this burst: retry a few
+            # times (bounded) instead of losing the whole run.
+            for attempt in range(5):
+                raw = socket.create_connection(("127.0.0.1", t.imaps_port), timeout=60)
+                try:
+                    s = ctx.wrap_socket(raw)
+                    break
+                except (ConnectionResetError, ssl.SSLError):
+                    raw.close()
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
             socks.append(s)
             f = s.makefile("rwb")
             f.readline()
