@@ -110,6 +110,28 @@ def test_two_signatures_each_reported() -> None:
     ]
 
 
+
+def test_unsigned_message_is_not_parsed_by_dkimpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DKIM-Signature or ARC field in the header: dkimpy (a full parse) is skipped."""
+
+    def refuse(*_a: object, **_kw: object) -> None:
+        raise AssertionError("dkimpy parsed an unsigned message")
+
+    r = resolver()
+    # The words appear in the body only: still unsigned.
+    body_mentions = message().replace(b"Hello Bob.", b"Hello Bob. DKIM-Signature: ARC-Seal:")
+    monkeypatch.setattr(dkim, "DKIM", refuse)
+    monkeypatch.setattr(dkim, "arc_verify", refuse)
+    assert asyncio.run(verify_dkim(r, body_mentions)) == []
+    assert asyncio.run(verify_arc(r, body_mentions)).result == "none"
+    monkeypatch.undo()
+    # A signature field is found whatever the case of its name, and still verified.
+    signed = sign(message())
+    shouted = signed.replace(b"DKIM-Signature:", b"DKIM-SIGNATURE:", 1)
+    assert shouted != signed
+    assert [o.result for o in asyncio.run(verify_dkim(r, shouted))] == ["pass"]
+
+
 # ------------------------------------------------------------------ ARC
 
 
