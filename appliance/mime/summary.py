@@ -60,6 +60,9 @@ class _Term:
     newlines: int
 
 
+DRAIN_BLOCK = 1 << 16
+
+
 class _Reader:
     """Lines (or CHUNK-sized pieces of very long lines) with their file offsets."""
 
@@ -87,6 +90,20 @@ class _Reader:
         self.prev, self.cur = self.cur, (len(piece), nl)
         self.at_line_start = nl > 0
         return item
+
+    def drain(self) -> None:
+        """Read to EOF in blocks, keeping only the counts: the body of a single-part
+        message needs nothing else, and line-by-line reading was most of its cost."""
+        self._pushed = None  # already counted in pos and newlines when it was read
+        last = b""
+        while block := self.fh.read(DRAIN_BLOCK):
+            self.pos += len(block)
+            self.newlines += block.count(b"\n")
+            last = block
+        if last:
+            nl = 2 if last.endswith(b"\r\n") else 1 if last.endswith(b"\n") else 0
+            self.prev, self.cur = self.cur, (0, nl)
+            self.at_line_start = nl > 0
 
     def newlines_before_next(self) -> int:
         pushed = self._pushed
@@ -119,6 +136,9 @@ def _boundary_of(line: bytes, boundaries: tuple[bytes, ...]) -> tuple[int, bool]
 
 def _scan_body(reader: _Reader, start: int, boundaries: tuple[bytes, ...]) -> _Term:
     """Skip body lines up to the next boundary of the stack (or EOF)."""
+    if not boundaries:  # nothing can end this body before EOF
+        reader.drain()
+        return _Term(None, False, reader.pos, reader.newlines)
     while True:
         item = reader.next()
         if item is None:

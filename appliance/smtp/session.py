@@ -47,6 +47,16 @@ log = logging.getLogger(__name__)
 
 MAX_AUTH_FAILURES = 3
 COMMAND_LIMIT = 1024  # MAIL/RCPT with a 256-octet path and parameters (RFC 5321 4.5.3.1.4)
+READ_BLOCK = 65536  # DATA is taken from the reader in blocks of at most this many octets
+
+
+def _unread(reader: asyncio.StreamReader, data: bytes) -> None:
+    """Put octets read past the end of data back in front of the reader's buffer.
+
+    StreamReader has no public way to do this; aiosmtpd, which owns this reader, already
+    works on the same ``_buffer`` attribute (it clears it after STARTTLS).
+    """
+    reader._buffer[:0] = data  # type: ignore[attr-defined]
 
 
 class DataProblem(Exception):
@@ -377,8 +387,8 @@ class PillarboxSMTP(SMTP):
                 chunks.sink.too_long = True
             if last:
                 tail = chunks.lines.finish()
-                if tail:
-                    await chunks.sink.add(tail)
+                if tail and chunks.sink.add(tail):
+                    await chunks.sink.flush()
             problem = chunks.sink.reply()
             if problem is None and not last:
                 await self.push(f"250 2.0.0 {size} octets received")
@@ -405,7 +415,9 @@ class PillarboxSMTP(SMTP):
             remaining -= len(data)
             if chunks is not None:
                 for line in chunks.lines.feed(data):
-                    await chunks.sink.add(line)  # RFC 3030 2: no dot-stuffing in chunks
+                    # RFC 3030 2: no dot-stuffing in chunks
+                    if chunks.sink.add(line):
+                        await chunks.sink.flush()
             now = loop.time()
             if now - last_reset > 1.0:
                 self._reset_timeout()
@@ -448,32 +460,54 @@ class PillarboxSMTP(SMTP):
         return spool
 
     async def _receive(self, spool: SpoolWriter) -> str | None:
-        """Read DATA to its end; returns a refusal reply, or None when the spool is good."""
+        """Read DATA to its end; returns a refusal reply, or None when the spool is good.
+
+        The data is taken in blocks of whole lines, not a line at a time: the checks
+        (bare CR/LF, line length, end of data, dot-unstuffing) are done on each block with
+        bytes methods, which made receiving a 100 KB message several times cheaper. Octets
+        read past the end of data (pipelined commands) go back to the reader.
+        """
         reader = self._reader
-        loop = asyncio.get_running_loop()
+        limit = self.line_length_limit  # longest line without its CRLF, as aiosmtpd reads
+        clock = asyncio.get_running_loop().time
         sink = BodySink(spool, self._max_size)
-        mid_line = False
-        last_reset = loop.time()
+        carry = b""  # the incomplete last line of what has been read
+        mid_line = False  # the start of the current line was dropped (overlong)
+        next_reset = clock() + 1.0
         while True:
-            try:
-                line: bytes = await reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                await reader.readexactly(exc.consumed)  # drop the overlong part, keep reading
-                mid_line = sink.too_long = True
-                continue
-            if mid_line:  # the tail of an overlong line, never the end of data
-                mid_line = False
-                continue
-            if line == b".\r\n":  # RFC 5321 4.1.1.4: the only end of mail data
-                break
-            if line[:1] == b".":
-                line = line[1:]  # RFC 5321 4.5.2: remove the transparency dot
-            await sink.add(line)
-            now = loop.time()
-            if now - last_reset > 1.0:
+            chunk = await reader.read(READ_BLOCK)
+            if not chunk:
+                raise asyncio.IncompleteReadError(carry, None)
+            data = carry + chunk if carry else chunk
+            cut = data.rfind(b"\r\n")
+            if cut < 0:
+                carry = data
+            else:
+                block, carry = data[: cut + 2], data[cut + 2 :]
+                if mid_line:  # the tail of an overlong line, never the end of data
+                    block = block[block.index(b"\r\n") + 2 :]
+                    mid_line = False
+                # RFC 5321 4.1.1.4: the only end of mail data is a line that is exactly "."
+                if block[:3] == b".\r\n":
+                    eod = 0
+                else:
+                    found = block.find(b"\r\n.\r\n")
+                    eod = found + 2 if found >= 0 else -1
+                if eod >= 0:
+                    rest = block[eod + 3 :] + carry
+                    if rest:
+                        _unread(reader, rest)  # pipelined commands after the data
+                    if sink.add_block(block[:eod], limit):
+                        await sink.flush()
+                    return sink.reply()
+                if sink.add_block(block, limit):
+                    await sink.flush()
+            if len(carry) > limit + 1:  # an overlong line without its end yet: drop it
+                sink.too_long = mid_line = True
+                carry = b"\r" if carry.endswith(b"\r") else b""
+            if clock() > next_reset:  # a slow but steady sender is not idle
                 self._reset_timeout()
-                last_reset = now
-        return sink.reply()
+                next_reset = clock() + 1.0
 
     async def _deliver(self, txn: Transaction, spool: SpoolWriter) -> str:
         assert self.session is not None

@@ -97,17 +97,42 @@ class SpoolWriter:
         assert self._header is not None and not self._header, "prefix after data"
         self._prefix = prefix
 
-    async def write_line(self, line: bytes) -> None:
-        """Add one message line (CRLF included); flushes every FLUSH_BYTES."""
+    def append(self, line: bytes) -> bool:
+        """Add one message line (CRLF included) to the buffer, without waiting.
+
+        True when FLUSH_BYTES are buffered: the caller then awaits :meth:`flush`. Kept
+        synchronous because it runs once per line of every message received.
+        """
         self.size += len(line)
         if self._header is not None:
             self._header += line
             if line == b"\r\n" or len(self._header) > HEADER_CAP:
                 self._end_header()
-            return
+            return False
         self._buf += line
-        if len(self._buf) >= FLUSH_BYTES:
+        return len(self._buf) >= FLUSH_BYTES
+
+    def append_block(self, block: bytes) -> bool:
+        """:meth:`append` for whole lines at once (``block`` ends with CRLF)."""
+        pos = 0
+        while self._header is not None and pos < len(block):
+            end = block.index(b"\r\n", pos) + 2  # the header section goes line by line
+            self.append(block[pos:end])
+            pos = end
+        if pos:
+            block = block[pos:]
+        self.size += len(block)
+        self._buf += block
+        return len(self._buf) >= FLUSH_BYTES
+
+    async def write_line(self, line: bytes) -> None:
+        """Add one message line (CRLF included); flushes every FLUSH_BYTES."""
+        if self.append(line):
             await self._flush()
+
+    async def flush(self) -> None:
+        """Write the buffered lines to the file (in a worker thread)."""
+        await self._flush()
 
     def _end_header(self) -> None:
         assert self._header is not None

@@ -164,6 +164,33 @@ def test_empty_message_and_dot_stuffing(env: SmtpEnv) -> None:
     assert msgs[1].endswith(b"\r\n.\r\n..x\r\n \r\n")
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"Subject: x\r\n\r\nbody\r", b"\n.\r", b"\n"],
+        [b"Subject: x\r\n\r\nbody\r\n", b".", b"\r\n"],
+        [b"Subject: x\r\n\r\n", b"..dot\r\n", b".", b".\r\n.\r\n"],
+        [b"Subject: x\r\n\r\n" + b"b" * 900, b"c" * 99 + b"\r\n.\r\n"],
+    ],
+    ids=["crlf-split", "dot-alone", "stuffed-dots-split", "long-line-split"],
+)
+def test_end_of_data_split_across_packets(env: SmtpEnv, pieces: list[bytes]) -> None:
+    """The server reads DATA in blocks: lines, dots and the end marker cut anywhere by
+    the network must read exactly as if they came whole."""
+    c = start_data(env)
+    for piece in pieces:
+        c.sock.sendall(piece)
+        time.sleep(0.05)  # separate reads on the server side
+    code, text = c.reply()
+    assert code == 250, text
+    assert c.cmd(b"NOOP")[0] == 250  # exactly one reply: the end was seen once
+    c.close()
+    (stored,) = env.messages(f"bob@{DOMAIN}")
+    sent = b"".join(pieces)[: -len(b".\r\n")]
+    expected = sent.replace(b"\r\n.", b"\r\n")
+    assert stored.endswith(expected.split(b"\r\n\r\n", 1)[1]), stored[-200:]
+
+
 def test_8bit_body_kept_byte_exact(env: SmtpEnv) -> None:
     body = "Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\n\r\nGrüße, 日本語\r\n".encode()
     c = start_data(env)

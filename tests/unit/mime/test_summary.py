@@ -195,6 +195,24 @@ def test_long_lines_and_lf_only() -> None:
     assert s.root.lines == 2
 
 
+
+@pytest.mark.parametrize("body_size", [0, 1, 65535, 65536, 65537, 300_001])
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n", b""])
+def test_single_part_body_counted_in_blocks(body_size: int, ending: bytes) -> None:
+    """A body no boundary can end is read in blocks: the counts must equal a line scan,
+    whatever falls on a block edge (a CRLF split across two blocks included)."""
+    line = b"La de da de da 1234567890 abcdefghijklmnopqrstuvwxyz.\r\n"  # 56 octets
+    text = (line * (body_size // len(line) + 1))[:body_size] + ending
+    head = b"From: a@example.org\r\nSubject: blocks\r\n\r\n"
+    raw = head + text
+    s = load(raw)
+    assert (s.root.body_start, s.root.body_end) == (len(head), len(raw))
+    assert s.root.lines == text.count(b"\n")
+    assert s.size == len(raw)
+    inner = load(b"Content-Type: message/rfc822\r\n\r\n" + raw)
+    assert inner.root.message is not None
+    assert inner.root.message.part.lines == text.count(b"\n")
+
 @pytest.mark.parametrize(
     ("subject", "base"),
     [
