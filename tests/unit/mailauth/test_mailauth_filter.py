@@ -110,7 +110,6 @@ def test_two_signatures_each_reported() -> None:
     ]
 
 
-
 def test_unsigned_message_is_not_parsed_by_dkimpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DKIM-Signature or ARC field in the header: dkimpy (a full parse) is skipped."""
 

@@ -195,7 +195,6 @@ def test_long_lines_and_lf_only() -> None:
     assert s.root.lines == 2
 
 
-
 @pytest.mark.parametrize("body_size", [0, 1, 65535, 65536, 65537, 300_001])
 @pytest.mark.parametrize("ending", [b"\r\n", b"\n", b""])
 def test_single_part_body_counted_in_blocks(body_size: int, ending: bytes) -> None:
@@ -212,6 +211,7 @@ def test_single_part_body_counted_in_blocks(body_size: int, ending: bytes) -> No
     inner = load(b"Content-Type: message/rfc822\r\n\r\n" + raw)
     assert inner.root.message is not None
     assert inner.root.message.part.lines == text.count(b"\n")
+
 
 @pytest.mark.parametrize(
     ("subject", "base"),
