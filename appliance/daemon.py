@@ -27,7 +27,7 @@ from appliance.events import ChangeBus
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.queue.base import OutboundQueue
 from appliance.store.base import MailStore
-from appliance.tls import TlsManager
+from appliance.tls import TlsManager, trim_asyncio_tls_buffers
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ async def serve(ctx: Context, ready: Callable[[], None] | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
 
+    trim_asyncio_tls_buffers()
     ctx.services = create_services(ctx)
     started: list[Service] = []
     try:

@@ -237,11 +237,13 @@ class Bench:
         for _ in range(s.runs):
             for t in targets:
                 ops = loads.imap_mixed(t, box, s.mixed_clients, s.mixed_seconds)
+                print(f"  {t.name:>16} IMAP mixed: {ops:.1f} ops/s", flush=True)
                 getattr(
                     self.metric(f"IMAP mixed {s.mixed_clients} clients", "ops/s", True), _side(t)
                 ).append(ops)
         for t in targets:
             peak = loads.imap_idle_rss(t, s.idle_connections)
+            print(f"  {t.name:>16} IMAP {s.idle_connections} IDLE: {peak / 1e6:.1f} MB", flush=True)
             getattr(
                 self.metric(f"IMAP {s.idle_connections} IDLE: RSS", "MB", False), _side(t)
             ).append(peak / 1e6)
@@ -404,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     # Dovecot and Pillarbox instances are stopped and the work directory removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
+    failed = ""
     with workdir() as root:
         bench = Bench(root, scale)
         with bench.stack:
@@ -417,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, step in steps.items():
                 if name in suites:
                     print(f"== {name}", flush=True)
-                    step(targets)
+                    try:
+                        step(targets)
+                    except Exception as exc:  # keep what was measured; say what broke
+                        failed = f"{name}: {exc!r}"
+                        print(f"bench: {failed}", file=sys.stderr, flush=True)
+                        break
     metrics = list(bench.metrics.values())
     print()
     print(table(metrics))
@@ -428,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "scale": asdict(scale),
         "reference": "postfix 3.7 + dovecot 2.3 (Debian 12)",
+        "incomplete": failed or None,
         "metrics": [{**asdict(m), "ratio": m.ratio()} for m in metrics],
     }
     for name in (f"{stamp}.json", "latest.json"):
@@ -435,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     if chart(metrics, RESULTS / "latest.png"):
         print(f"\nchart: {RESULTS / 'latest.png'}")
     print(f"results: {RESULTS / 'latest.json'}")
+    if failed:
+        print(f"bench: incomplete, stopped at {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -175,7 +175,12 @@ service imap-login {{
     address = 127.0.0.1
     port = {self.imap_port}
   }}
+  # High-performance mode: each login process serves many clients (and proxies their
+  # TLS after login). Dovecot's default, one process per connection, stops at
+  # process_limit and resets the 1,000-IDLE burst.
+  service_count = 0
   process_min_avail = 2
+  client_limit = 3000
 }}
 service pop3-login {{
   inet_listener pop3 {{
