@@ -3,18 +3,89 @@
 RFC 9051 7.5.1: EXPUNGE responses must not be sent while a FETCH, STORE or SEARCH
 (the sequence-number forms) is answered, so expunges other sessions made wait in
 ``pending_expunged`` and keep their sequence numbers until an allowed moment.
+
+Memory: a session does not copy the mailbox. The UIDs are a 4-byte-per-entry array, and
+the per-message data stays in the snapshot's tuple, which every session that selected
+the same mailbox state shares; only this session's changes are kept on the side
+(:class:`MessageTable`). With a dict per session, 1,000 IDLE sessions on a 90,000-message
+INBOX took 6.4 GB.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
+from operator import attrgetter
 
 from appliance.events import Subscription
 from appliance.imap import wire
 from appliance.imap.commands import SeqSet
 from appliance.imap.errors import bad
 from appliance.store.base import Changes, MessageInfo, Snapshot
+
+
+_uid_of = attrgetter("uid")
+
+
+class MessageTable:
+    """UID -> MessageInfo for one session: the shared snapshot tuple (ascending UID) as
+    the base, this session's updates and new arrivals in ``_changed``, and the UIDs it has
+    dropped in ``_removed``. Supports the dict operations the session uses."""
+
+    __slots__ = ("_base", "_changed", "_removed")
+
+    def __init__(self, base: tuple[MessageInfo, ...]) -> None:
+        self._base = base
+        self._changed: dict[int, MessageInfo] = {}
+        self._removed: set[int] = set()
+
+    def _in_base(self, uid: int) -> MessageInfo | None:
+        base = self._base
+        i = bisect.bisect_left(base, uid, key=_uid_of)
+        if i < len(base) and base[i].uid == uid:
+            return base[i]
+        return None
+
+    def get(self, uid: int, default: MessageInfo | None = None) -> MessageInfo | None:
+        info = self._changed.get(uid)
+        if info is not None:
+            return info
+        if uid in self._removed:
+            return default
+        found = self._in_base(uid)
+        return default if found is None else found
+
+    def __getitem__(self, uid: int) -> MessageInfo:
+        info = self.get(uid)
+        if info is None:
+            raise KeyError(uid)
+        return info
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self.get(uid) is not None
+
+    def __setitem__(self, uid: int, info: MessageInfo) -> None:
+        self._changed[uid] = info
+        self._removed.discard(uid)
+
+    def pop(self, uid: int, default: MessageInfo | None = None) -> MessageInfo | None:
+        info = self.get(uid)
+        if info is None:
+            return default
+        self._changed.pop(uid, None)
+        if self._in_base(uid) is not None:
+            self._removed.add(uid)
+        return info
+
+    def values(self) -> Iterator[MessageInfo]:
+        changed, removed = self._changed, self._removed
+        for m in self._base:
+            if m.uid not in removed:
+                yield changed.get(m.uid, m)
+        for uid, info in changed.items():
+            if self._in_base(uid) is None:
+                yield info
 
 
 class SelectedMailbox:
@@ -28,8 +99,8 @@ class SelectedMailbox:
         self.uidvalidity = status.uidvalidity
         self.uidnext = status.uidnext
         self.modseq = status.highest_modseq  # what this session has caught up with
-        self.uids: list[int] = [m.uid for m in snapshot.messages]
-        self.info: dict[int, MessageInfo] = {m.uid: m for m in snapshot.messages}
+        self.uids: array[int] = array("I", [m.uid for m in snapshot.messages])
+        self.info = MessageTable(snapshot.messages)
         self.recent: set[int] = set(snapshot.recent)
         self.pending_expunged: set[int] = set()
 
