@@ -24,7 +24,6 @@ from appliance.imap.commands import SeqSet
 from appliance.imap.errors import bad
 from appliance.store.base import Changes, MessageInfo, Snapshot
 
-
 _uid_of = attrgetter("uid")
 
 
