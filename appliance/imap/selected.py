@@ -41,7 +41,16 @@ class MessageTable:
 
     def _in_base(self, uid: int) -> MessageInfo | None:
         base = self._base
-        i = bisect.bisect_left(base, uid, key=_uid_of)
+        if not base:
+            return None
+        # UIDs ascend without repeats, so ``uid`` sits at most ``guess`` places in; with
+        # no gaps (a mailbox nobody expunged from) it sits exactly there.
+        guess = uid - base[0].uid
+        if guess < 0:
+            return None
+        if guess < len(base) and base[guess].uid == uid:
+            return base[guess]
+        i = bisect.bisect_left(base, uid, 0, min(guess + 1, len(base)), key=_uid_of)
         if i < len(base) and base[i].uid == uid:
             return base[i]
         return None
