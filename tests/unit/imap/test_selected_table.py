@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.imap.selected import MessageTable
-from appliance.store.base import MessageInfo
+from appliance.imap.selected import MessageTable, SelectedMailbox
+from appliance.store.base import MailboxStatus, MessageInfo, Snapshot
 
 
 def info(uid: int, modseq: int = 1, flags: frozenset[str] = frozenset()) -> MessageInfo:
@@ -54,3 +54,22 @@ def test_sessions_share_the_snapshot() -> None:
     assert a[1] is b[1] is base[0]  # not copied
     assert b[5] is base[4] and 7 in b  # one session's changes stay its own
     assert a[5].flags == frozenset({"\\Flagged"}) and 7 not in a
+
+
+def selected(name: str, uids: range) -> SelectedMailbox:
+    messages = tuple(info(u) for u in uids)
+    status = MailboxStatus(name, 7, uids.stop, 1, len(messages), len(messages), 0)
+    return SelectedMailbox(name, Snapshot(status, messages), False, None)  # type: ignore[arg-type]
+
+
+def test_sessions_share_the_uid_array_until_one_changes_it() -> None:
+    a, b = selected("INBOX", range(1, 501)), selected("INBOX", range(1, 501))
+    assert a.uids is b.uids
+    other = selected("Archive", range(1, 501))
+    assert other.uids is not a.uids  # another mailbox never shares, whatever its UIDs
+    assert selected("INBOX", range(2, 502)).uids is not a.uids  # other contents
+    assert a.remove(10) == 10  # a's expunge copies first: b still sees 500 messages
+    assert len(a) == 499 and len(b) == 500 and b.seq_of(10) == 10
+    assert a.seq_of(11) == 10
+    late = selected("INBOX", range(1, 501))
+    assert late.uids is b.uids and len(late) == 500
