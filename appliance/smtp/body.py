@@ -35,45 +35,34 @@ class BodySink:
     def refused(self) -> bool:
         return self.bare or self.too_long or self.too_big or self.failed
 
-    def add(self, line: bytes) -> bool:
-        """Take one line; True when the spool's buffer is full and :meth:`flush` is due.
-
-        Synchronous on purpose: it runs for every line received (about 1,300 for a 100 KB
-        message), and the file write happens only in :meth:`flush`.
-        """
-        # RFC 5321 2.3.8: CR and LF only as the CRLF pair that ends the line
-        if line.count(b"\r") != 1 or line.count(b"\n") != 1 or not line.endswith(b"\r\n"):
-            self.bare = True
-        if self.bare or self.too_long or self.too_big or self.failed:
+    def add(self, lines: bytes) -> bool:
+        """Take whole lines as they go to the spool (``lines`` ends with CRLF, or is
+        empty); True when the spool's buffer is full and :meth:`flush` is due."""
+        if not lines:
             return False
-        if self.spool.size + len(line) > self.limit:
+        crlf = lines.count(b"\r\n")
+        # RFC 5321 2.3.8: every CR and every LF belongs to a CRLF pair
+        if lines.count(b"\r") != crlf or lines.count(b"\n") != crlf or lines[-2:] != b"\r\n":
+            self.bare = True
+        if self.refused:
+            return False
+        if self.spool.size + len(lines) > self.limit:
             self.too_big = True  # RFC 1870 6.3: read on, answer 552 at the end
             return False
-        return self.spool.append(line)
+        return self.spool.append_block(lines)
 
-    def add_block(self, block: bytes, limit: int) -> bool:
-        """Take whole lines (``block`` ends with CRLF or is empty) with transparency dots
-        still on; ``limit`` is the longest line allowed, without its CRLF. True when the
-        spool's buffer is full and :meth:`flush` is due."""
-        if not block:
-            return False
-        crlf = block.count(b"\r\n")
-        # RFC 5321 2.3.8: every CR and every LF belongs to a CRLF pair
-        if block.count(b"\r") != crlf or block.count(b"\n") != crlf:
-            self.bare = True
+    def add_data(self, block: bytes, limit: int) -> bool:
+        """:meth:`add` for DATA: ``block`` is whole lines with their transparency dots;
+        ``limit`` is the longest line allowed, without its CRLF."""
         if len(block) > limit and max(map(len, block.split(b"\r\n"))) > limit:
             self.too_long = True
-        if self.bare or self.too_long or self.too_big or self.failed:
-            return False
-        # RFC 5321 4.5.2: remove the transparency dot that starts a line
-        if b"\r\n." in block:
-            block = block.replace(b"\r\n.", b"\r\n")
-        if block[:1] == b".":
-            block = block[1:]
-        if self.spool.size + len(block) > self.limit:
-            self.too_big = True  # RFC 1870 6.3: read on, answer 552 at the end
-            return False
-        return self.spool.append_block(block)
+        if not self.refused:
+            # RFC 5321 4.5.2: remove the transparency dot that starts a line
+            if b"\r\n." in block:
+                block = block.replace(b"\r\n.", b"\r\n")
+            if block[:1] == b".":
+                block = block[1:]
+        return self.add(block)
 
     async def flush(self) -> None:
         try:

@@ -497,10 +497,10 @@ class PillarboxSMTP(SMTP):
                     rest = block[eod + 3 :] + carry
                     if rest:
                         _unread(reader, rest)  # pipelined commands after the data
-                    if sink.add_block(block[:eod], limit):
+                    if sink.add_data(block[:eod], limit):
                         await sink.flush()
                     return sink.reply()
-                if sink.add_block(block, limit):
+                if sink.add_data(block, limit):
                     await sink.flush()
             if len(carry) > limit + 1:  # an overlong line without its end yet: drop it
                 sink.too_long = mid_line = True

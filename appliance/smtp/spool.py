@@ -97,42 +97,24 @@ class SpoolWriter:
         assert self._header is not None and not self._header, "prefix after data"
         self._prefix = prefix
 
-    def append(self, line: bytes) -> bool:
-        """Add one message line (CRLF included) to the buffer, without waiting.
-
-        True when FLUSH_BYTES are buffered: the caller then awaits :meth:`flush`. Kept
-        synchronous because it runs once per line of every message received.
-        """
-        self.size += len(line)
-        if self._header is not None:
-            self._header += line
-            if line == b"\r\n" or len(self._header) > HEADER_CAP:
-                self._end_header()
-            return False
-        self._buf += line
-        return len(self._buf) >= FLUSH_BYTES
+    def _append_header_line(self, line: bytes) -> None:
+        assert self._header is not None
+        self._header += line
+        if line == b"\r\n" or len(self._header) > HEADER_CAP:
+            self._end_header()
 
     def append_block(self, block: bytes) -> bool:
-        """:meth:`append` for whole lines at once (``block`` ends with CRLF)."""
+        """Add whole message lines (``block`` ends with CRLF) to the buffer, without
+        waiting; True when FLUSH_BYTES are buffered and the caller should await
+        :meth:`flush`. The header section is taken line by line to find its end."""
+        self.size += len(block)
         pos = 0
         while self._header is not None and pos < len(block):
-            end = block.index(b"\r\n", pos) + 2  # the header section goes line by line
-            self.append(block[pos:end])
+            end = block.index(b"\r\n", pos) + 2
+            self._append_header_line(block[pos:end])
             pos = end
-        if pos:
-            block = block[pos:]
-        self.size += len(block)
-        self._buf += block
+        self._buf += block[pos:] if pos else block
         return len(self._buf) >= FLUSH_BYTES
-
-    async def write_line(self, line: bytes) -> None:
-        """Add one message line (CRLF included); flushes every FLUSH_BYTES."""
-        if self.append(line):
-            await self._flush()
-
-    async def flush(self) -> None:
-        """Write the buffered lines to the file (in a worker thread)."""
-        await self._flush()
 
     def _end_header(self) -> None:
         assert self._header is not None
@@ -143,7 +125,8 @@ class SpoolWriter:
         extra = self._hook(section) if self._hook and len(section) <= HEADER_CAP else b""
         self._buf[:0] = self._prefix + extra + section
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Write the buffered lines to the file (in a worker thread)."""
         data = bytes(self._buf)
         self._buf.clear()
         if data:
@@ -154,7 +137,7 @@ class SpoolWriter:
         """Write what is left and close; the file is complete afterwards."""
         if self._header is not None:
             self._end_header()
-        await self._flush()
+        await self.flush()
         await asyncio.to_thread(self._fh.close)
         return self.path
 
