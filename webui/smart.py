@@ -30,8 +30,6 @@ SMART_WAIT_SECONDS = 3.0
 SMART_HELPER_TIMEOUT = 180.0  # the helper gives smartctl 120 s
 TEMP_WARN_C = 60
 TEMP_WARN_NVME_C = 70
-REALLOCATED_IDS = (5,)  # Reallocated_Sector_Ct
-PENDING_IDS = (197,)  # Current_Pending_Sector
 
 
 @dataclass(frozen=True)
@@ -93,40 +91,13 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _attribute(data: Mapping[str, Any], ids: tuple[int, ...]) -> int | None:
-    """A raw ATA attribute value from smartctl's JSON (``ata_smart_attributes``)."""
-    table = data.get("ata_smart_attributes")
-    rows = table.get("table") if isinstance(table, dict) else None
-    if not isinstance(rows, list):
-        return None
-    for row in rows:
-        if isinstance(row, dict) and row.get("id") in ids:
-            raw = row.get("raw")
-            return _int(raw.get("value")) if isinstance(raw, dict) else None
-    return None
-
-
 def _passed(data: Mapping[str, Any]) -> bool | None:
     value = data.get("passed")
-    if value is None and isinstance(data.get("smart_status"), dict):
-        value = data["smart_status"].get("passed")
     return value if isinstance(value, bool) else None
 
 
-def _temperature(data: Mapping[str, Any]) -> int | None:
-    value = data.get("temperature")
-    if isinstance(value, dict):
-        value = value.get("current")
-    return _int(value)
-
-
-def _sectors(data: Mapping[str, Any], key: str, ids: tuple[int, ...]) -> int:
-    """The helper's summary may carry the count under ``key``; raw smartctl JSON in its
-    attribute table."""
-    value = _int(data.get(key))
-    if value is None:
-        value = _attribute(data, ids)
-    return value or 0
+def _count(data: Mapping[str, Any], key: str) -> int:
+    return _int(data.get(key)) or 0
 
 
 def why_unavailable(disk: Disk) -> str:
@@ -165,13 +136,13 @@ def judge(disk: Disk, reading: Reading) -> Health:
     if passed is None:
         return Health("warning", unavailable + ".")
     problems = []
-    reallocated = _sectors(data, "reallocated_sectors", REALLOCATED_IDS)
-    pending = _sectors(data, "pending_sectors", PENDING_IDS)
+    reallocated = _count(data, "reallocated_sectors")  # the helper reads ATA attribute 5
+    pending = _count(data, "pending_sectors")  # ... and 197
     if reallocated:
         problems.append(f"{reallocated} reallocated sector{'s' if reallocated != 1 else ''}")
     if pending:
         problems.append(f"{pending} sector{'s' if pending != 1 else ''} waiting to be remapped")
-    temp = _temperature(data)
+    temp = _int(data.get("temperature"))
     limit = TEMP_WARN_NVME_C if disk.name.startswith("nvme") else TEMP_WARN_C
     if temp is not None and temp >= limit:
         problems.append(f"running hot at {temp} °C")
