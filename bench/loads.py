@@ -216,8 +216,8 @@ def imap_idle_rss(t: Target, connections: int) -> int:
     ctx = _ctx()
     try:
         for i in range(connections):
-            # A full accept backlog can reset a handshake under this burst: retry a few
-            # times (bounded) instead of losing the whole run.
+            # A server that runs out of login processes resets handshakes in this burst
+            # (Dovecot's default mode did): retry a few times, bounded, then give up.
             for attempt in range(5):
                 raw = socket.create_connection(("127.0.0.1", t.imaps_port), timeout=60)
                 try:
