@@ -40,11 +40,12 @@ TLS_DIR = Path("/var/lib/pillarbox/tls")
 FSTAB = Path("/etc/fstab")
 FAKE_UUID = "00000000-0000-4000-8000-000000000000"
 
+# Matched with fullmatch: "$" alone would accept a trailing newline ("/dev/sdb\n").
 DEVICE_RE = re.compile(
-    r"^/dev/(sd[a-z]{1,2}|vd[a-z]{1,2}|xvd[a-z]{1,2}|nvme\d{1,2}n\d{1,2}|mmcblk\d{1,2})$"
+    r"/dev/(sd[a-z]{1,2}|vd[a-z]{1,2}|xvd[a-z]{1,2}|nvme\d{1,2}n\d{1,2}|mmcblk\d{1,2})"
 )
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+LABEL_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 PEM_MAX = 64 * 1024
 
 
@@ -96,7 +97,7 @@ def _args(args: Mapping[str, Any], spec: Mapping[str, type]) -> dict[str, Any]:
 
 
 def _device(value: str, fake: bool) -> str:
-    if not DEVICE_RE.match(value):
+    if not DEVICE_RE.fullmatch(value):
         raise Refused("device must be a whole disk such as /dev/sdb or /dev/nvme0n1")
     if not fake:
         try:
@@ -122,10 +123,10 @@ def _mounts(fake: bool) -> list[tuple[str, str]]:
 
 def _in_use(device: str, fake: bool) -> str | None:
     """Where the disk or one of its partitions is mounted, if anywhere."""
-    part = re.compile(re.escape(device) + r"(p?\d+)?$")
+    part = re.compile(re.escape(device) + r"(p?\d+)?")
     for source, target in _mounts(fake):
         real = os.path.realpath(source) if source.startswith("/dev/") else source
-        if part.match(source) or part.match(real):
+        if part.fullmatch(source) or part.fullmatch(real):
             return target
     return None
 
@@ -191,7 +192,7 @@ def disk_format(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
     name = dev.removeprefix("/dev/")
     if a["confirm"] != f"ERASE {name}":
         raise Refused(f"confirmation must be exactly 'ERASE {name}'")
-    if not LABEL_RE.match(a["label"]):
+    if not LABEL_RE.fullmatch(a["label"]):
         raise Refused("label: 1-16 letters, digits, '-' or '_'")
     where = _in_use(dev, run.fake)
     if where == "/" or _holds_root(dev):
@@ -209,7 +210,7 @@ def disk_format(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
         raise Refused(f"mkfs.ext4 failed: {mkfs.stderr.strip()[-300:]}")
     blkid = run.run(["blkid", "-s", "UUID", "-o", "value", dev])
     uuid = FAKE_UUID if run.fake else blkid.stdout.strip()
-    if not UUID_RE.match(uuid):
+    if not UUID_RE.fullmatch(uuid):
         raise Refused("the new file system has no UUID")
     return {"device": dev, "uuid": uuid}
 
@@ -217,7 +218,7 @@ def disk_format(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
 def disk_mount(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
     a = _args(args, {"uuid": str})
     uuid = a["uuid"].lower()
-    if not UUID_RE.match(uuid):
+    if not UUID_RE.fullmatch(uuid):
         raise Refused("uuid must look like 0a1b2c3d-1111-2222-3333-444455556666")
     taken = [source for source, target in _mounts(run.fake) if target == str(MAIL_MOUNT)]
     if taken:
