@@ -172,6 +172,23 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """SMTP listener policy (appliance.smtp)."""
+
+    # Port 25 only: seconds to wait before the 220 banner; a client that talks before it
+    # is refused (554) and dropped. 0 turns the check off. Default 1.0, 0 in dev mode.
+    greet_wait: float = 1.0
+    # Submission: header From/Sender identities granted beyond a user's own addresses,
+    # as (user, (address or "*@domain", ...)) pairs; written in the file as
+    # [smtp.extra_identities] "alice@example.org" = ["boss@example.org", "*@example.net"]
+    extra_identities: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def identities_for(self, user: str) -> tuple[str, ...]:
+        key = user.lower()
+        return next((grants for who, grants in self.extra_identities if who == key), ())
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str
     data_dir: Path
@@ -185,6 +202,7 @@ class Config:
     smarthosts: tuple[Smarthost, ...] = ()
     backup: Backup = field(default_factory=Backup)
     filters: Filters = field(default_factory=Filters)
+    smtp: Smtp = field(default_factory=Smtp)
     dev: bool = False
     source: Path | None = None
 
@@ -452,6 +470,46 @@ def _filters(raw: Mapping[str, Any], base: Path) -> Filters:
     )
 
 
+def _identity(value: object, key: str, wildcard: bool) -> str:
+    """A lower-cased ``local@domain`` (IDNA domain), or ``*@domain`` when ``wildcard``."""
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be an email address string")
+    local, at, domain = value.strip().rpartition("@")
+    ok = bool(at and local and domain) and not any(c.isspace() or c in "<>,;:\"'" for c in value)
+    if ok and local == "*" and not wildcard:
+        ok = False
+    try:
+        domain = domain.rstrip(".").lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        ok = False
+    if not ok or "." not in domain:
+        allowed = "an address or '*@domain'" if wildcard else "an address"
+        raise ConfigError(key, f"{value!r} is not {allowed}")
+    return f"{local.lower()}@{domain}"
+
+
+def _smtp(raw: Mapping[str, Any], dev: bool) -> Smtp:
+    t = _table(raw, "smtp")
+    p = "smtp."
+    unknown = set(t) - {f.name for f in dataclasses.fields(Smtp)}
+    if unknown:
+        raise ConfigError(p + sorted(unknown)[0], "unknown setting")
+    wait = _float(t, "greet_wait", 0.0 if dev else Smtp.greet_wait, p)
+    if not 0 <= wait <= 30:
+        raise ConfigError(p + "greet_wait", "must be between 0 and 30 seconds")
+    grants = _table(t, "extra_identities", p)
+    pairs: list[tuple[str, tuple[str, ...]]] = []
+    for user, patterns in grants.items():
+        key = f"{p}extra_identities.{user}"
+        if not isinstance(patterns, list):
+            raise ConfigError(key, "must be a list of addresses or '*@domain'")
+        who = _identity(user, key, False)
+        if any(who == seen for seen, _ in pairs):
+            raise ConfigError(key, "is listed twice")
+        pairs.append((who, tuple(_identity(x, key, True) for x in patterns)))
+    return Smtp(greet_wait=wait, extra_identities=tuple(pairs))
+
+
 def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document. ``base`` resolves relative paths."""
     known = {
@@ -468,6 +526,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         "smarthost",
         "backup",
         "filters",
+        "smtp",
     }
     unknown = set(raw) - known
     if unknown:
@@ -525,6 +584,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         smarthosts=_smarthosts(raw, base),
         backup=_backup(raw, base, data_dir),
         filters=_filters(raw, base),
+        smtp=_smtp(raw, dev),
         dev=dev,
         source=source,
     )
