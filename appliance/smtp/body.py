@@ -1,8 +1,8 @@
 """Message body intake shared by DATA and BDAT: line checks, size limit, spooling.
 
 :class:`BodySink` takes complete lines (CRLF included, transparency dots already
-removed), refuses bare CR/LF (RFC 5321 2.3.8), over-long lines and oversize messages,
-and writes the rest to the spool. Problems are remembered and answered once, at the end
+removed), refuses bare CR/LF (RFC 5321 2.3.8), NUL octets, over-long lines and oversize
+messages, and writes the rest to the spool. Problems are remembered and answered once, at the end
 of the message, so the reply never lands in the middle of the client's data.
 :class:`ChunkLines` cuts BDAT chunks (RFC 3030), which may split lines anywhere, back
 into lines.
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MAX_LINE = 1000  # RFC 5321 4.5.3.1.6: text line incl. CRLF (plus one transparency dot)
 
 BARE_EOL = "550 5.5.2 Bare CR or LF in message data is not allowed"
+NUL_DATA = "554 5.6.0 Message contains NUL characters"
 LINE_TOO_LONG = "550 5.6.0 Line too long (RFC 5321 4.5.3.1.6)"
 TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 LOCAL_FAILURE = "451 4.3.0 Temporary local failure, try again later"
@@ -29,11 +30,11 @@ class BodySink:
     def __init__(self, spool: SpoolWriter, limit: int) -> None:
         self.spool = spool
         self.limit = limit
-        self.bare = self.too_long = self.too_big = self.failed = False
+        self.bare = self.nul = self.too_long = self.too_big = self.failed = False
 
     @property
     def refused(self) -> bool:
-        return self.bare or self.too_long or self.too_big or self.failed
+        return self.bare or self.nul or self.too_long or self.too_big or self.failed
 
     def add(self, lines: bytes) -> bool:
         """Take whole lines as they go to the spool (``lines`` ends with CRLF, or is
@@ -44,6 +45,10 @@ class BodySink:
         # RFC 5321 2.3.8: every CR and every LF belongs to a CRLF pair
         if lines.count(b"\r") != crlf or lines.count(b"\n") != crlf or lines[-2:] != b"\r\n":
             self.bare = True
+        # RFC 2045 2.7/2.8: 7bit and 8bit data never hold NUL; only a BINARYMIME body
+        # may (RFC 3030 3), and BINARYMIME is not offered. Refused, never stripped.
+        if b"\x00" in lines:
+            self.nul = True
         if self.refused:
             return False
         if self.spool.size + len(lines) > self.limit:
@@ -77,6 +82,8 @@ class BodySink:
             return LOCAL_FAILURE
         if self.bare:
             return BARE_EOL
+        if self.nul:
+            return NUL_DATA
         if self.too_long:
             return LINE_TOO_LONG
         if self.too_big:

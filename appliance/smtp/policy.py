@@ -41,6 +41,7 @@ class Transaction(Envelope):
         self.size_hint = 0  # MAIL FROM SIZE=
         self.recipients: list[Recipient] = []
         self.chunks: Chunked | None = None  # a BDAT transfer in progress (RFC 3030)
+        self.header: bytes | None = None  # the message's header section, once received
 
 
 def _mail_size(options: list[str]) -> int:

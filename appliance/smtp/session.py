@@ -15,7 +15,12 @@ read them differently.
 
 AUTH (PLAIN, LOGIN) is offered only on submission listeners and only under TLS; the
 password check is the shared async Authenticator (throttled). Replies get enhanced
-status codes (RFC 2034) once the client has sent EHLO.
+status codes (RFC 2034) once the client has sent EHLO. On submission the header From
+and Sender must be the user's own (appliance.smtp.identity), checked at the end of
+the message.
+
+On port 25 the banner waits ``[smtp] greet_wait`` seconds; a client that talks before
+it (spam bots do, to save time) is refused with 554 and dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from appliance.delivery.recipients import Recipient
 from appliance.filters.base import InboundMessage
 from appliance.log import new_conn_id
 from appliance.mailauth.results import strip_forged
+from appliance.smtp import identity
 from appliance.smtp.address import AddressError, parse_path
 from appliance.smtp.body import BodySink, Chunked, ChunkLines
 from appliance.smtp.policy import NULL_PATH, POSTMASTER, Hooks, Transaction, session_user
@@ -122,7 +128,27 @@ class PillarboxSMTP(SMTP):
         self._admitted = True
         self.state.sessions.add(self)
         log.info("smtp=connect ip=%s listener=%s tls=%s", self._ip, self.kind.name, self.tls_active)
+        wait = self.state.ctx.config.smtp.greet_wait
+        if not self.kind.submission and wait > 0 and await self._talks_first(wait):
+            return
         await super()._handle_client()
+
+    async def _talks_first(self, wait: float) -> bool:
+        """Hold the banner for ``wait`` seconds; True when the client spoke meanwhile (it
+        was refused and the connection is closing) or went away."""
+        await asyncio.sleep(wait)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return True
+        if self._reader._buffer:  # type: ignore[attr-defined]
+            # RFC 5321 3.1, 4.3.1: the client waits for the 220 greeting before it
+            # sends anything; one that does not is a bot. Refused like postscreen's
+            # pregreet test, and closed at once rather than waiting for a QUIT.
+            self.state.stats["early_talkers"] += 1
+            log.info("smtp=early-talker ip=%s", self._ip)
+            self.shutdown(f"554 5.5.1 {self.hostname} Protocol error: talked before the greeting")
+            return True
+        return False
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted:
@@ -434,7 +460,14 @@ class PillarboxSMTP(SMTP):
     async def _open_spool(self, txn: Transaction) -> SpoolWriter:
         assert self.session is not None
         user = session_user(self.session)
-        prefix_fn = submission_headers(self.hostname) if self.kind.submission else None
+        prefix_fn = None
+        if self.kind.submission:
+            add_headers = submission_headers(self.hostname)
+
+            def prefix_fn(section: bytes) -> bytes:
+                txn.header = section  # for the From check at the end (not when too big)
+                return add_headers(section)
+
         hostname = self.hostname
         spool = await SpoolWriter.create(
             self.state.spool_dir,
@@ -518,6 +551,19 @@ class PillarboxSMTP(SMTP):
             await asyncio.shield(spool.discard())
             return local_failure().line
         user = session_user(self.session)
+        if self.kind.submission:
+            assert user is not None
+            refusal = await asyncio.to_thread(
+                identity.check,
+                self.state.ctx.accounts,
+                user.email,
+                txn.header,
+                self.state.ctx.config.smtp.identities_for(user.email),
+            )
+            if refusal is not None:
+                await asyncio.shield(spool.discard())
+                self.state.stats["rejected"] += 1
+                return refusal
         msg = InboundMessage(
             path=path,
             mail_from=txn.sender,
