@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from appliance.accounts import AccountError, Accounts, normalize_address
 from appliance.delivery.errors import DeliveryFailed, mailbox_full, relay_denied, unknown_user
+from appliance.delivery.srs import Srs, SrsError, is_srs
 from appliance.store.base import MailStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,13 @@ def postmaster(accounts: Accounts, hostname: str) -> str | None:
 
 
 class Resolver:
-    def __init__(self, accounts: Accounts, store: MailStore, default_quota: int) -> None:
+    def __init__(
+        self, accounts: Accounts, store: MailStore, default_quota: int, srs: Srs | None = None
+    ) -> None:
         self.accounts = accounts
         self.store = store
         self.default_quota = default_quota
+        self.srs = srs  # reverses SRS0 addresses of mail this box forwarded (bounces)
 
     def check(self, local: str, domain: str, authenticated: bool, size_hint: int = 0) -> Recipient:
         """Resolve ``local@domain`` for RCPT TO; raise DeliveryFailed with the reply."""
@@ -73,6 +77,8 @@ class Resolver:
                     "Address literals and quoted local parts are not accepted for outbound mail",
                 )
             return Recipient(address, remote=(address,))
+        if self.srs is not None and is_srs(local):
+            return self._srs_return(local, address)
         if local.startswith('"') or any(c in local for c in "%!@"):
             log.info("rcpt=routing-syntax-refused to=%s", address)
             raise unknown_user()  # no %-hack, bang path or quoted routing into local domains
@@ -89,6 +95,23 @@ class Resolver:
             if len(full) == len(resolution.local):
                 log.info("rcpt=over-quota to=%s users=%s", address, ",".join(full))
                 raise mailbox_full()
+        return Recipient(address, resolution.local, resolution.remote)
+
+    def _srs_return(self, local: str, address: str) -> Recipient:
+        """A reply or bounce to the SRS0 address of a forward: back to the original sender."""
+        assert self.srs is not None
+        try:
+            original = self.srs.reverse(local)
+        except SrsError as exc:
+            log.info("rcpt=srs-refused to=%s reason=%s", address, exc)
+            raise DeliveryFailed(550, "5.7.1", "Invalid or expired forwarding address") from None
+        domain = original.rpartition("@")[2]
+        if not self.accounts.is_local_domain(domain):
+            log.info("rcpt=srs-reversed to=%s original=%s", address, original)
+            return Recipient(address, remote=(original,))
+        resolution = self.accounts.resolve(original)
+        if not resolution.exists:
+            raise unknown_user()
         return Recipient(address, resolution.local, resolution.remote)
 
     def over_quota(self, user: str, size: int) -> bool:

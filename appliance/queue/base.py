@@ -6,9 +6,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from appliance.queue.spool import Origin
+
 
 class OutboundQueue(Protocol):
-    def enqueue(self, sender: str, recipients: Sequence[str], message: Path) -> str:
+    def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: Path,
+        *,
+        origin: Origin | None = None,
+        wire_sender: str = "",
+        auth_results: str = "",
+        forward_domain: str = "",
+    ) -> str:
         """Durably spool a copy of ``message`` (data fsynced, metadata fsynced) for
-        ``recipients`` and return the queue id. Blocking; raises OSError on failure."""
+        ``recipients`` and return the queue id. Blocking; raises OSError on failure.
+
+        ``origin`` decides signing (see :data:`appliance.queue.spool.Origin`); a forward
+        carries its SRS ``wire_sender``, this box's ``auth_results`` (for the ARC seal)
+        and the ``forward_domain`` that seals it."""
         ...

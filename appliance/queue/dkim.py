@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from appliance import config as config_mod
+from appliance.mailauth import arc_seal as arc_seal_mod
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +235,22 @@ def sign(cfg: config_mod.Config, domain: str, message: bytes) -> bytes:
         except dkimpy.DKIMException as exc:
             raise DkimError(f"signing for {domain} with {key.algorithm}: {exc}") from exc
     return headers
+
+
+def arc_seal(cfg: config_mod.Config, domain: str, auth_results: str, message: bytes) -> bytes:
+    """The ARC set (RFC 8617) this box prepends to a message it forwards for ``domain``,
+    sealed with the domain's RSA key (dkimpy seals with rsa-sha256 only)."""
+    if "rsa" not in _algorithms(cfg):
+        raise DkimError("ARC sealing needs an RSA key (dkim.algorithm is ed25519 only)")
+    key = load_key(cfg, domain, "rsa")
+    try:
+        return arc_seal_mod.seal(
+            message,
+            domain=key.domain,
+            selector=key.selector,
+            private_key=key.private,
+            authserv_id=cfg.hostname,
+            auth_results=auth_results,
+        )
+    except arc_seal_mod.ArcSealError as exc:
+        raise DkimError(str(exc)) from exc

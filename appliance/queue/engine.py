@@ -27,6 +27,8 @@ from appliance.queue.wire import wire_form
 log = logging.getLogger(__name__)
 
 Signer = Callable[[str, bytes], bytes]  # (domain, message) -> DKIM-Signature header fields
+# (forwarding domain, this box's Authentication-Results value, message) -> ARC set fields
+Sealer = Callable[[str, str, bytes], bytes]
 
 
 class BounceSink(Protocol):
@@ -70,6 +72,7 @@ class DeliveryEngine:
         client: SmtpClient,
         bounces: BounceSink,
         signer: Signer | None = None,
+        sealer: Sealer | None = None,
         is_local_domain: Callable[[str], bool] = lambda domain: False,
         clock: Callable[[], float],
         rng: random.Random,
@@ -81,6 +84,7 @@ class DeliveryEngine:
         self.client = client
         self.bounces = bounces
         self.signer = signer
+        self.sealer = sealer
         self.is_local_domain = is_local_domain
         self.clock = clock
         self.rng = rng
@@ -210,12 +214,13 @@ class DeliveryEngine:
     # ------------------------------------------------------------ DKIM
 
     async def _sign(self, entry: Entry) -> Entry:
-        signer = self.signer
-        if signer is None:
-            return dataclasses.replace(entry, dkim_done=True)
+        """Sign by origin: DKIM only what a local user submitted or the box wrote; ARC-seal
+        what it forwards; leave anything else (unknown origin) as it is."""
         path = self.spool.message_path(entry.id)
+        signer, sealer = self.signer, self.sealer
 
-        def work() -> str:
+        def dkim_work() -> str:
+            assert signer is not None
             data = wire_form(path.read_bytes())
             header = BytesHeaderParser().parsebytes(data.split(b"\r\n\r\n", 1)[0] + b"\r\n")
             addrs = getaddresses([str(v) for v in header.get_all("From", [])])
@@ -227,13 +232,35 @@ class DeliveryEngine:
                 return ""
             return signer(domain, data).decode("ascii")
 
+        def arc_work() -> str:
+            assert sealer is not None
+            data = wire_form(path.read_bytes())
+            return sealer(entry.forward_domain, entry.auth_results, data).decode("ascii")
+
+        headers, what = "", ""
         try:
-            headers = await asyncio.to_thread(work)
+            if entry.origin in ("submission", "local") and signer is not None:
+                what = "dkim-signed"
+                headers = await asyncio.to_thread(dkim_work)
+            elif (
+                entry.origin == "forward"
+                and sealer is not None
+                and entry.forward_domain
+                and entry.auth_results
+            ):
+                # RFC 8617 5.1: a forwarder adds an ARC set; the author's DKIM-Signature
+                # fields stay as they came and no signature of ours claims authorship.
+                what = "arc-sealed"
+                headers = await asyncio.to_thread(arc_work)
+            elif entry.origin not in ("submission", "local"):
+                log.info("queue_id=%s event=not-signed origin=%s", entry.id, entry.origin or "-")
         except Exception as exc:  # a bad key must not stop delivery; logged, sent unsigned
-            log.error("queue_id=%s event=dkim-failed error=%s", entry.id, exc)
+            log.error(
+                "queue_id=%s event=signing-failed origin=%s error=%s", entry.id, entry.origin, exc
+            )
             headers = ""
         if headers:
-            log.info("queue_id=%s event=dkim-signed", entry.id)
+            log.info("queue_id=%s event=%s", entry.id, what)
         entry = dataclasses.replace(entry, dkim_headers=headers, dkim_done=True)
         await asyncio.to_thread(self.spool.save, entry)
         return entry
@@ -274,7 +301,11 @@ class DeliveryEngine:
                 async with self._global_sem():
                     try:
                         outcome = await self.client.send(
-                            target, entry.sender, [r.address for r in rcpts], payload, entry.id
+                            target,
+                            entry.wire_sender or entry.sender,  # SRS for forwards
+                            [r.address for r in rcpts],
+                            payload,
+                            entry.id,
                         )
                     except SessionError as exc:
                         last_error = exc.text

@@ -62,7 +62,7 @@ class StoreBounces:
                 remote = [recipient]
             if remote:
                 # RFC 3464 / RFC 5321 4.5.5: DSNs use the null reverse-path.
-                qid = self.spool.enqueue("", remote, tmp, kind="bounce")
+                qid = self.spool.enqueue("", remote, tmp, kind="bounce", origin="local")
                 log.info("queue_id=%s event=dsn-queued dsn_id=%s", log_id, qid)
         finally:
             tmp.unlink(missing_ok=True)
@@ -110,6 +110,7 @@ class QueueService:
             client=SmtpClient(ctx.config.hostname, context_factory, timeout),
             bounces=StoreBounces(ctx, self.spool),
             signer=lambda domain, data: dkim.sign(self.ctx.config, domain, data),
+            sealer=lambda domain, ar, data: dkim.arc_seal(self.ctx.config, domain, ar, data),
             is_local_domain=ctx.accounts.is_local_domain,
             clock=clock,
             rng=rng,
@@ -217,7 +218,9 @@ class QueueService:
             "created": entry.created,
             "size": entry.size,
             "kind": entry.kind,
-            "dkim_signed": bool(entry.dkim_headers),
+            "origin": entry.origin,
+            "dkim_signed": "DKIM-Signature:" in entry.dkim_headers,
+            "arc_sealed": "ARC-Seal:" in entry.dkim_headers,
             "next_attempt": None if entry.done else entry.next_attempt,
             "in_flight": entry.id in self.engine.inflight,
             "recipients": [

@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 RecipientStatus = Literal["pending", "delivered", "failed"]
 TlsResult = Literal["verified", "unverified", "none", ""]
 EntryKind = Literal["message", "bounce"]
+# Who wrote the message, recorded at enqueue time; it decides what the box signs:
+# "submission" (an authenticated local user) and "local" (the box itself: DSNs, Sieve
+# replies, alerts) are DKIM-signed; "forward" (relayed for someone else: remote alias
+# targets, Sieve redirect) is ARC-sealed and leaves with an SRS envelope sender;
+# "" (unknown, e.g. entries spooled by an older version) is sent as it is, unsigned.
+Origin = Literal["submission", "local", "forward", ""]
+ORIGINS: tuple[Origin, ...] = ("submission", "local", "forward", "")
 
 _ID_RE = re.compile(r"^[0-9A-F]{10,40}$")
 FORMAT_VERSION = 1
@@ -98,8 +105,12 @@ class Entry:
     size: int
     kind: EntryKind = "message"
     delay_warned: bool = False
-    dkim_headers: str = ""  # DKIM-Signature header fields prepended when sending ("" = none)
+    dkim_headers: str = ""  # DKIM-Signature or ARC set fields prepended when sending
     dkim_done: bool = False  # signing was attempted (never sign twice)
+    origin: Origin = ""  # see Origin; "" (older spools) is never signed
+    wire_sender: str = ""  # MAIL FROM on the wire when not ``sender`` (SRS for forwards)
+    auth_results: str = ""  # this box's Authentication-Results value (ARC-sealed forwards)
+    forward_domain: str = ""  # the local domain that forwards (ARC d=, SRS domain)
 
     @property
     def pending(self) -> tuple[Recipient, ...]:
@@ -128,6 +139,10 @@ class Entry:
             "delay_warned": self.delay_warned,
             "dkim_headers": self.dkim_headers,
             "dkim_done": self.dkim_done,
+            "origin": self.origin,
+            "wire_sender": self.wire_sender,
+            "auth_results": self.auth_results,
+            "forward_domain": self.forward_domain,
             "recipients": [r.to_json() for r in self.recipients],
         }
 
@@ -143,7 +158,18 @@ class Entry:
             delay_warned=bool(raw.get("delay_warned", False)),
             dkim_headers=str(raw.get("dkim_headers", "")),
             dkim_done=bool(raw.get("dkim_done", False)),
+            origin=_origin(raw.get("origin", "")),
+            wire_sender=str(raw.get("wire_sender", "")),
+            auth_results=str(raw.get("auth_results", "")),
+            forward_domain=str(raw.get("forward_domain", "")),
         )
+
+
+def _origin(value: object) -> Origin:
+    for origin in ORIGINS:
+        if value == origin:
+            return origin
+    return ""  # unknown value: treated like an old entry (not signed)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -223,8 +249,19 @@ class Spool:
         recipients: Sequence[str],
         message: Path,
         kind: EntryKind = "message",
+        *,
+        origin: Origin | None = None,
+        wire_sender: str = "",
+        auth_results: str = "",
+        forward_domain: str = "",
     ) -> str:
-        """Durably copy ``message`` into the spool for ``recipients``; returns the id."""
+        """Durably copy ``message`` into the spool for ``recipients``; returns the id.
+
+        ``origin`` None: "local" for the null reverse-path (only the box's own
+        notifications are enqueued from it without an origin; a forwarded bounce passes
+        "forward"), else "" (unknown, never signed)."""
+        if origin is None:
+            origin = "local" if not sender else ""
         if not recipients:
             raise ValueError("a queue entry needs at least one recipient")
         queue_id = self.new_id()
@@ -248,6 +285,10 @@ class Spool:
             created=now,
             size=size,
             kind=kind,
+            origin=origin,
+            wire_sender=wire_sender,
+            auth_results=auth_results,
+            forward_domain=forward_domain,
         )
         try:
             self._write_meta(entry)  # the entry becomes visible here
@@ -255,12 +296,13 @@ class Spool:
             self.message_path(queue_id).unlink(missing_ok=True)
             raise
         log.info(
-            "queue_id=%s event=enqueued sender=<%s> rcpts=%d size=%d kind=%s",
+            "queue_id=%s event=enqueued sender=<%s> rcpts=%d size=%d kind=%s origin=%s",
             queue_id,
             sender,
             len(recipients),
             size,
             kind,
+            origin or "-",
         )
         with self._lock:
             listeners = list(self._listeners)

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from appliance.accounts import User
 from appliance.delivery.errors import DeliveryFailed, local_failure
 from appliance.delivery.recipients import Recipient, Resolver, postmaster
+from appliance.delivery.srs import srs_for
 from appliance.smtp.address import AddressError, parse_mailbox
 from appliance.smtp.body import Chunked
 from appliance.smtp.reply import SmtpReply
@@ -58,7 +59,10 @@ class Hooks:
         self.kind = kind
 
     def _resolver(self) -> Resolver:
-        return Resolver(self.ctx.accounts, self.ctx.store, self.ctx.config.limits.default_quota)
+        cfg = self.ctx.config
+        return Resolver(
+            self.ctx.accounts, self.ctx.store, cfg.limits.default_quota, srs_for(cfg.data_dir)
+        )
 
     async def handle_MAIL(
         self,
