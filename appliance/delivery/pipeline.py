@@ -36,7 +36,9 @@ from appliance.delivery.errors import (
     public_text,
     storage_full,
 )
+from appliance.delivery.forwarding import ForwardDecision, decide
 from appliance.delivery.recipients import Recipient, Resolver, quota_of
+from appliance.delivery.srs import SrsError, srs_for
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
 from appliance.queue.dsn import RecipientReport, build_dsn, original_header
 from appliance.store.base import (
@@ -113,6 +115,13 @@ class Pipeline:
             prefix = trace_prefix(msg.mail_from, user) + extra
             for mailbox in action.mailboxes:
                 targets.append(DeliveryTarget(user, mailbox, action.flags, prefix))
+        forward: ForwardDecision | None = None
+        if remote and not msg.authenticated_user:
+            forward = await asyncio.to_thread(
+                decide, verdict, self.ctx.config.hostname, self.ctx.accounts.is_local_domain
+            )
+            if not forward.allowed:
+                remote = self._forward_refused(forward, remote, bool(targets))
         if refused and not targets and not remote:
             raise DeliveryFailed(550, "5.7.1", public_text(refused[0], "Message refused"))
         stored = 0
@@ -139,9 +148,7 @@ class Pipeline:
         queue_id = ""
         if remote:
             try:
-                queue_id = await asyncio.to_thread(
-                    self.ctx.queue.enqueue, msg.mail_from, remote, msg.path
-                )
+                queue_id = await asyncio.to_thread(self._enqueue, msg, recipients, remote, forward)
             except OSError as exc:
                 log.error("delivery=enqueue-failed stored=%s error=%r", stored, exc)
                 raise local_failure() from exc
@@ -154,6 +161,60 @@ class Pipeline:
             queue_id or "-",
         )
         return Outcome(stored=stored, queue_id=queue_id)
+
+    # ------------------------------------------------------------ forwarding
+
+    def _forward_refused(
+        self, decision: ForwardDecision, remote: Sequence[str], has_local: bool
+    ) -> list[str]:
+        """Drop the remote copies; with nothing else to deliver, refuse the message."""
+        log.warning(
+            "delivery=forward-dropped reason=%s rcpts=%s", decision.reason, ",".join(remote)
+        )
+        if has_local:
+            return []  # the local copies are stored as usual
+        if decision.temporary:
+            # DMARC could not be evaluated (DNS): the sender retries, it does not pass.
+            raise DeliveryFailed(451, "4.7.0", "Cannot verify the sender now, try again later")
+        raise DeliveryFailed(550, "5.7.1", "Message not accepted for forwarding")
+
+    def _enqueue(
+        self,
+        msg: InboundMessage,
+        recipients: Sequence[Recipient],
+        remote: Sequence[str],
+        forward: ForwardDecision | None,
+    ) -> str:
+        """Queue the remote copies (worker thread): a submission is signed by the queue,
+        a forward keeps its bytes and is ARC-sealed with an SRS0 envelope sender."""
+        queue = self.ctx.queue
+        if forward is None:
+            return queue.enqueue(msg.mail_from, remote, msg.path, origin="submission")
+        accounts = self.ctx.accounts
+        domains = [r.address.rpartition("@")[2].lower() for r in recipients]
+        domain = next((d for d in domains if accounts.is_local_domain(d)), "")
+        domain = domain or next(iter(accounts.list_domains()), self.ctx.config.hostname)
+        wire_sender = ""
+        try:
+            wire_sender = srs_for(self.ctx.config.data_dir).forward(msg.mail_from, domain)
+        except SrsError as exc:  # e.g. a quoted local part: sent with the original sender
+            log.warning("delivery=srs-skipped from=%s error=%s", msg.mail_from, exc)
+        log.info(
+            "delivery=forward from=%s wire_from=%s domain=%s check=%s",
+            msg.mail_from,
+            wire_sender or msg.mail_from,
+            domain,
+            forward.reason,
+        )
+        return queue.enqueue(
+            msg.mail_from,
+            remote,
+            msg.path,
+            origin="forward",
+            wire_sender=wire_sender,
+            auth_results=forward.auth_results,
+            forward_domain=domain,
+        )
 
     # ------------------------------------------------------------ filters
 

@@ -31,7 +31,9 @@ def test_outgoing_message_is_dkim_signed_and_verifies(world: World, sinks) -> No
     world.add_mx("example.net", "mx1.example.net", ctl.port)
     cfg = world.config()
     world.signer = lambda domain, data: dkim.sign(cfg, domain, data)
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     [got] = handler.messages
     assert got.content.count(b"DKIM-Signature:") == 2
@@ -52,7 +54,10 @@ def test_foreign_from_domain_not_signed(world: World, sinks) -> None:
     cfg = world.config()
     world.signer = lambda domain, data: dkim.sign(cfg, domain, data)
     world.spool.enqueue(
-        "x@elsewhere.example", ["bob@example.net"], world.message("x@elsewhere.example")
+        "x@elsewhere.example",
+        ["bob@example.net"],
+        world.message("x@elsewhere.example"),
+        origin="submission",
     )
     _run(world.engine().run_due())
     assert b"DKIM-Signature:" not in handler.messages[0].content
@@ -80,7 +85,9 @@ def test_smarthost_implicit_tls_with_auth(world: World, sinks, pki: Pki, tmp_pat
         ssl_context=pki.server_context("127.0.0.1"), authenticator=auth, auth_require_tls=False
     )
     _smarthost(world, tmp_path, ctl.port, "tls")
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())  # no MX lookup: the resolver knows nothing
     [got] = handler.messages
     assert got.login == "relay" and got.tls
@@ -91,7 +98,9 @@ def test_smarthost_starttls_with_auth(world: World, sinks, pki: Pki, tmp_path: P
     auth = Authenticator("relay", "s3cret-pass")
     handler, ctl = sinks(tls_context=pki.server_context("127.0.0.1"), authenticator=auth)
     _smarthost(world, tmp_path, ctl.port, "starttls")
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     [got] = handler.messages
     assert got.login == "relay" and got.tls
@@ -101,7 +110,9 @@ def test_smarthost_wrong_password_defers(world: World, sinks, pki: Pki, tmp_path
     auth = Authenticator("relay", "another-password")
     handler, ctl = sinks(tls_context=pki.server_context("127.0.0.1"), authenticator=auth)
     _smarthost(world, tmp_path, ctl.port, "starttls")
-    qid = world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    qid = world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert handler.messages == []
     r = world.spool.load(qid).recipients[0]
@@ -112,7 +123,9 @@ def test_smarthost_never_sends_credentials_in_clear(world: World, sinks, tmp_pat
     auth = Authenticator("relay", "s3cret-pass")
     handler, ctl = sinks(authenticator=auth, auth_require_tls=False)
     _smarthost(world, tmp_path, ctl.port, "none")
-    qid = world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    qid = world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert auth.attempts == [] and handler.messages == [] and handler.connections == 0
     r = world.spool.load(qid).recipients[0]
@@ -125,7 +138,9 @@ def test_smarthost_starttls_refuses_unverified_certificate(
     auth = Authenticator("relay", "s3cret-pass")
     handler, ctl = sinks(tls_context=pki.server_context("wrong.example"), authenticator=auth)
     _smarthost(world, tmp_path, ctl.port, "starttls")
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert auth.attempts == [] and handler.messages == []
 
@@ -205,7 +220,9 @@ def test_mta_sts_enforce_refuses_unverified_host(world: World, sinks, pki, polic
     handler, ctl = sinks(tls_context=pki.server_context("other.example.org"))
     world.add_mx("example.net", "mx1.example.net", ctl.port)
     _sts(world, policy_server, pki, "enforce", "mx1.example.net")
-    qid = world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    qid = world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert policy_server.hits == 1
     assert handler.messages == []
@@ -218,7 +235,9 @@ def test_mta_sts_enforce_delivers_when_verified(world: World, sinks, pki, policy
     handler, ctl = sinks(tls_context=pki.server_context("mx1.example.net"))
     world.add_mx("example.net", "mx1.example.net", ctl.port)
     _sts(world, policy_server, pki, "enforce", "*.example.net")
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert len(handler.messages) == 1 and handler.messages[0].tls
 
@@ -227,7 +246,9 @@ def test_mta_sts_enforce_skips_unlisted_mx(world: World, sinks, pki, policy_serv
     handler, ctl = sinks(tls_context=pki.server_context("mx1.example.net"))
     world.add_mx("example.net", "mx1.example.net", ctl.port)
     _sts(world, policy_server, pki, "enforce", "mx.elsewhere.example")
-    qid = world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    qid = world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert handler.connections == 0
     assert "MTA-STS" in world.spool.load(qid).recipients[0].last_error
@@ -237,7 +258,9 @@ def test_mta_sts_testing_only_logs(world: World, sinks, pki, policy_server) -> N
     handler, ctl = sinks(tls_context=pki.server_context("other.example.org"))
     world.add_mx("example.net", "mx1.example.net", ctl.port)
     _sts(world, policy_server, pki, "testing", "mx.elsewhere.example")
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], world.message())
+    world.spool.enqueue(
+        "alice@pillarbox.test", ["bob@example.net"], world.message(), origin="submission"
+    )
     _run(world.engine().run_due())
     assert len(handler.messages) == 1
 
@@ -322,7 +345,7 @@ def test_lf_only_message_signed_after_crlf_normalisation(world: World, sinks) ->
     src.write_bytes(
         b"From: alice@pillarbox.test\nTo: bob@example.net\nSubject: lf\n\nline 1\nline 2\n"
     )
-    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], src)
+    world.spool.enqueue("alice@pillarbox.test", ["bob@example.net"], src, origin="submission")
     _run(world.engine().run_due())
     [got] = handler.messages
     records = {n + ".": v.encode() for n, v in dkim.dns_records(cfg, "pillarbox.test")}

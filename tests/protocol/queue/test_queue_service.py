@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,10 @@ def test_enqueue_wakes_service_and_delivers(world: World, sinks) -> None:
         try:
             assert svc.status()["running"]
             await asyncio.to_thread(
-                ctx.queue.enqueue, "alice@pillarbox.test", ["bob@example.net"], world.message()
+                functools.partial(ctx.queue.enqueue, origin="submission"),
+                "alice@pillarbox.test",
+                ["bob@example.net"],
+                world.message(),
             )
             await _until(lambda: len(handler.messages) == 1)
             await _until(lambda: svc.status()["delivered"] == 1)

@@ -41,7 +41,9 @@ class FakeQueue:
         self.fail = False
         self._lock = threading.Lock()
 
-    def enqueue(self, sender: str, recipients: Sequence[str], message: Path) -> str:
+    def enqueue(
+        self, sender: str, recipients: Sequence[str], message: Path, **meta: Any
+    ) -> str:  # meta: origin, wire_sender, auth_results, forward_domain (not kept here)
         if self.fail:
             raise OSError(28, "No space left on device (test)")
         with self._lock:

@@ -62,7 +62,7 @@ def test_second_hop_records_pass_and_chains() -> None:
     assert arc_sets(once) == 1
     twice = _seal(once, f"{BOX}; dkim=pass header.d=sender.test; arc=pass") + once
     assert b"ARC-Seal: i=2; cv=pass" in twice
-    cv, results, reason = dkimpy.arc_verify(twice, dnsfunc=dns)
+    cv, _results, reason = dkimpy.arc_verify(twice, dnsfunc=dns)
     assert cv == dkimpy.CV_Pass, reason
 
 
