@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from appliance.accounts.db import (
+    MAX_APP_PASSWORDS,
     AccountError,
     Accounts,
     Alias,
@@ -24,6 +25,7 @@ from appliance.accounts.throttle import LoginThrottle
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_APP_PASSWORDS",
     "AccountError",
     "Accounts",
     "Alias",
@@ -52,9 +54,12 @@ class AuthResult:
 
 
 class Authenticator:
-    """Async password check shared by SMTP AUTH, IMAP, POP3 and the web UI.
+    """Async password check shared by SMTP AUTH, IMAP and POP3.
 
-    Hashing runs in a worker thread; the throttle refuses early during back-off.
+    The throttle is keyed on the canonical account id (every spelling of a login is one
+    account) and the client IP; it refuses early during back-off. Past the per-account
+    ceiling every attempt waits ``throttle.slowdown()`` (bounded) before the check, from
+    any address. Hashing runs in a worker thread.
     """
 
     def __init__(self, accounts: Accounts, throttle: LoginThrottle | None = None) -> None:
@@ -62,15 +67,20 @@ class Authenticator:
         self.throttle = throttle or LoginThrottle()
 
     async def authenticate(self, login: str, password: str, ip: str) -> AuthResult:
-        wait = self.throttle.retry_after(login, ip)
+        account = self.accounts.canonical_login(login)
+        wait = self.throttle.retry_after(account, ip)
         if wait > 0:
-            log.info("auth=throttled user=%s ip=%s retry_after=%.0f", login, ip, wait)
+            log.info("auth=throttled user=%s ip=%s retry_after=%.0f", account, ip, wait)
             return AuthResult(None, wait)
+        slow = self.throttle.slowdown(account)
+        if slow > 0:
+            log.info("auth=slowed user=%s ip=%s delay=%.1f", account, ip, slow)
+            await asyncio.sleep(slow)
         user = await asyncio.to_thread(self.accounts.authenticate, login, password)
         if user is None:
-            self.throttle.failure(login, ip)
-            log.info("auth=failed user=%s ip=%s", login, ip)
+            self.throttle.failure(account, ip)
+            log.info("auth=failed user=%s ip=%s", account, ip)
             return AuthResult(None)
-        self.throttle.success(login, ip)
+        self.throttle.success(account, ip)
         log.info("auth=ok user=%s ip=%s", user.email, ip)
         return AuthResult(user)

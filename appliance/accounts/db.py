@@ -12,6 +12,10 @@ Subaddressing: ``user+tag@domain`` reaches ``user@domain`` when no exact entry e
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.accounts import hashing
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -55,6 +61,20 @@ CREATE INDEX IF NOT EXISTS app_passwords_email ON app_passwords(email);
 """
 
 MAX_ALIAS_DEPTH = 10
+MAX_APP_PASSWORDS = 20  # per user: add_app_password refuses beyond
+
+# An app password is "<public id>-<secret>": 8 hex digits naming the row (not secret,
+# unique per user), then four groups of 6 hex digits (96 random bits). The public id
+# lets a login check one app-password hash instead of one per app password.
+# Those made before public ids are the four groups alone.
+_APP_NEW = re.compile(r"([0-9a-f]{8})-[0-9a-f]{6}(?:-[0-9a-f]{6}){3}")
+_APP_OLD = re.compile(r"[0-9a-f]{6}(?:-[0-9a-f]{6}){3}")
+
+# Beside accounts.sqlite: {"<app password id>": <last used, unix time>}, written by a
+# read-only (daemon) Accounts, merged into list_app_passwords. Only timestamps: a
+# writer trusts nothing else from it.
+USAGE_FILE = "app-password-usage.json"
+MAX_USAGE_ENTRIES = 10_000
 
 
 class AccountError(ValueError):
@@ -146,19 +166,54 @@ def split(address: str) -> tuple[str, str]:
 
 
 class Accounts:
-    def __init__(self, path: Path) -> None:
+    """The accounts database.
+
+    ``readonly=True`` (the mail daemon on the appliance): every connection is opened
+    ``mode=ro``, so a write raises ``sqlite3.OperationalError`` (readonly database) even
+    where the file system would allow it; the file must exist, the schema is the
+    writer's business, and app-password use is recorded in a side file instead (see
+    ``usage_file``). A WAL database opens read-only as long as its ``-wal`` and
+    ``-shm`` exist (SQLite >= 3.22), which the daemon's unit ensures.
+    The writer (web UI, ``pillarbox`` CLI) refuses ``-wal``/``-shm`` files owned by
+    another non-root user: another user could have planted frames there.
+    """
+
+    def __init__(
+        self, path: Path, *, readonly: bool = False, usage_file: Path | None = None
+    ) -> None:
         self.path = path
+        self.readonly = readonly
+        self.usage_file = usage_file or path.with_name(USAGE_FILE)
         self._local = threading.local()
+        if readonly:
+            if not path.is_file():
+                raise AccountError(f"accounts database {path} does not exist")
+            self._conn()
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(SCHEMA)
+        _check_side_files(path)
+        db = self._conn()
+        db.executescript(SCHEMA)
+        cols = {r[1] for r in db.execute("PRAGMA table_info(app_passwords)")}
+        if "public_id" not in cols:  # databases from before app-password ids
+            with self._tx() as tx:
+                tx.execute("ALTER TABLE app_passwords ADD COLUMN public_id TEXT")
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS app_passwords_public_id"
+            " ON app_passwords(email, public_id)"
+        )
 
     # ------------------------------------------------------------ connections
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if self.readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -430,8 +485,30 @@ class Accounts:
 
     # ------------------------------------------------------------ authentication
 
-    def authenticate(self, login: str, password: str) -> User | None:
-        """Check a password or an app password. Blocking (argon2): run in a thread."""
+    def canonical_login(self, login: str) -> str:
+        """The account id a login names, for throttling: every spelling of one account
+        (`` Bob@D.``, ``<bob@d>``) maps to one id, the one ``authenticate`` looks up.
+
+        Logins that are not addresses get the same cleaning (white space, ``<>``, the
+        trailing dot, case), so unknown spellings of one name also share a key.
+        No database access: safe to call from the event loop.
+        """
+        try:
+            return normalize_address(login)
+        except AccountError:
+            text = login.strip()
+            while len(text) >= 2 and text[0] == "<" and text[-1] == ">":
+                text = text[1:-1].strip()
+            return text.rstrip(".").lower()
+
+    def authenticate(self, login: str, password: str, *, app_passwords: bool = True) -> User | None:
+        """Check the account password, or (``app_passwords``) one app password.
+
+        At most two argon2 checks per attempt: the account password, then the one app
+        password whose public id starts the attempt (see ``add_app_password``).
+        App passwords are for the mail protocols; the web UI passes ``app_passwords=False``.
+        Blocking (argon2): run in a thread.
+        """
         user = self.get_user(login)
         if user is None or user.disabled:
             hashing.verify_password(_dummy_hash(), password)  # same cost whether or not it exists
@@ -441,40 +518,82 @@ class Accounts:
             "SELECT password_hash FROM users WHERE email=?", (user.email,)
         ).fetchone()
         if hashing.verify_password(stored, password):
-            if hashing.needs_rehash(stored):
+            if hashing.needs_rehash(stored) and not self.readonly:
                 with self._tx() as tx:
                     tx.execute(
                         "UPDATE users SET password_hash=? WHERE email=?",
                         (hashing.hash_password(password), user.email),
                     )
             return user
-        for app_id, app_hash in db.execute(
-            "SELECT id, password_hash FROM app_passwords WHERE email=?", (user.email,)
-        ).fetchall():
-            if hashing.verify_password(app_hash, password):
-                with self._tx() as tx:
-                    tx.execute(
-                        "UPDATE app_passwords SET last_used=? WHERE id=?", (time.time(), app_id)
-                    )
+        if app_passwords:
+            app_id = self._check_app_password(user.email, password)
+            if app_id is not None:
+                self._app_password_used(app_id)
                 return user
+        return None
+
+    def _check_app_password(self, email: str, password: str) -> int | None:
+        """The id of the app password ``password`` is, checking at most one hash
+        (app passwords from before public ids excepted, see below)."""
+        db = self._conn()
+        # A reader may meet a database its writer has not migrated yet: no public_id.
+        has_ids = any(r[1] == "public_id" for r in db.execute("PRAGMA table_info(app_passwords)"))
+        m = _APP_NEW.fullmatch(password)
+        if m and has_ids:
+            row = db.execute(
+                "SELECT id, password_hash FROM app_passwords WHERE email=? AND public_id=?",
+                (email, m.group(1)),
+            ).fetchone()
+            if row and hashing.verify_password(row[1], password):
+                return int(row[0])
+            return None
+        if _APP_OLD.fullmatch(password):
+            # Made before public ids; only the hash is kept, so they cannot get one.
+            # Checked only for an attempt shaped like one, so a guess at the account
+            # password never pays for them.
+            old_rows = "public_id IS NULL" if has_ids else "1"
+            sql = f"SELECT id, password_hash FROM app_passwords WHERE email=? AND {old_rows}"  # noqa: S608
+            for app_id, app_hash in db.execute(sql, (email,)).fetchall():
+                if hashing.verify_password(app_hash, password):
+                    return int(app_id)
         return None
 
     # ------------------------------------------------------------ app passwords
 
     def add_app_password(self, email: str, label: str) -> tuple[AppPassword, str]:
-        """Create an app password; the secret is returned once and only its hash is kept."""
+        """Create an app password; the secret is returned once and only its hash is kept.
+
+        The secret starts with a public id (``_APP_NEW``); at most ``MAX_APP_PASSWORDS``
+        per user.
+        """
         user = self.get_user(email)
         if user is None:
             raise NotFound(f"no user {email}")
         label = label.strip() or "app"
-        secret = "-".join(secrets.token_hex(3) for _ in range(4))  # 96 bits
-        digest = hashing.hash_password(secret)
+        body = "-".join(secrets.token_hex(3) for _ in range(4))  # 96 bits
         now = time.time()
         with self._tx() as db:
+            (n,) = db.execute(
+                "SELECT count(*) FROM app_passwords WHERE email=?", (user.email,)
+            ).fetchone()
+            if n >= MAX_APP_PASSWORDS:
+                raise AccountError(
+                    f"{user.email} already has {n} app passwords (at most"
+                    f" {MAX_APP_PASSWORDS}); remove one first"
+                )
+            while True:
+                public_id = secrets.token_hex(4)
+                if not db.execute(
+                    "SELECT 1 FROM app_passwords WHERE email=? AND public_id=?",
+                    (user.email, public_id),
+                ).fetchone():
+                    break
+            secret = f"{public_id}-{body}"
+            digest = hashing.hash_password(secret)  # inside the tx: no race past the cap
             cur = db.execute(
-                "INSERT INTO app_passwords(email, label, password_hash, created)"
-                " VALUES (?, ?, ?, ?)",
-                (user.email, label[:100], digest, now),
+                "INSERT INTO app_passwords(email, label, password_hash, created, public_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user.email, label[:100], digest, now, public_id),
             )
             app_id = int(cur.lastrowid or 0)
         return AppPassword(app_id, user.email, label[:100], now, None), secret
@@ -486,7 +605,33 @@ class Accounts:
             " ORDER BY id",
             (addr,),
         )
-        return [AppPassword(*r) for r in rows]
+        usage = _read_usage(self.usage_file)
+        out = []
+        for app_id, em, label, created, last_used in rows:
+            seen = usage.get(app_id)
+            if seen is not None and (last_used is None or seen > last_used):
+                last_used = seen
+            out.append(AppPassword(app_id, em, label, created, last_used))
+        return out
+
+    def _app_password_used(self, app_id: int) -> None:
+        now = time.time()
+        if not self.readonly:
+            with self._tx() as tx:
+                tx.execute("UPDATE app_passwords SET last_used=? WHERE id=?", (now, app_id))
+            return
+        try:
+            with _USAGE_LOCK:
+                usage = _read_usage(self.usage_file)
+                usage[app_id] = now
+                if len(usage) > MAX_USAGE_ENTRIES:
+                    for old in sorted(usage, key=usage.__getitem__)[: len(usage) // 2]:
+                        del usage[old]
+                tmp = self.usage_file.with_name(f".{self.usage_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({str(k): v for k, v in usage.items()}))
+                os.replace(tmp, self.usage_file)
+        except OSError as exc:  # a login must not fail over a last-used stamp
+            log.warning("app_password_usage=unwritable path=%s error=%s", self.usage_file, exc)
 
     def remove_app_password(self, email: str, app_id: int) -> None:
         addr = normalize_address(email)
@@ -495,6 +640,42 @@ class Accounts:
                 "DELETE FROM app_passwords WHERE email=? AND id=?", (addr, app_id)
             ).rowcount:
                 raise NotFound(f"no app password {app_id} for {addr}")
+
+
+_USAGE_LOCK = threading.Lock()
+
+
+def _read_usage(path: Path) -> dict[int, float]:
+    """The side file's {id: time}; anything malformed is ignored, never trusted."""
+    try:
+        raw = json.loads(path.read_bytes()[: 1 << 20])
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[int, float] = {}
+    for k, v in raw.items():
+        if isinstance(k, str) and k.isdigit() and isinstance(v, (int, float)):
+            out[int(k)] = float(v)
+    return out
+
+
+def _check_side_files(path: Path) -> None:
+    """Refuse a ``-wal``/``-shm`` owned by another non-root user (a writer would replay
+    frames planted there). Root (the CLI) is exempt: SQLite hands its files to the
+    database's owner."""
+    uid = os.geteuid()
+    if uid == 0:
+        return
+    for suffix in ("-wal", "-shm"):
+        try:
+            owner = os.stat(f"{path}{suffix}").st_uid
+        except FileNotFoundError:
+            continue
+        if owner not in (uid, 0):
+            raise AccountError(
+                f"{path}{suffix} belongs to uid {owner}, not to this user; refusing to open"
+            )
 
 
 def _like(text: str) -> str:

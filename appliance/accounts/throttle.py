@@ -1,10 +1,28 @@
-"""Login throttling: exponential back-off per user and per client IP.
+"""Login throttling keyed on the canonical account id and the client IP.
 
-After ``free_failures`` failures for a key, each further attempt is refused without
-checking the password until ``base * 2**(n - free_failures)`` seconds (capped) have
-passed since the last failure. Refusing before hashing keeps a password-guessing
-flood from turning into a CPU flood. A success clears the user's key (not the IP's:
-an attacker with one valid account must not reset the IP's counter).
+Callers pass ``Accounts.canonical_login(login)``, never the raw login: ``bob@d.``,
+``<bob@d>`` and `` BOB@d`` are one account and share one budget.
+
+Three counters, each forgotten ``forget_after`` seconds after its last failure:
+
+- (account, source IP): after ``free_failures`` failures, each further attempt is
+  refused without checking the password until ``base * 2**(n - free_failures)``
+  seconds (capped at ``cap``) have passed since the last failure. Refusing before
+  hashing keeps a guessing flood from turning into a CPU flood.
+- source IP (all accounts): the same back-off after ``ip_free_failures`` failures, so
+  one address spraying many accounts is stopped too. Higher than the per-account
+  budget because one NAT address may carry several users.
+- account (all sources): never refuses. Past ``account_ceiling`` failures from any
+  mix of addresses, every attempt for the account is *slowed* by ``slowdown()``
+  seconds (``account_delay`` doubling per further ``account_ceiling`` failures,
+  capped at ``account_delay_cap``). The owner with the right password on a fresh
+  address still gets in; a botnet guessing the account gets fewer guesses per hour.
+
+A success clears the (account, IP) counter only: not the IP's (an attacker with one
+valid account must not reset the counter of the address it sprays from) and not the
+account's (the owner's phone logging in every minute must not reset the slowdown for
+an attacker elsewhere).
+Thread-safe: the daemon calls it from the event loop, the web UI from worker threads.
 """
 
 from __future__ import annotations
@@ -13,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+MAX_KEYS = 100_000  # bound memory under a spray of addresses
 
 
 @dataclass
@@ -28,54 +48,84 @@ class LoginThrottle:
         free_failures: int = 3,
         base: float = 1.0,
         cap: float = 300.0,
+        ip_free_failures: int = 10,
+        account_ceiling: int = 20,
+        account_delay: float = 1.0,
+        account_delay_cap: float = 8.0,
         forget_after: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._free = free_failures
+        self._ip_free = ip_free_failures
         self._base = base
         self._cap = cap
+        self._ceiling = account_ceiling
+        self._acct_delay = account_delay
+        self._acct_cap = account_delay_cap
         self._forget = forget_after
         self._clock = clock
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def _keys(user: str, ip: str) -> tuple[str, str]:
-        return f"user:{user.lower()}", f"ip:{ip}"
+    def _pair(account_id: str, ip: str) -> str:
+        return f"acct-ip:{account_id}\0{ip}"
 
-    def _wait(self, key: str, now: float) -> float:
+    def _live(self, key: str, now: float) -> _State | None:
         st = self._state.get(key)
-        if st is None:
-            return 0.0
-        if now - st.last > self._forget:
+        if st is not None and now - st.last > self._forget:
             del self._state[key]
+            return None
+        return st
+
+    def _wait(self, key: str, free: int, now: float) -> float:
+        st = self._live(key, now)
+        if st is None or st.failures < free:
             return 0.0
-        if st.failures < self._free:
-            return 0.0
-        delay = min(self._cap, self._base * 2.0 ** (st.failures - self._free))
+        delay = min(self._cap, self._base * 2.0 ** (st.failures - free))
         return max(0.0, st.last + delay - now)
 
-    def retry_after(self, user: str, ip: str) -> float:
-        """Seconds until an attempt for (user, ip) may be checked; 0 = allowed now."""
+    def retry_after(self, account_id: str, ip: str) -> float:
+        """Seconds until an attempt for (account, ip) may be checked; 0 = allowed now."""
         now = self._clock()
         with self._lock:
-            return max(self._wait(k, now) for k in self._keys(user, ip))
+            return max(
+                self._wait(self._pair(account_id, ip), self._free, now),
+                self._wait(f"ip:{ip}", self._ip_free, now),
+            )
 
-    def failure(self, user: str, ip: str) -> None:
+    def slowdown(self, account_id: str) -> float:
+        """Seconds to wait before checking any password for this account (never a refusal).
+
+        Bounded by ``account_delay_cap``; 0 below the per-account ceiling.
+        """
         now = self._clock()
         with self._lock:
-            for key in self._keys(user, ip):
-                st = self._state.get(key)
-                if st is None or now - st.last > self._forget:
+            st = self._live(f"acct:{account_id}", now)
+            if st is None or st.failures < self._ceiling:
+                return 0.0
+            steps = (st.failures - self._ceiling) // max(1, self._ceiling)
+            return min(self._acct_cap, self._acct_delay * 2.0 ** min(steps, 30))
+
+    def failure(self, account_id: str, ip: str) -> None:
+        now = self._clock()
+        with self._lock:
+            for key in (self._pair(account_id, ip), f"ip:{ip}", f"acct:{account_id}"):
+                st = self._live(key, now)
+                if st is None:
                     self._state[key] = _State(1, now)
                 else:
                     st.failures += 1
                     st.last = now
-            if len(self._state) > 100_000:  # bound memory under a spray of addresses
+            if len(self._state) > MAX_KEYS:
                 cutoff = now - self._forget
                 for k in [k for k, s in self._state.items() if s.last < cutoff]:
                     del self._state[k]
+                if len(self._state) > MAX_KEYS:  # all recent: drop the oldest half
+                    by_age = sorted(self._state, key=lambda k: self._state[k].last)
+                    for k in by_age[: len(by_age) // 2]:
+                        del self._state[k]
 
-    def success(self, user: str, ip: str) -> None:
+    def success(self, account_id: str, ip: str) -> None:
         with self._lock:
-            self._state.pop(self._keys(user, ip)[0], None)
+            self._state.pop(self._pair(account_id, ip), None)

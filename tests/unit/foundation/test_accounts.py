@@ -166,22 +166,24 @@ class FakeClock:
 
 def test_throttle_exponential_backoff() -> None:
     clock = FakeClock()
-    t = LoginThrottle(free_failures=3, base=1.0, cap=60.0, clock=clock)
+    t = LoginThrottle(free_failures=3, base=1.0, cap=60.0, ip_free_failures=5, clock=clock)
     for _ in range(3):
         assert t.retry_after("a@x.org", "1.2.3.4") == 0
         t.failure("a@x.org", "1.2.3.4")
     assert t.retry_after("a@x.org", "1.2.3.4") == pytest.approx(1.0)
-    assert t.retry_after("a@x.org", "9.9.9.9") == pytest.approx(1.0)  # per user
-    assert t.retry_after("b@x.org", "1.2.3.4") == pytest.approx(1.0)  # per IP
-    assert t.retry_after("b@x.org", "9.9.9.9") == 0
+    assert t.retry_after("a@x.org", "9.9.9.9") == 0  # per account and source
+    assert t.retry_after("b@x.org", "1.2.3.4") == 0  # the IP's own budget is larger
     clock.now += 1.0
     t.failure("a@x.org", "1.2.3.4")
     assert t.retry_after("a@x.org", "1.2.3.4") == pytest.approx(2.0)
+    t.failure("b@x.org", "1.2.3.4")  # 5th failure from this IP
+    assert t.retry_after("b@x.org", "1.2.3.4") == pytest.approx(1.0)  # per IP
+    assert t.retry_after("b@x.org", "9.9.9.9") == 0
     for _ in range(20):
         t.failure("a@x.org", "1.2.3.4")
     assert t.retry_after("a@x.org", "1.2.3.4") == pytest.approx(60.0)
     t.success("a@x.org", "1.2.3.4")
-    assert t.retry_after("a@x.org", "5.5.5.5") == 0  # user cleared
+    assert t.retry_after("a@x.org", "5.5.5.5") == 0  # account and source cleared
     assert t.retry_after("c@x.org", "1.2.3.4") > 0  # IP not cleared by a success
     clock.now += 4000
     assert t.retry_after("c@x.org", "1.2.3.4") == 0  # forgotten after an hour
