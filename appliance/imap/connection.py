@@ -3,6 +3,10 @@
 The session reads through this class so that it owns the buffer: after STARTTLS any
 plaintext the client pipelined is thrown away (RFC 9051 6.2.1), and COMPRESS=DEFLATE
 (RFC 4978) only has to wrap two byte paths.
+
+Memory: the buffer grows by at most READ_CHUNK bytes per fill, inflated data included
+(a deflate bomb is inflated one chunk at a time, the rest of its input waits as
+compressed bytes), so the caller's line and literal limits bound it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import contextlib
 import os
 import ssl
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 READ_CHUNK = 65536
 WRITE_BUFFER = 64 * 1024
+LITERAL_PREFIX = "imap-literal-"  # spooled literals; swept at service start
 
 
 class LineTooLong(Exception):
@@ -28,12 +34,19 @@ class ConnectionClosed(Exception):
     pass
 
 
+def _mkstemp(directory: Path | None) -> tuple[int, str]:
+    if directory is not None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=LITERAL_PREFIX, dir=directory)
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.buffer = bytearray()
         self._inflate: zlib._Decompress | None = None
+        self._inflate_tail = b""  # compressed input not inflated yet (bounded output)
         self._deflate: zlib._Compress | None = None
         peer = writer.get_extra_info("peername")
         self.peer_ip: str = str(peer[0]) if peer else "?"
@@ -45,12 +58,25 @@ class Connection:
         self._out = bytearray()
 
     async def _fill(self) -> None:
+        if self._inflate is None:
+            self.buffer += await self._read_raw()
+            return
+        if self._inflate.eof:  # the client ended its DEFLATE stream: nothing can follow
+            raise ConnectionClosed()
+        data = self._inflate_tail or await self._read_raw()
+        # Inflate at most READ_CHUNK bytes per call (one compressed chunk can hold ~64 MB):
+        # the rest of the input stays compressed until the reader asks for more.
+        try:
+            self.buffer += self._inflate.decompress(data, READ_CHUNK)
+        except zlib.error:  # corrupt DEFLATE data: the stream cannot be resynchronised
+            raise ConnectionClosed() from None
+        self._inflate_tail = self._inflate.unconsumed_tail
+
+    async def _read_raw(self) -> bytes:
         data = await self.reader.read(READ_CHUNK)
         if not data:
             raise ConnectionClosed()
-        if self._inflate is not None:
-            data = self._inflate.decompress(data)
-        self.buffer += data
+        return data
 
     async def read_line(self, limit: int) -> bytes:
         """One line without its CRLF (a bare LF is accepted)."""
@@ -87,7 +113,7 @@ class Connection:
 
     async def read_to_file(self, size: int, directory: Path | None = None) -> Path:
         """Stream ``size`` bytes into a new temporary file (large APPEND literals)."""
-        fd, name = tempfile.mkstemp(prefix="imap-literal-", dir=directory)
+        fd, name = await asyncio.to_thread(_mkstemp, directory)
         path = Path(name)
         fh: BinaryIO = os.fdopen(fd, "wb")
         try:
@@ -115,6 +141,17 @@ class Connection:
             take = min(remaining, len(self.buffer))
             del self.buffer[:take]
             remaining -= take
+
+    async def linger(self, seconds: float) -> None:
+        """Read and drop what the client still sends, for at most ``seconds``, so that a
+        reply written just before closing is not lost to a TCP reset."""
+        self.buffer.clear()
+        self._inflate_tail = b""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            while (left := deadline - time.monotonic()) > 0:
+                if not await asyncio.wait_for(self.reader.read(READ_CHUNK), left):
+                    return
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -151,9 +188,9 @@ class Connection:
         self._push()  # the tagged OK goes out uncompressed
         self._inflate = zlib.decompressobj(-15)
         self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
-        if self.buffer:  # data that arrived after the tagged OK is already compressed
-            pending = bytes(self.buffer)
-            self.buffer = bytearray(self._inflate.decompress(pending))
+        # Data that arrived after the tagged OK is already compressed: _fill inflates it.
+        self._inflate_tail = bytes(self.buffer)
+        self.buffer.clear()
         self.compressed = True
 
     def abort(self) -> None:

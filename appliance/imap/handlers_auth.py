@@ -6,16 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.imap import wire
 from appliance.imap.commands import Authenticate, Command, Compress, Enable, Id, Login
 from appliance.imap.errors import ImapError, bad
+from appliance.imap.session import MAX_FAILED_LOGINS, PREAUTH_COMMAND_MAX, Session
 from appliance.store.base import StoreError
-
-if TYPE_CHECKING:
-    from appliance.imap.session import Session
 
 log = logging.getLogger(__name__)
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
@@ -59,9 +56,19 @@ async def starttls(s: Session, cmd: Command) -> str | None:
     return None
 
 
+def _failed(s: Session) -> None:
+    """Count a failed login; the last one allowed ends the connection after its NO, so a
+    guesser pays a new connection (and TLS handshake) every MAX_FAILED_LOGINS tries."""
+    s.failed_logins += 1
+    if s.failed_logins >= MAX_FAILED_LOGINS:
+        log.info("event=too-many-failed-logins failures=%d", s.failed_logins)
+        s.bye_after = "Too many failed logins"
+
+
 async def _login_user(s: Session, login: str, password: str) -> str:
     result = await s.ctx.auth.authenticate(login, password, s.conn.peer_ip)
     if result.user is None:
+        _failed(s)
         if result.retry_after > 0:
             raise ImapError("Too many failed logins, try again later", "UNAVAILABLE")
         raise ImapError("Authentication failed", "AUTHENTICATIONFAILED")
@@ -95,15 +102,19 @@ async def authenticate(s: Session, cmd: Command) -> str:
     if response is None:  # RFC 9051 6.2.2: empty challenge, then the client's response
         s.send(b"+ \r\n")
         await s.conn.flush()
-        response = (await s.conn.read_line(16 * 1024)).decode("ascii", "replace").strip()
+        # The response is part of the command: the same pre-login bound applies.
+        line = await s.conn.read_line(PREAUTH_COMMAND_MAX)
+        response = line.decode("ascii", "replace").strip()
     if response == "*":
         raise bad("Authentication cancelled")
     try:
         raw = b"" if response == "=" else base64.b64decode(response, validate=True)
         authzid, authcid, password = raw.decode("utf-8").split("\0")
     except (binascii.Error, UnicodeDecodeError, ValueError):
+        _failed(s)
         raise bad("Malformed PLAIN response") from None
     if authzid and authzid.lower() != authcid.lower():  # RFC 4616 2: no proxy logins
+        _failed(s)
         raise ImapError("Not authorized to act as another user", "AUTHORIZATIONFAILED")
     return await _login_user(s, authcid, password)
 

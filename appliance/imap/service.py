@@ -16,7 +16,16 @@ from appliance.imap import handlers_auth as ha
 from appliance.imap import handlers_mailbox as hm
 from appliance.imap import handlers_message as hmsg
 from appliance.imap.connection import Connection
-from appliance.imap.session import ANY, AUTH, NOT_AUTH, SELECTED, Handler, Session
+from appliance.imap.session import (
+    ANY,
+    AUTH,
+    NOT_AUTH,
+    SELECTED,
+    Handler,
+    Session,
+    clean_spool_dir,
+    spool_dir,
+)
 
 if TYPE_CHECKING:
     from appliance.daemon import Context, Service
@@ -78,6 +87,10 @@ class ImapService:
         return [(a, False) for a in listeners.imap] + [(a, True) for a in listeners.imaps]
 
     async def start(self) -> None:
+        # Literals spooled by a run that was killed are removed before anyone connects.
+        removed = await asyncio.to_thread(clean_spool_dir, spool_dir(self.ctx.config))
+        if removed:
+            log.info("imap=spool-cleaned orphans=%d", removed)
         for listen, implicit in self._wanted():
             await self._listen(listen, implicit)
 

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.imap import wire
 from appliance.imap.commands import Command, Literal
-from appliance.imap.connection import Connection, ConnectionClosed, LineTooLong
+from appliance.imap.connection import LITERAL_PREFIX, Connection, ConnectionClosed, LineTooLong
 from appliance.imap.errors import ImapError, bad, from_store
 from appliance.imap.fetch import FileRange, Piece
 from appliance.imap.parser import ParseError, Segment, literal_suffix, parse_command
@@ -28,16 +30,64 @@ from appliance.store.base import MailboxNotFound, StoreError
 from appliance.store.names import canonical_mailbox
 
 if TYPE_CHECKING:
+    from appliance.config import Config
     from appliance.daemon import Context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_LINE = 64 * 1024
-MAX_COMMAND_LINES = 1 * 1024 * 1024  # all text lines of one command together
-SPOOL_THRESHOLD = 1024 * 1024  # literals above this go to a temporary file
+# Bytes of one command (text lines and literals), bounded per state before anything is
+# buffered, spooled or answered with "+" (issue 16; README "Security" lists them).
+PREAUTH_COMMAND_MAX = 8 * 1024  # before login: a LOGIN or AUTHENTICATE fits in a few KB
+PREAUTH_LITERAL_MAX = 4096  # before login, one literal (RFC 7888 4: the LITERAL- bound)
+PREAUTH_LITERAL_COMMANDS = frozenset({"LOGIN", "AUTHENTICATE", "ID"})
+MAX_LINE = 64 * 1024  # one text line after login
+MAX_COMMAND = 1024 * 1024  # after login: one command but APPEND; APPEND adds one message
 MAX_SMALL_LITERAL = 64 * 1024  # non-APPEND literals (strings in SEARCH, LOGIN ...)
+MAX_LITERALS = 1000  # literals in one command (each may become a temporary file)
+SPOOL_THRESHOLD = 1024 * 1024  # literals above this go to a temporary file ...
+# ... and so does every literal once a command holds MAX_COMMAND bytes of them in memory.
+MAX_FAILED_LOGINS = 3  # failed LOGIN/AUTHENTICATE on one connection, then BYE
+LINGER = 1.0  # seconds to drain input after a closing BYE, so the BYE is not lost to RST
 STREAM_CHUNK = 64 * 1024
+_TOO_LARGE_PREAUTH = "BAD [TOOBIG] Command too large before login"  # RFC 7888 4
+_NO_LITERAL = "BAD Unexpected literal"
+_NAME = re.compile(rb"[^ ]* (?:UID )?([A-Za-z0-9]+)", re.IGNORECASE)
+_TAG = re.compile(rb"[!#$&'\x2c-\x5b\x5d-\x7a|}~-]+")  # RFC 9051 9: tag, no "+"
+
+
+def command_name(line: bytes) -> str:
+    """The command name in the first line of a command ("" when there is none)."""
+    match = _NAME.match(line)
+    return match.group(1).decode("ascii").upper() if match else ""
+
+
+def _first(segments: list[Segment]) -> bytes:
+    head = segments[0] if segments else b""
+    return head if isinstance(head, bytes) else b""
+
+
+def tag_of(segments: list[Segment]) -> str:
+    """The tag to answer a command refused while reading ("*" when it has none)."""
+    tag = _first(segments).split(b" ", 1)[0]
+    return tag.decode("ascii") if _TAG.fullmatch(tag) else "*"
+
+
+def spool_dir(cfg: Config) -> Path:
+    """Literals too large for memory go here (under the data dir, swept at start)."""
+    return cfg.data_dir / "tmp" / "imap"
+
+
+def clean_spool_dir(path: Path) -> int:
+    """Remove spooled literals an earlier run left (blocking). Returns how many."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    removed = 0
+    for entry in path.glob(LITERAL_PREFIX + "*"):
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed += 1
+    return removed
+
 
 Handler = Callable[["Session", Any], Awaitable[str | None]]
 NOT_AUTH = frozenset({"notauth"})
@@ -68,7 +118,10 @@ class Session:
         self.qresync = False
         self.rev2 = False  # RFC 9051 IMAP4rev2 enabled
         self.temp_files: list[str] = []
+        self.spool_dir = spool_dir(ctx.config)
         self.closing = False
+        self.failed_logins = 0
+        self.bye_after: str | None = None  # set by a handler: BYE after its tagged reply
 
     # ------------------------------------------------------------ helpers for handlers
 
@@ -193,17 +246,17 @@ class Session:
 
     async def _one_command(self) -> bool:
         try:
-            segments = await asyncio.wait_for(self._read_command(), self._idle_timeout())
-        except TimeoutError:
-            await self.bye("Autologout; idle for too long")
-            return False
-        except LineTooLong:
-            self.send(b"* BAD Command line too long\r\n")
-            await self.conn.flush()
-            return True
-        if segments is None:
-            return True
-        try:
+            try:
+                segments = await asyncio.wait_for(self._read_command(), self._idle_timeout())
+            except TimeoutError:
+                await self.bye("Autologout; idle for too long")
+                return False
+            except LineTooLong:
+                self.send(b"* BAD Command line too long\r\n")
+                await self.conn.flush()
+                return True
+            if segments is None:
+                return self.state != "logout"
             try:
                 command = parse_command(segments, self.utf8)
             except ParseError as exc:
@@ -213,55 +266,117 @@ class Session:
                 return True
             await self.dispatch(command)
         finally:
-            self._cleanup_temp()
+            self._cleanup_temp()  # spooled literals live no longer than their command
+        if self.bye_after is not None:
+            self.send(f"* BYE {self.bye_after}\r\n".encode())
+            await self.conn.flush()
+            self.state = "logout"
         return self.state != "logout"
 
     async def _read_command(self) -> list[Segment] | None:
-        """Lines and literals of one command; None when it was refused while reading."""
+        """Lines and literals of one command; None when it was refused while reading.
+
+        Every literal is checked against the state's limits when it is announced, before
+        a "+" is sent or a byte of it is kept (see _literal_refusal)."""
         limits = self.ctx.config.limits
+        preauth = self.state == "notauth"
+        line_max = PREAUTH_COMMAND_MAX if preauth else MAX_LINE
         segments: list[Segment] = []
-        total = 0
+        used = 0  # text and literal bytes of this command so far
+        text = 0  # text bytes (always in memory)
+        in_memory = 0  # literal bytes held in memory (the rest went to files)
+        literals = 0
         refused: str | None = None
-        line = await self.conn.read_line(MAX_LINE)
+        line = await self.conn.read_line(line_max)
+        name = command_name(line)
         while True:
             segments.append(line)
-            total += len(line)
-            if total > MAX_COMMAND_LINES:
-                refused = "BAD Command too long"
+            used += len(line) + 2
+            text += len(line) + 2
+            if refused is None and (text > MAX_COMMAND or used > self._command_max(name)):
+                refused = _TOO_LARGE_PREAUTH if preauth else "BAD Command too long"
             found = literal_suffix(line)
             if found is None:
                 break
             size, nonsync, _binary = found
-            first = segments[0]
-            assert isinstance(first, bytes)
-            is_append = b" APPEND " in first[:100].upper()
-            limit = limits.max_message_size if is_append else MAX_SMALL_LITERAL
-            if size > limit and refused is None:
-                refused = "NO [TOOBIG] Literal too large"  # RFC 7889 / RFC 4469
+            literals += 1
+            if refused is None:
+                refused = self._literal_refusal(name, size, used, literals)
             if refused is not None:
                 if not nonsync:  # the client waits for "+": it will not send the literal
                     break
+                if preauth:
+                    # RFC 7888 4: a non-synchronizing literal the server will not take is
+                    # answered BAD and the connection closed; reading it to skip it would
+                    # let anyone make the box read without limit before login.
+                    await self._refuse_and_close(segments, refused)
+                    return None
                 await asyncio.wait_for(self.conn.discard(size), limits.command_timeout)
-                line = await self.conn.read_line(MAX_LINE)
+                line = await self.conn.read_line(line_max)
                 continue
             if not nonsync:  # RFC 9051 7.5: command continuation request
                 self.send(b"+ Ready for literal data\r\n")
                 await self.conn.flush()
-            literal = await asyncio.wait_for(self._read_literal(size), limits.command_timeout)
+            spool = size > SPOOL_THRESHOLD or in_memory + size > MAX_COMMAND
+            literal = await asyncio.wait_for(
+                self._read_literal(size, spool), limits.command_timeout
+            )
+            if literal.path is None:
+                in_memory += size
+            used += size
             segments.append(literal)
-            line = await asyncio.wait_for(self.conn.read_line(MAX_LINE), limits.command_timeout)
+            line = await asyncio.wait_for(self.conn.read_line(line_max), limits.command_timeout)
         if refused is not None:
-            head = segments[0]
-            assert isinstance(head, bytes)
-            tag = head.split(b" ", 1)[0].decode("ascii", "replace")
-            self.send(f"{tag or '*'} {refused}\r\n".encode())
+            self.send(f"{tag_of(segments)} {refused}\r\n".encode())
             await self.conn.flush()
             return None
         return segments
 
-    async def _read_literal(self, size: int) -> Literal:
-        if size > SPOOL_THRESHOLD:
-            path = await self.conn.read_to_file(size)
+    def _literal_refusal(self, name: str, size: int, used: int, count: int) -> str | None:
+        """The answer to a literal announced in command ``name``, or None to take it.
+
+        Before login only LOGIN, AUTHENTICATE and ID take literals, within
+        PREAUTH_LITERAL_MAX each and PREAUTH_COMMAND_MAX for the whole command. After
+        login a literal is at most 64 KiB (APPEND: the message size limit), the command
+        at most MAX_COMMAND bytes (APPEND: one maximum-size message plus MAX_COMMAND),
+        with at most MAX_LITERALS literals."""
+        if self.state == "notauth":
+            if name not in PREAUTH_LITERAL_COMMANDS:
+                entry = self.handlers.get(name)
+                if entry is None:
+                    return "BAD Unknown command"
+                return "BAD Not authenticated" if "notauth" not in entry[0] else _NO_LITERAL
+            if size > PREAUTH_LITERAL_MAX or used + size > PREAUTH_COMMAND_MAX:
+                return _TOO_LARGE_PREAUTH
+            return None
+        max_message = self.ctx.config.limits.max_message_size
+        if count > MAX_LITERALS:
+            return "NO [LIMIT] Too many literals in one command"  # RFC 5530 3
+        if size > (max_message if name == "APPEND" else MAX_SMALL_LITERAL):
+            return "NO [TOOBIG] Literal too large"  # RFC 7889 3 (APPEND over APPENDLIMIT)
+        if used + size > self._command_max(name):
+            return "NO [TOOBIG] Command too large"
+        return None
+
+    def _command_max(self, name: str) -> int:
+        """Text and literal bytes one command may carry in this state."""
+        if self.state == "notauth":
+            return PREAUTH_COMMAND_MAX
+        if name == "APPEND":  # one maximum-size message (or several smaller) plus the rest
+            return self.ctx.config.limits.max_message_size + MAX_COMMAND
+        return MAX_COMMAND
+
+    async def _refuse_and_close(self, segments: list[Segment], refused: str) -> None:
+        log.info("event=literal-refused-closing command=%s", command_name(_first(segments)))
+        self.send(f"{tag_of(segments)} {refused}\r\n".encode())
+        self.send(b"* BYE Literal refused before login, closing connection\r\n")
+        await self.conn.flush()
+        self.state = "logout"
+        await self.conn.linger(LINGER)
+
+    async def _read_literal(self, size: int, spool: bool) -> Literal:
+        if spool:
+            path = await self.conn.read_to_file(size, self.spool_dir)
             self.temp_files.append(str(path))
             return Literal(size, path=path)
         return Literal(size, data=await self.conn.read_exact(size))
