@@ -1,4 +1,4 @@
-"""Server TLS: one reloadable SSLContext for every listener, TLS 1.2 minimum.
+"""Server TLS: one reloadable SSLContext for every listener, TLS 1.2 minimum, AEAD only.
 
 The context object stays the same for the life of the daemon; :meth:`TlsManager.reload`
 loads a new certificate into it, so listeners pick it up on the next handshake.
@@ -77,7 +77,11 @@ def server_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
+    # RFC 9325 4.2: TLS 1.2 only with forward-secret AEAD suites (ECDHE with AES-GCM or
+    # ChaCha20-Poly1305): no CBC, no static RSA, no finite-field DHE. TLS 1.3 suites are
+    # all AEAD. The web UI's HTTPS uses this same context (webui/serve.py).
+    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     return ctx
 
 
