@@ -62,7 +62,12 @@ class InvalidFlag(StoreError):
 
 
 class QuotaExceeded(StoreError):
-    """The user's quota would be exceeded (SMTP 452 4.2.2 / 552, IMAP NO [OVERQUOTA])."""
+    """The user's quota would be exceeded (SMTP 452 4.2.2 / 552, IMAP NO [OVERQUOTA]).
+    Nothing was stored; ``user`` names the user whose quota refused."""
+
+    def __init__(self, message: str = "quota exceeded", *, user: str = "") -> None:
+        super().__init__(message)
+        self.user = user
 
 
 class StorageFull(StoreError):
@@ -137,6 +142,15 @@ class DeliveryTarget:
     flags: frozenset[str] = frozenset()
     header_prefix: bytes = b""  # e.g. b"Return-Path: <...>\r\nDelivered-To: ...\r\n"
     quota_bytes: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One message of an APPEND: the file (RFC 5322, CRLF), its flags and date."""
+
+    source: Path
+    flags: frozenset[str] = frozenset()
+    internal_date: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +238,8 @@ class MailStore(Protocol):
         """Store ``source`` (an RFC 5322 message file, CRLF) for every target, all or none.
 
         Returns only after every copy is durable (file and directory fsync). On error no
-        target keeps a copy and a StoreError (often temporary) is raised.
+        target keeps a copy and a StoreError (often temporary) is raised. A target's
+        ``quota_bytes`` is enforced atomically: QuotaExceeded, nothing stored.
         """
         ...
 
@@ -235,7 +250,19 @@ class MailStore(Protocol):
         source: Path,
         flags: Iterable[str] = (),
         internal_date: float | None = None,
-    ) -> Appended: ...
+        *,
+        quota_bytes: int = 0,
+    ) -> Appended:
+        """Store one message; QuotaExceeded (nothing stored) when it does not fit
+        ``quota_bytes`` (0 = unlimited)."""
+        ...
+
+    def append_many(
+        self, user: str, mailbox: str, messages: Sequence[NewMessage], *, quota_bytes: int = 0
+    ) -> list[Appended]:
+        """Store several messages into one mailbox, all or none (IMAP MULTIAPPEND,
+        RFC 3502): their total must fit ``quota_bytes``."""
+        ...
 
     def store_flags(
         self,
@@ -247,9 +274,16 @@ class MailStore(Protocol):
         unchanged_since: int | None = None,
     ) -> FlagResult: ...
 
-    def copy(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied: ...
+    def copy(
+        self, user: str, src: str, uids: Sequence[int], dst: str, *, quota_bytes: int = 0
+    ) -> Copied:
+        """Copy messages; QuotaExceeded (nothing copied) when the copies do not fit."""
+        ...
 
-    def move(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied: ...
+    def move(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
+        """Move messages between mailboxes of the user: usage does not change, so a
+        move is never refused for quota (it is how a user over quota makes room)."""
+        ...
 
     def expunge(self, user: str, mailbox: str, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages flagged \\Deleted (only those in ``uids`` when given); returns
@@ -261,4 +295,8 @@ class MailStore(Protocol):
         ...
 
     # ---- accounting
-    def usage(self, user: str) -> Usage: ...
+    def usage(self, user: str) -> Usage:
+        """Bytes and messages in all the user's mailboxes (the quota's usage): cheap,
+        independent of the number of messages; picks up files other programs added or
+        removed in folders whose directories changed."""
+        ...

@@ -11,6 +11,13 @@ that scan stays narrow.
 The index is a cache of the Maildir (``scan.py`` re-derives it): a missing file is
 recreated and a corrupt one (quick_check fails or "not a database") is moved aside to
 ``*.corrupt-<time>`` and rebuilt from the folders, whose file names carry the UIDs.
+
+Usage: every mailbox row carries the byte and message totals of its messages, kept by
+triggers on ``messages`` in the same transaction as the row change. Every writer
+(delivery, APPEND, COPY, expunge, a re-scan adopting or dropping foreign files, a
+rebuild) goes through that table, so a user's usage is one read of a few mailbox rows
+(:func:`usage`), never a walk over messages or files. An index written before the
+totals existed gets them counted once when it is opened.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     new_mtime INTEGER NOT NULL DEFAULT -1,
     cur_mtime INTEGER NOT NULL DEFAULT -1,
     scanned_at REAL NOT NULL DEFAULT 0,
-    verify_at REAL NOT NULL DEFAULT 0
+    verify_at REAL NOT NULL DEFAULT 0,
+    total_bytes INTEGER NOT NULL DEFAULT 0,
+    total_messages INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL,
@@ -71,6 +80,25 @@ CREATE TABLE IF NOT EXISTS summaries (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 """
+
+# The per-mailbox totals follow every row change, inside the changing transaction.
+USAGE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS usage_insert AFTER INSERT ON messages BEGIN
+    UPDATE mailboxes SET total_bytes = total_bytes + NEW.size,
+        total_messages = total_messages + 1 WHERE id = NEW.mailbox_id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS usage_delete AFTER DELETE ON messages BEGIN
+    UPDATE mailboxes SET total_bytes = total_bytes - OLD.size,
+        total_messages = total_messages - 1 WHERE id = OLD.mailbox_id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS usage_update AFTER UPDATE OF size, mailbox_id ON messages
+    BEGIN
+    UPDATE mailboxes SET total_bytes = total_bytes - OLD.size,
+        total_messages = total_messages - 1 WHERE id = OLD.mailbox_id;
+    UPDATE mailboxes SET total_bytes = total_bytes + NEW.size,
+        total_messages = total_messages + 1 WHERE id = NEW.mailbox_id;
+    END""",
+)
 
 MESSAGE_COLUMNS = "uid, modseq, base, in_cur, info, flags, internal_date, size"
 
@@ -172,6 +200,7 @@ class Index:
             columns = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
             if "verify_at" not in columns:  # indexes written before the column existed
                 conn.execute("ALTER TABLE mailboxes ADD COLUMN verify_at REAL NOT NULL DEFAULT 0")
+            _add_usage(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             conn.close()
@@ -195,6 +224,45 @@ class Index:
         if self._local.conn is not None:
             self._local.conn.close()
             self._local.conn = None
+
+
+def _add_usage(conn: sqlite3.Connection) -> None:
+    """Give an index the usage totals and their triggers (once; several processes may
+    open the same old index at the same moment, so the check runs inside the write
+    transaction)."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    if all(f"usage_{op}" in names for op in ("insert", "delete", "update")):
+        return
+    with transaction(conn):
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
+        for column in ("total_bytes", "total_messages"):
+            if column not in columns:
+                conn.execute(
+                    f"ALTER TABLE mailboxes ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                )
+        for trigger in USAGE_TRIGGERS:
+            conn.execute(trigger)
+        recount(conn)
+
+
+def recount(conn: sqlite3.Connection) -> None:
+    """Set every mailbox's totals from its message rows (caller holds a write
+    transaction): used when the totals are added to an older index."""
+    conn.execute(
+        "UPDATE mailboxes SET"
+        " total_bytes = (SELECT coalesce(sum(size), 0) FROM messages"
+        " WHERE mailbox_id = mailboxes.id),"
+        " total_messages = (SELECT count(*) FROM messages WHERE mailbox_id = mailboxes.id)"
+    )
+
+
+def usage(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(bytes, messages) of every mailbox in this user's index: a read of the mailbox
+    rows, whatever the number of messages."""
+    row = conn.execute(
+        "SELECT coalesce(sum(total_bytes), 0), coalesce(sum(total_messages), 0) FROM mailboxes"
+    ).fetchone()
+    return int(row[0]), int(row[1])
 
 
 @contextlib.contextmanager

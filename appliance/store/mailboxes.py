@@ -35,6 +35,7 @@ from appliance.store.base import (
     MailboxInfo,
     MailboxNotFound,
     Snapshot,
+    Usage,
 )
 from appliance.store.folder import (
     FolderMeta,
@@ -227,6 +228,57 @@ class MailboxOps(abc.ABC):
             box.folder,
             FolderMeta(meta.uidvalidity, box.mbx.uidnext, modseq, meta.special_use),
         )
+
+    # ------------------------------------------------------------ usage
+
+    @guarded
+    def usage(self, user: str) -> Usage:
+        self._ensure(user)
+        self.refresh_usage(user)
+        used, count = index.usage(self.user_index(user).conn())
+        return Usage(used, count)
+
+    def refresh_usage(self, user: str) -> None:
+        """Bring the index totals in line with the folders before usage is read: a
+        folder whose new/ or cur/ changed since its last listing is synced (another
+        program added or removed files), a folder the index does not know is indexed,
+        the row of a folder that vanished is dropped. A quiet user costs one listing of
+        the user directory, two stat() per folder and one small query."""
+        stale, gone = self._usage_plan(user)
+        if not stale and not gone:
+            return
+        with self.locks.hold([self._tree_lock(user)]):  # no CREATE/RENAME/DELETE meanwhile
+            stale, gone = self._usage_plan(user)
+            for name in stale:
+                with contextlib.suppress(MailboxNotFound), self._open(user, name):
+                    pass
+            if gone:
+                with self.user_index(user).write() as conn:
+                    for name in gone:
+                        row = index.get_mailbox(conn, name)
+                        if row is not None:
+                            index.drop_mailbox(conn, row.id)
+                log.info("store=index-dropped-vanished user=%s mailboxes=%s", user, len(gone))
+
+    def _usage_plan(self, user: str) -> tuple[list[str], list[str]]:
+        """(folders whose directories changed since the index listed them or that the
+        index does not know, index rows whose folder is gone)."""
+        conn = self.user_index(user).conn()
+        recorded: dict[str, tuple[int, int]] = {
+            name: (new, cur)
+            for name, new, cur in conn.execute("SELECT name, new_mtime, cur_mtime FROM mailboxes")
+        }
+        stale: list[str] = []
+        present: set[str] = set()
+        for name, folder in self._folders(user).items():
+            try:
+                mtimes = scan.dir_mtimes(folder)
+            except FileNotFoundError:
+                continue  # not a Maildir folder (no new/ or cur/)
+            present.add(name)
+            if recorded.get(name) != mtimes:
+                stale.append(name)
+        return stale, [n for n in recorded if n not in present]
 
     # ------------------------------------------------------------ users
 

@@ -24,9 +24,14 @@ files from new/ to cur/, as Maildir readers do.
 Locking: one lock per mailbox (thread lock + flock, ``locking.py``) for every write
 and every re-scan; a fresh index is read without it (SQLite gives a consistent view).
 
-Quota: ``DeliveryTarget.quota_bytes`` is checked against ``usage()`` before the
-commit; two deliveries racing for the last bytes of a quota may both pass (the limit
-is soft by at most one message per concurrent delivery).
+Quota: usage is the index's per-mailbox totals (``index.usage``, kept by triggers in
+the same transaction as every message row). A write with a quota (a target's
+``quota_bytes``, APPEND's and COPY's ``quota_bytes``) first syncs folders whose
+directories changed (``refresh_usage``), then decides inside the index write
+transaction that adds the rows (``quota.check``): writers of one user are serialised
+by that transaction, so two racing for the last bytes cannot both pass, and a refused
+write unlinks what it linked (nothing is stored). MOVE never changes usage and is
+never refused.
 
 Sizes: messages written by the store are CRLF, so ``size`` is RFC822.SIZE. A file
 another program dropped in with bare LF keeps its bytes; its size is the file size.
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.events import Notifier
-from appliance.store import index, scan
+from appliance.store import index, quota, scan
 from appliance.store.base import (
     Appended,
     Changes,
@@ -56,9 +61,8 @@ from appliance.store.base import (
     MailboxStatus,
     MessageInfo,
     MessageNotFound,
-    QuotaExceeded,
+    NewMessage,
     Snapshot,
-    Usage,
 )
 from appliance.store.folder import (
     clean_tmp,
@@ -296,7 +300,7 @@ class MaildirStore(MailboxOps):
 
     @guarded
     def deliver(self, targets: Sequence[DeliveryTarget], source: Path) -> list[Appended]:
-        return self._store_new(targets, source, None)
+        return self._store_new([(t, source, None) for t in targets])
 
     @guarded
     def append(
@@ -306,9 +310,26 @@ class MaildirStore(MailboxOps):
         source: Path,
         flags: Iterable[str] = (),
         internal_date: float | None = None,
+        *,
+        quota_bytes: int = 0,
     ) -> Appended:
-        target = DeliveryTarget(user, mailbox, clean_flags(flags))
-        return self._store_new([target], source, internal_date)[0]
+        target = DeliveryTarget(user, mailbox, clean_flags(flags), quota_bytes=quota_bytes)
+        return self._store_new([(target, source, internal_date)])[0]
+
+    @guarded
+    def append_many(
+        self, user: str, mailbox: str, messages: Sequence[NewMessage], *, quota_bytes: int = 0
+    ) -> list[Appended]:
+        return self._store_new(
+            [
+                (
+                    DeliveryTarget(user, mailbox, clean_flags(m.flags), quota_bytes=quota_bytes),
+                    m.source,
+                    m.internal_date,
+                )
+                for m in messages
+            ]
+        )
 
     def _prepare(self, target: DeliveryTarget, source: Path, date: float | None) -> _Prepared:
         name = validate_mailbox(target.mailbox)
@@ -344,27 +365,32 @@ class MaildirStore(MailboxOps):
             summary = None
         return _Prepared(target, name, folder, tmp, size, mtime, flags, summary)
 
-    def _check_quota(self, prepared: Sequence[_Prepared]) -> None:
+    def _precheck_quota(self, items: Sequence[tuple[DeliveryTarget, Path, float | None]]) -> None:
+        """Refuse early, before any file is written, what cannot fit; the decision that
+        counts is taken again inside the commit transaction."""
         incoming: dict[str, int] = {}
-        quota: dict[str, int] = {}
-        for p in prepared:
-            user = p.target.user
-            incoming[user] = incoming.get(user, 0) + p.size
-            if p.target.quota_bytes:
-                quota[user] = min(quota.get(user, p.target.quota_bytes), p.target.quota_bytes)
-        for user, limit in quota.items():
-            if self.usage(user).bytes + incoming[user] > limit:
-                raise QuotaExceeded(f"quota of {user} exceeded")
+        limits: dict[str, int] = {}
+        for target, source, _ in items:
+            if target.quota_bytes:
+                size = os.stat(source).st_size + len(target.header_prefix)
+                incoming[target.user] = incoming.get(target.user, 0) + size
+                limits[target.user] = min(
+                    limits.get(target.user, target.quota_bytes), target.quota_bytes
+                )
+        for user, limit in limits.items():
+            self._ensure(user)
+            self.refresh_usage(user)  # files other programs added count before we decide
+            quota.check(self.user_index(user).conn(), user, incoming[user], limit)
 
     def _store_new(
-        self, targets: Sequence[DeliveryTarget], source: Path, date: float | None
+        self, items: Sequence[tuple[DeliveryTarget, Path, float | None]]
     ) -> list[Appended]:
+        self._precheck_quota(items)
         prepared: list[_Prepared] = []
         linked: list[Path] = []
         try:
-            for target in targets:
+            for target, source, date in items:
                 prepared.append(self._prepare(target, source, date))
-            self._check_quota(prepared)
             locks = [self.lock_path(p.target.user, p.mailbox) for p in prepared]
             with self.locks.hold(locks):
                 result = self._commit(prepared, linked)
@@ -420,8 +446,16 @@ class MaildirStore(MailboxOps):
         by_user: dict[str, list[tuple[_Prepared, index.MessageRow]]] = {}
         for p, row in planned:
             by_user.setdefault(p.target.user, []).append((p, row))
-        for user, items in by_user.items():
-            with self.user_index(user).write() as conn:
+        with contextlib.ExitStack() as stack:
+            # Every user's write transaction first (sorted: no deadlock), then the quota
+            # decisions inside them, then the rows: all users' copies or none.
+            conns = {u: stack.enter_context(self.user_index(u).write()) for u in sorted(by_user)}
+            for user, items in by_user.items():
+                limits = [p.target.quota_bytes for p, _ in items if p.target.quota_bytes]
+                incoming = sum(p.size for p, _ in items)
+                quota.check(conns[user], user, incoming, min(limits, default=0))
+            for user, items in by_user.items():
+                conn = conns[user]
                 modseqs: dict[str, int] = {}
                 for p, row in items:
                     mbx = rows[(user, p.mailbox)]
@@ -541,24 +575,38 @@ class MaildirStore(MailboxOps):
     # ------------------------------------------------------------ copy / move
 
     @guarded
-    def copy(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
-        return self._transfer(user, src, uids, dst, move=False)
+    def copy(
+        self, user: str, src: str, uids: Sequence[int], dst: str, *, quota_bytes: int = 0
+    ) -> Copied:
+        return self._transfer(user, src, uids, dst, move=False, quota_bytes=quota_bytes)
 
     @guarded
     def move(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
         return self._transfer(user, src, uids, dst, move=True)
 
     def _transfer(
-        self, user: str, src: str, uids: Sequence[int], dst: str, *, move: bool
+        self,
+        user: str,
+        src: str,
+        uids: Sequence[int],
+        dst: str,
+        *,
+        move: bool,
+        quota_bytes: int = 0,
     ) -> Copied:
         src, dst = validate_mailbox(src), validate_mailbox(dst)
         self._ensure(user)
+        limit = 0 if move else quota_bytes  # a move leaves usage unchanged
+        if limit:
+            self.refresh_usage(user)
         locks = [self.lock_path(user, src), self.lock_path(user, dst)]
         linked: list[Path] = []
         with self.locks.hold(locks), self._open(user, src) as sbox, self._open(user, dst) as dbox:
             rows = index.get_messages(sbox.conn, sbox.mbx.id, list(uids))
             if move and src == dst:
                 return Copied(dbox.mbx.uidvalidity, tuple((r.uid, r.uid) for r in rows))
+            incoming = sum(r.size for r in rows)
+            quota.check(dbox.conn, user, incoming, limit)  # early: nothing linked yet
             dbox.keywords.assign(f for r in rows for f in r.flags.split() if not f.startswith("\\"))
             modseq = dbox.mbx.highest_modseq + 1
             uid = dbox.mbx.uidnext
@@ -577,6 +625,7 @@ class MaildirStore(MailboxOps):
                     uid += 1
                 fsync_dir(dbox.folder / "cur")
                 with index.transaction(dbox.conn):
+                    quota.check(dbox.conn, user, incoming, limit)  # RFC 9208 4.3.1: decides
                     for old_uid, row in new_rows:
                         index.insert_message(dbox.conn, dbox.mbx.id, row)
                         dbox.conn.execute(
@@ -604,21 +653,7 @@ class MaildirStore(MailboxOps):
             self._publish(user, src)
         return Copied(dbox.mbx.uidvalidity, tuple((old, row.uid) for old, row in new_rows))
 
-    # ------------------------------------------------------------ accounting
-
-    @guarded
-    def usage(self, user: str) -> Usage:
-        total = count = 0
-        for info in self.list_mailboxes(user):
-            if not info.selectable:
-                continue
-            try:
-                st = self.status(user, info.name)
-            except MailboxNotFound:
-                continue
-            total += st.size
-            count += st.messages
-        return Usage(total, count)
+    # ------------------------------------------------------------ upkeep
 
     @guarded
     def cleanup(self, user: str) -> int:
