@@ -228,9 +228,15 @@ class DeliveryEngine:
             if len(domains) != 1:
                 return ""
             domain = domains.pop()
-            if not self.is_local_domain(domain):
-                return ""
-            return signer(domain, data).decode("ascii")
+            if entry.origin == "local":
+                # The box's own notices come from MAILER-DAEMON@<host name>: signed by the
+                # local domain above it (relaxed DMARC alignment, RFC 7489 3.1.1).
+                labels = domain.split(".")
+                parents = (".".join(labels[i:]) for i in range(len(labels) - 1))
+                domain = next((d for d in parents if self.is_local_domain(d)), "")
+            elif not self.is_local_domain(domain):
+                domain = ""
+            return signer(domain, data).decode("ascii") if domain else ""
 
         def arc_work() -> str:
             assert sealer is not None
