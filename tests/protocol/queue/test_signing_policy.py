@@ -29,6 +29,9 @@ from appliance.accounts import Accounts, Authenticator, LoginThrottle
 from appliance.daemon import Context
 from appliance.delivery.srs import srs_for
 from appliance.events import ChangeBus
+from appliance.filters.sieve_filter import SieveFilter
+from appliance.filters.sieve_store import store_for
+from appliance.filters.sieve_vacation import VacationTracker
 from appliance.mailauth.filter import MailAuthFilter, MailAuthSettings
 from appliance.queue import dkim
 from appliance.queue.service import QueueService
@@ -119,6 +122,14 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
     dns.add("sender.test", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     dns.add("_dmarc.sender.test", "TXT", "v=DMARC1; p=quarantine")
     dns.add("s1._domainkey.sender.test", "TXT", SENDER_KEY.dns_txt)
+    spool = Spool(cfg.queue_dir)
+    sieve = SieveFilter(
+        store_for(cfg.data_dir),
+        cfg.hostname,
+        outbox=cfg.data_dir / "sieve" / "outbox",
+        send=spool.enqueue,
+        tracker=VacationTracker(cfg.data_dir / "sieve" / "vacation.sqlite"),
+    )
     ctx = Context(
         config=cfg,
         accounts=accounts,
@@ -126,8 +137,9 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
         store=store,
         bus=bus,
         tls=TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True),
-        queue=Spool(cfg.queue_dir),
+        queue=spool,
         filters=[MailAuthFilter(dns, MailAuthSettings(hostname=cfg.hostname, timeout=5))],
+        recipient_filters=[sieve],
     )
     from appliance.smtp.service import SmtpService
 
@@ -296,3 +308,30 @@ def test_bounce_to_srs_address_reaches_original_sender_and_forgery_is_refused(
     back = box.sink.messages[1]
     assert back.mail_from == "<>" and back.rcpt_tos == ["carol@sender.test"]  # null stays null
     assert back.content.endswith(bounce)
+
+
+def test_sieve_redirect_is_a_forward_and_vacation_reply_is_signed(box: Box) -> None:
+    store_for(box.ctx.config.data_dir).save_script(
+        f"bob@{DOMAIN}",
+        'require ["vacation"];\r\nredirect "carol@remote.example";\r\nkeep;\r\n'
+        'vacation :days 1 "I am away";\r\n',
+    )
+    message = (
+        f"From: Carol <carol@sender.test>\r\nTo: bob@{DOMAIN}\r\nSubject: for bob\r\n"
+        "Message-ID: <for.bob@sender.test>\r\n\r\nHello Bob\r\n"
+    ).encode()
+    signed: bytes = dkimpy.sign(message, b"s1", b"sender.test", SENDER_KEY.private_pem)
+    with box.smtp() as s:
+        assert s.sendmail("carol@sender.test", [f"bob@{DOMAIN}"], signed + message) == {}
+    box.wait_sent(2)
+    by_rcpt = {m.rcpt_tos[0]: m for m in box.sink.messages}
+    redirected = by_rcpt["carol@remote.example"]
+    assert redirected.mail_from.startswith("SRS0=") and redirected.mail_from.endswith(DOMAIN)
+    assert redirected.content.endswith(signed + message)
+    assert dkim_domains(redirected.content) == ["sender.test"]
+    assert dkimpy.arc_verify(redirected.content, dnsfunc=box.box_dns)[0] == dkimpy.CV_Pass
+    reply = by_rcpt["carol@sender.test"]  # the vacation reply, written by the box
+    assert reply.mail_from == "<>"
+    assert dkim_domains(reply.content) == [DOMAIN, DOMAIN]
+    assert dkimpy.DKIM(reply.content).verify(idx=0, dnsfunc=box.box_dns)
+    assert len(box.messages(f"bob@{DOMAIN}")) == 1  # keep
