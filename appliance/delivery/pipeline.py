@@ -285,11 +285,14 @@ class Pipeline:
     def _store(
         self, targets: Sequence[DeliveryTarget], path: Path, size: int
     ) -> tuple[list[object], list[str]]:
-        """Store every copy that fits its user's quota; returns (stored, users left out)."""
+        """Store every copy that fits its user's quota; returns (stored, users left out).
+
+        The store decides quota (one usage read per user, again inside its transaction,
+        so racing deliveries cannot both take the last bytes): a user it refuses is left
+        out and the rest is stored. Bounded: each round leaves out one more user."""
         store: MailStore = self.ctx.store
         accounts = self.ctx.accounts
         default_quota = self.ctx.config.limits.default_quota
-        resolver = self.resolver
         quotas: dict[str, int] = {}
         existing: dict[str, set[str]] = {}
         final: list[DeliveryTarget] = []
@@ -305,14 +308,18 @@ class Pipeline:
                     log.info("delivery=no-such-folder user=%s folder=%s", t.user, mailbox)
                     mailbox = INBOX
             final.append(replace(t, mailbox=mailbox, quota_bytes=quotas[t.user]))
-        fitting = [t for t in final if not resolver.over_quota(t.user, size)]
-        if not fitting:
-            raise QuotaExceeded("the message fits no recipient's quota")
-        skipped = list(dict.fromkeys(t.user for t in final if t not in fitting))
-        for user in skipped:
-            log.warning("delivery=copy-skipped-over-quota user=%s", user)
-        deduped = list(dict.fromkeys(fitting))
-        return list(store.deliver(deduped, path)), skipped
+        skipped: list[str] = []
+        while True:
+            fitting = list(dict.fromkeys(t for t in final if t.user not in skipped))
+            if not fitting:
+                raise QuotaExceeded("the message fits no recipient's quota")
+            try:
+                return list(store.deliver(fitting, path)), skipped
+            except QuotaExceeded as exc:
+                if exc.user not in quotas or exc.user in skipped:
+                    raise
+                log.warning("delivery=copy-skipped-over-quota user=%s size=%s", exc.user, size)
+                skipped.append(exc.user)
 
     def _bounce_over_quota(self, msg: InboundMessage, users: Sequence[str]) -> None:
         """The message was accepted for others: tell the sender which mailboxes were full

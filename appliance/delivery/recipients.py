@@ -7,6 +7,8 @@ literals are never local, and a quoted local part can only match nothing (accoun
 refuse quotes), so every relay trick ends in 550.
 
 Everything here is blocking (SQLite, store usage): call from ``asyncio.to_thread``.
+Quota at RCPT is advisory (refuse early what cannot fit, RFC 1870 SIZE): the store takes
+the decision that counts when the message is stored, with the same usage and rule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from appliance.accounts import AccountError, Accounts, normalize_address
 from appliance.delivery.errors import DeliveryFailed, mailbox_full, relay_denied, unknown_user
 from appliance.delivery.srs import Srs, SrsError, is_srs
 from appliance.store.base import MailStore, StoreError
+from appliance.store.quota import exceeds
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +122,11 @@ class Resolver:
         if quota <= 0:
             return False
         try:
-            used = self.store.usage(user).bytes
+            used = self.store.usage(user).bytes  # index totals: no walk over the messages
         except StoreError as exc:  # no mailbox yet, disk trouble: the store decides at DATA
             log.debug("quota=usage-unknown user=%s error=%s", user, exc)
             return False
-        return used + max(size, 1) > quota
+        return exceeds(used, max(size, 1), quota)
 
     def sender_allowed(self, user: str, sender: str) -> bool:
         """Submission: MAIL FROM must be the user or one of the addresses leading to them."""

@@ -28,6 +28,7 @@ from appliance.store.base import (
     MailboxInfo,
     MailboxNotFound,
     MailboxStatus,
+    NewMessage,
     StoreError,
 )
 from appliance.store.names import normalize_flag, valid_flag
@@ -296,8 +297,7 @@ async def append(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Append)
     name = s.mailbox_in(cmd.mailbox)
     limit = s.ctx.config.limits.max_message_size
-    uids: list[int] = []
-    uidvalidity = 0
+    batch: list[NewMessage] = []
     for message in cmd.messages:
         if message.literal.size > limit:
             raise ImapError("Message too large", "TOOBIG")  # RFC 7889 3
@@ -308,14 +308,17 @@ async def append(s: Session, cmd: Command) -> str:
         if path is None:
             path = await s.run_blocking(_write_temp, message.literal.data or b"")
             s.temp_files.append(str(path))
-        try:
-            appended = await s.run_blocking(
-                s.ctx.store.append, s.user, name, path, flags, message.date
-            )
-        except StoreError as exc:
-            raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.3.12: TRYCREATE
-        uidvalidity = appended.uidvalidity
-        uids.append(appended.uid)
+        batch.append(NewMessage(path, frozenset(flags), message.date))
+    try:
+        # RFC 3502 3: MULTIAPPEND stores every message or none; RFC 9208 4.3.1: NO
+        # [OVERQUOTA] when they do not all fit the quota (the store decides atomically).
+        appended = await s.run_blocking(
+            s.ctx.store.append_many, s.user, name, batch, quota_bytes=s.quota_bytes
+        )
+    except StoreError as exc:
+        raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.3.12: TRYCREATE
+    uids = [a.uid for a in appended]
+    uidvalidity = appended[-1].uidvalidity if appended else 0
     # RFC 4315 3: APPENDUID uidvalidity uid-set
     return f"[APPENDUID {uidvalidity} {compress_uids(uids)}] APPEND completed"
 
@@ -326,6 +329,7 @@ QUOTA_ROOT = "User quota"
 
 
 async def _quota_line(s: Session) -> bytes:
+    # The same usage the store decides APPEND/COPY and delivery with (index totals).
     usage = await s.run_blocking(s.ctx.store.usage, s.user)
     used_kib = (usage.bytes + 1023) // 1024
     limit_kib = s.quota_bytes // 1024

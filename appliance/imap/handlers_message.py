@@ -161,8 +161,12 @@ async def copy_move(s: Session, cmd: Command) -> str:
     if not uids:
         return f"{cmd.name} completed (no messages)"
     try:
-        fn = s.ctx.store.move if move else s.ctx.store.copy
-        copied = await s.run_blocking(fn, s.user, sel.name, uids, dest)
+        if move:  # RFC 6851: usage is unchanged by a move, so quota never refuses it
+            copied = await s.run_blocking(s.ctx.store.move, s.user, sel.name, uids, dest)
+        else:  # RFC 9208 4.3.1: NO [OVERQUOTA] and nothing copied when the copies do not fit
+            copied = await s.run_blocking(
+                s.ctx.store.copy, s.user, sel.name, uids, dest, quota_bytes=s.quota_bytes
+            )
     except StoreError as exc:
         raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.4.7: TRYCREATE
     if copied.pairs:
