@@ -32,6 +32,7 @@ from webui import (
     mailboxes,
     queueviews,
     security,
+    twofactor,
 )
 from webui import setup as setup_views
 from webui.acme_issue import AcmeSettings
@@ -40,8 +41,10 @@ from webui.disks import Disk, list_disks
 from webui.dnscheck import DnsPythonResolver, Resolver
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
+from webui.sessions import SessionStore
 from webui.sizing import Hardware
 from webui.sizing import measure as measure_hw
+from webui.webdb import WEB_DB, WebDb
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +96,17 @@ def create_app(
         # browsers drop Secure cookies set over http://pillarbox.local, which would make
         # the LAN wizard impossible to log in to.
         SESSION_COOKIE_SECURE=False,
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),  # also the server-side row's
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
+    idle_timeout = 30 * 60.0
+    lifetime: dt.timedelta = app.config["PERMANENT_SESSION_LIFETIME"]
+    webdb = WebDb(cfg.data_dir / WEB_DB)
     ctx = WebContext(
         config_path=config_path,
+        webdb=webdb,
+        sessions=SessionStore(webdb, clock, idle_timeout, lifetime.total_seconds()),
+        idle_timeout=idle_timeout,
         accounts=Accounts(cfg.accounts_db),
         throttle=throttle or LoginThrottle(),
         resolver=resolver or DnsPythonResolver(),
@@ -116,6 +125,7 @@ def create_app(
     blueprints = (
         setup_views,
         auth,
+        twofactor,
         dashboard,
         mailboxes,
         clients,

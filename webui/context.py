@@ -1,4 +1,5 @@
-"""What every view needs: the config file, accounts, throttle, resolver, daemon and helper.
+"""What every view needs: the config file, accounts, throttle, resolver, daemon, helper,
+and the web UI's own SQLite file (sessions, second factors).
 
 One :class:`WebContext` lives in ``app.extensions["pillarbox"]``; views reach it through
 :func:`web`. The config is re-read when the file changes, so the wizard always shows the
@@ -25,8 +26,10 @@ from webui.disks import Disk
 from webui.dnscheck import Resolver, Status
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
+from webui.sessions import SessionStore
 from webui.sizing import Hardware
 from webui.smart import SMART_HELPER_TIMEOUT, SmartCache
+from webui.webdb import WebDb
 
 
 class Ctl(Protocol):
@@ -44,6 +47,8 @@ class WebContext:
     ctl_factory: Callable[[Path], Ctl]
     disks: Callable[[], list[Disk]]
     measure: Callable[[Path], Hardware]
+    webdb: WebDb
+    sessions: SessionStore
     clock: Callable[[], float] = time.time
     idle_timeout: float = 30 * 60
     acme: AcmeSettings = field(default_factory=AcmeSettings)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from appliance.accounts import AccountError, User, WeakPassword, normalize_address
 from webui.context import web
 from webui.security import current_user
+from webui.sessions import ServerSession
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,9 @@ def user_password(email: str) -> Page:
         web().accounts.set_password(user.email, password)
     except WeakPassword as exc:
         return _user_page(user, {"password": str(exc).capitalize() + "."})
+    # Issue 16: a new password ends the user's other web sessions (this one stays).
+    keep = session.sid if isinstance(session, ServerSession) else None
+    web().sessions.revoke_user(user.email, keep=keep)
     log.info("web=password-changed user=%s by=%s", user.email, current_user())
     flash(f"Password for {user.email} changed.", "ok")
     return redirect(url_for("mail.user", email=user.email))

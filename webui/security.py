@@ -2,7 +2,8 @@
 
 - Every POST must carry the session's CSRF token (form field ``csrf_token`` or header
   ``X-CSRF-Token``); a missing or wrong token is answered 400 before the view runs.
-- A session idle for longer than ``idle_timeout`` (30 min) is cleared.
+- Sessions live server-side (webui.sessions): the cookie carries a random id. A session
+  idle for longer than ``idle_timeout`` (30 min) or older than 12 h is deleted.
 - Until the first admin exists every page except the setup wizard, static files and the
   public client-autoconfiguration files redirects to the wizard.
 """
@@ -14,10 +15,10 @@ import logging
 import secrets
 
 from flask import Flask, abort, flash, redirect, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from webui.context import web
+from webui.sessions import ServerSession, ServerSessionInterface
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "setup.admin",
         "auth.login",
         "auth.logout",
+        "twofactor.login_code",
         "clients.autoconfig",
         "clients.autoconfig_wellknown",
         "clients.mta_sts_policy",
@@ -36,13 +38,6 @@ PUBLIC_ENDPOINTS = frozenset(
         "health",
     }
 )
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """The session cookie is Secure whenever the page itself came over HTTPS."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
 
 def csrf_token() -> str:
@@ -70,26 +65,26 @@ def current_user() -> str | None:
     return user if isinstance(user, str) else None
 
 
-def login_session(email: str) -> None:
-    """Start a fresh session for ``email`` (new CSRF token: no session fixation)."""
+def new_session() -> None:
+    """Forget this session server-side and go on under a new id (sign-in, sign-out)."""
     session.clear()
+    if isinstance(session, ServerSession):
+        session.rotate()
+
+
+def login_session(email: str) -> None:
+    """Start a fresh session for ``email``: new id and CSRF token (no session fixation)."""
+    new_session()
     session["user"] = email
-    session["seen"] = web().clock()
     session.permanent = True
     csrf_token()
 
 
 def before_request() -> Response | None:
     ctx = web()
-    now = ctx.clock()
-    seen = session.get("seen")
-    if isinstance(seen, int | float) and now - seen > ctx.idle_timeout:
-        had_user = current_user() is not None
-        session.clear()
-        if had_user:
-            flash("You were signed out after 30 minutes without activity.", "info")
-    if session:
-        session["seen"] = now
+    if isinstance(session, ServerSession) and session.expired and session.expired_user:
+        session.expired = False
+        flash("You were signed out after 30 minutes without activity.", "info")
     if request.method == "POST":
         _check_csrf()
     endpoint = request.endpoint or ""
@@ -102,7 +97,7 @@ def before_request() -> Response | None:
         return redirect(url_for("auth.login", next=request.path))
     user = ctx.accounts.get_user(email)
     if user is None or not user.is_admin or user.disabled:
-        session.clear()
+        new_session()
         return redirect(url_for("auth.login"))
     return None
 
@@ -123,7 +118,7 @@ def after_request(response: Response) -> Response:
 
 
 def install(app: Flask) -> None:
-    app.session_interface = SessionInterface()
+    app.session_interface = ServerSessionInterface(lambda: app.extensions["pillarbox"].sessions)
     app.before_request(before_request)
     app.after_request(after_request)
     app.jinja_env.globals["csrf_token"] = csrf_token
