@@ -234,9 +234,10 @@ def cmd_dns(args: argparse.Namespace) -> int:
 
 
 def cmd_setup_secret(args: argparse.Namespace) -> int:
-    from webui.setup import read_or_create_secret
+    from webui.setup import console_secret
 
-    print(read_or_create_secret(load_config(args)))
+    code = console_secret(load_config(args))
+    print(code if code is not None else "This box is set up: the setup code is gone.")
     return 0
 
 

@@ -120,7 +120,7 @@ def create_app(
         smart_reader=smart,
     )
     app.extensions["pillarbox"] = ctx
-    setup_views.read_or_create_secret(cfg)
+    setup_views.console_secret(cfg)  # made before setup, removed after it
     security.install(app)
     blueprints = (
         setup_views,

@@ -37,7 +37,7 @@ from appliance.tls import server_context, trim_asyncio_tls_buffers
 from webui import acme_renew, certviews, create_app, diskusage
 from webui.context import WebContext
 from webui.httpd import HttpLimits, HttpServer, bind
-from webui.setup import read_or_create_secret
+from webui.setup import console_secret
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ def create_server(config_path: Path, threads: int = 16) -> WebServer:
         raise SystemExit("listeners.web and listeners.webs are empty: the web UI is off")
     app = create_app(config_path)
     ctx: WebContext = app.extensions["pillarbox"]
-    if not any(u.is_admin and not u.disabled for u in ctx.accounts.list_users()):
-        code = read_or_create_secret(cfg)
+    code = console_secret(cfg)
+    if code is not None:  # not set up yet
         sys.stdout.write(f"Pillarbox setup code: {code}\n")
         sys.stdout.flush()
 

@@ -3,7 +3,9 @@
 The wizard is locked until the person types the setup secret, which only someone at
 the box's console (or with `pillarbox setup-secret`) can read. The secret is created
 0600 under data_dir on the web UI's first start. Step two creates the mail domain and
-the first admin account; once an admin exists the wizard is closed for good.
+the first admin account; once an admin exists the wizard is closed for good and the code
+file is deleted (nothing prints it any more). Wrong codes are throttled per source
+address.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from werkzeug.wrappers import Response
 
 from appliance import config
-from appliance.accounts import AccountError, AlreadyExists, WeakPassword, normalize_domain
+from appliance.accounts import (
+    AccountError,
+    Accounts,
+    AlreadyExists,
+    WeakPassword,
+    normalize_domain,
+)
 from webui.context import web
 from webui.security import login_session, setup_done
 
@@ -28,6 +36,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 SECRET_FILE = "setup-secret"  # noqa: S105 - a file name, not a secret
+SETUP_KEY = "setup-code"  # throttle key, paired with the source address
 # No 0/O, 1/I/L: the secret is read off a screen and typed by hand.
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 _GROUPS, _GROUP_LEN = 5, 4  # 20 symbols ~ 99 bits
@@ -64,6 +73,34 @@ def read_or_create_secret(cfg: config.Config) -> str:
     return value
 
 
+def box_is_set_up(cfg: config.Config) -> bool:
+    """An enabled admin exists: the wizard is closed and no setup code is needed."""
+    if not cfg.accounts_db.exists():  # not made here: the CLI may run as another user
+        return False
+    accounts = Accounts(cfg.accounts_db)
+    try:
+        return any(u.is_admin and not u.disabled for u in accounts.list_users())
+    finally:
+        accounts.close()
+
+
+def console_secret(cfg: config.Config) -> str | None:
+    """The setup code to show on the console, or None once the box is set up (and the
+    file, if any, is removed). Used by the web server's start and `pillarbox setup-secret`."""
+    if box_is_set_up(cfg):
+        forget_secret(cfg)
+        return None
+    return read_or_create_secret(cfg)
+
+
+def forget_secret(cfg: config.Config) -> None:
+    """Setup is done: the code unlocks nothing any more and is not kept."""
+    path = secret_path(cfg)
+    if path.exists():
+        path.unlink(missing_ok=True)
+        log.info("setup=secret-removed path=%s", path)
+
+
 def _canonical(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
@@ -91,17 +128,19 @@ def unlock() -> Response | str | tuple[str, int]:
     status = 200
     if request.method == "POST":
         ip = request.remote_addr or "-"
-        wait = ctx.throttle.retry_after("setup-secret", ip)
+        # Keyed on the source address: wrong guesses from one machine on the LAN must not
+        # lock the owner out of the wizard from another.
+        wait = ctx.throttle.retry_after(SETUP_KEY, ip)
         if wait > 0:
             error = f"Too many wrong attempts. Wait {int(wait) + 1} seconds and try again."
             status = 429
-        elif secret_matches(cfg, request.form.get("secret", "")):
-            ctx.throttle.success("setup-secret", ip)
+        elif secret_matches(cfg, request.form.get("secret", "")[:200]):
+            ctx.throttle.success(SETUP_KEY, ip)
             session["setup_unlocked"] = True
             log.info("setup=unlocked ip=%s", ip)
             return redirect(url_for("setup.admin"))
         else:
-            ctx.throttle.failure("setup-secret", ip)
+            ctx.throttle.failure(SETUP_KEY, ip)
             log.info("setup=wrong-secret ip=%s", ip)
             error = "That is not the setup code. Check it on the box's screen and try again."
             status = 403
@@ -161,6 +200,7 @@ def admin() -> Response | str | tuple[str, int]:
                 errors["local"] = str(exc)
             if not errors:
                 log.info("setup=admin-created user=%s", email)
+                forget_secret(cfg)
                 login_session(email)
                 flash(f"Welcome! Your admin account {email} is ready.", "ok")
                 return redirect(url_for("dns.page"))

@@ -1,0 +1,44 @@
+"""Issue 16: the setup-code throttle is per source address, and the code file is gone
+once setup is done (nothing prints it any more)."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+
+from tests.harness import pillarbox
+from tests.web.web_helpers import CSRF_RE, Env, complete_setup, make_app
+from webui.setup import read_or_create_secret, secret_path
+
+
+def _try(client: FlaskClient, secret: str, ip: str) -> int:
+    page = client.get("/setup/", environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
+    token = CSRF_RE.search(page)
+    assert token
+    r = client.post(
+        "/setup/",
+        data={"secret": secret, "csrf_token": token.group(1)},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+    return r.status_code
+
+
+def test_wrong_codes_from_one_address_do_not_lock_out_another(env: Env) -> None:
+    app = make_app(env)
+    secret = read_or_create_secret(env.cfg)
+    attacker = app.test_client()
+    statuses = [_try(attacker, "WRONG-CODE", "192.0.2.66") for _ in range(6)]
+    assert statuses[-1] == 429
+    assert _try(attacker, secret, "192.0.2.66") == 429  # this address waits
+    owner = app.test_client()
+    assert _try(owner, secret, "192.0.2.10") == 302  # the owner's laptop is not blocked
+
+
+def test_code_file_deleted_after_setup_and_not_printed(client: FlaskClient, env: Env) -> None:
+    cfg = env.cfg
+    assert secret_path(cfg).exists()
+    complete_setup(client, cfg)
+    assert not secret_path(cfg).exists()
+    make_app(env)  # a restarted web UI does not make it again
+    assert not secret_path(cfg).exists()
+    out = pillarbox("setup-secret", "--config", str(env.cfg_path)).stdout
+    assert "set up" in out and not secret_path(cfg).exists()
