@@ -94,6 +94,16 @@ class Limits:
     command_timeout: int = 300
     imap_idle_timeout: int = 1800
     default_quota: int = 0  # bytes per user, 0 = unlimited
+    # Login throttle (appliance/accounts/throttle.py), keyed on the canonical account:
+    # free failures per (account, source IP) and per source IP before the back-off
+    # (1 s doubling, at most login_backoff_cap s); past login_account_ceiling failures
+    # for one account from anywhere, each attempt waits 1 s doubling per further
+    # ceiling, at most login_account_delay_cap s (slowed, never refused).
+    login_free_failures: int = 3
+    login_ip_free_failures: int = 10
+    login_backoff_cap: int = 300
+    login_account_ceiling: int = 20
+    login_account_delay_cap: int = 8
 
 
 @dataclass(frozen=True)
@@ -554,6 +564,11 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         command_timeout=_int(lim_t, "command_timeout", Limits.command_timeout, "limits.", 1),
         imap_idle_timeout=_int(lim_t, "imap_idle_timeout", Limits.imap_idle_timeout, "limits.", 60),
         default_quota=_int(lim_t, "default_quota", 0, "limits.", 0),
+        login_free_failures=_int(lim_t, "login_free_failures", 3, "limits.", 1),
+        login_ip_free_failures=_int(lim_t, "login_ip_free_failures", 10, "limits.", 1),
+        login_backoff_cap=_int(lim_t, "login_backoff_cap", 300, "limits.", 1),
+        login_account_ceiling=_int(lim_t, "login_account_ceiling", 20, "limits.", 1),
+        login_account_delay_cap=_int(lim_t, "login_account_delay_cap", 8, "limits.", 0),
     )
     q_t = _table(raw, "queue")
     queue = Queue(

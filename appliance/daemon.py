@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance import __version__, config
-from appliance.accounts import Accounts, Authenticator
+from appliance.accounts import Accounts, Authenticator, LoginThrottle
 from appliance.events import ChangeBus
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.queue.base import OutboundQueue
@@ -112,6 +112,17 @@ class Context:
         }
 
 
+def login_throttle(limits: config.Limits) -> LoginThrottle:
+    """The login throttle from [limits] (read once at start; a reload keeps it)."""
+    return LoginThrottle(
+        free_failures=limits.login_free_failures,
+        ip_free_failures=limits.login_ip_free_failures,
+        cap=float(limits.login_backoff_cap),
+        account_ceiling=limits.login_account_ceiling,
+        account_delay_cap=float(limits.login_account_delay_cap),
+    )
+
+
 def build_context(cfg: config.Config) -> Context:
     """Construct the shared objects (blocking: call before the loop starts serving)."""
     from appliance.mime.summary import summarize
@@ -120,14 +131,17 @@ def build_context(cfg: config.Config) -> Context:
 
     for d in (cfg.data_dir, cfg.mail_dir, cfg.queue_dir, cfg.ctl_socket.parent):
         d.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(cfg.accounts_db)
+    # The daemon only reads accounts; on the appliance the file belongs to the web UI's
+    # user, so a daemon compromise cannot make itself an admin. Dev mode (one user runs
+    # everything, devrun adds the dev domain) opens it read-write.
+    accounts = Accounts(cfg.accounts_db, readonly=not cfg.dev)
     bus = ChangeBus()
     store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=summarize)
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, cfg.tls.self_signed)
     ctx = Context(
         config=cfg,
         accounts=accounts,
-        auth=Authenticator(accounts),
+        auth=Authenticator(accounts, login_throttle(cfg.limits)),
         store=store,
         bus=bus,
         tls=tls,

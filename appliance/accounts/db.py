@@ -182,10 +182,11 @@ class Accounts:
         self, path: Path, *, readonly: bool = False, usage_file: Path | None = None
     ) -> None:
         self.path = path
-        self.readonly = readonly
+        # Not writable for this user (the backup timer on the appliance): read-only too.
+        self.readonly = readonly or (path.is_file() and not os.access(path, os.W_OK))
         self.usage_file = usage_file or path.with_name(USAGE_FILE)
         self._local = threading.local()
-        if readonly:
+        if self.readonly:
             if not path.is_file():
                 raise AccountError(f"accounts database {path} does not exist")
             self._conn()

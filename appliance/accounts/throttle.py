@@ -55,14 +55,14 @@ class LoginThrottle:
         forget_after: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._free = free_failures
-        self._ip_free = ip_free_failures
-        self._base = base
-        self._cap = cap
-        self._ceiling = account_ceiling
-        self._acct_delay = account_delay
-        self._acct_cap = account_delay_cap
-        self._forget = forget_after
+        self.free_failures = free_failures
+        self.ip_free_failures = ip_free_failures
+        self.base = base
+        self.cap = cap
+        self.account_ceiling = account_ceiling
+        self.account_delay = account_delay
+        self.account_delay_cap = account_delay_cap
+        self.forget_after = forget_after
         self._clock = clock
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()
@@ -73,7 +73,7 @@ class LoginThrottle:
 
     def _live(self, key: str, now: float) -> _State | None:
         st = self._state.get(key)
-        if st is not None and now - st.last > self._forget:
+        if st is not None and now - st.last > self.forget_after:
             del self._state[key]
             return None
         return st
@@ -82,7 +82,7 @@ class LoginThrottle:
         st = self._live(key, now)
         if st is None or st.failures < free:
             return 0.0
-        delay = min(self._cap, self._base * 2.0 ** (st.failures - free))
+        delay = min(self.cap, self.base * 2.0 ** (st.failures - free))
         return max(0.0, st.last + delay - now)
 
     def retry_after(self, account_id: str, ip: str) -> float:
@@ -90,8 +90,8 @@ class LoginThrottle:
         now = self._clock()
         with self._lock:
             return max(
-                self._wait(self._pair(account_id, ip), self._free, now),
-                self._wait(f"ip:{ip}", self._ip_free, now),
+                self._wait(self._pair(account_id, ip), self.free_failures, now),
+                self._wait(f"ip:{ip}", self.ip_free_failures, now),
             )
 
     def slowdown(self, account_id: str) -> float:
@@ -102,10 +102,10 @@ class LoginThrottle:
         now = self._clock()
         with self._lock:
             st = self._live(f"acct:{account_id}", now)
-            if st is None or st.failures < self._ceiling:
+            if st is None or st.failures < self.account_ceiling:
                 return 0.0
-            steps = (st.failures - self._ceiling) // max(1, self._ceiling)
-            return min(self._acct_cap, self._acct_delay * 2.0 ** min(steps, 30))
+            steps = (st.failures - self.account_ceiling) // max(1, self.account_ceiling)
+            return min(self.account_delay_cap, self.account_delay * 2.0 ** min(steps, 30))
 
     def failure(self, account_id: str, ip: str) -> None:
         now = self._clock()
@@ -118,7 +118,7 @@ class LoginThrottle:
                     st.failures += 1
                     st.last = now
             if len(self._state) > MAX_KEYS:
-                cutoff = now - self._forget
+                cutoff = now - self.forget_after
                 for k in [k for k, s in self._state.items() if s.last < cutoff]:
                     del self._state[k]
                 if len(self._state) > MAX_KEYS:  # all recent: drop the oldest half

@@ -34,8 +34,9 @@ class Pop3Service:
         self._sessions: dict[asyncio.Task[None], Pop3Session] = {}
         self._per_ip: dict[str, int] = {}
         self.accepting = False
-        # Loopback clients may log in with plaintext passwords before TLS (dev, tests).
-        self.loopback_plaintext = True
+        # Plaintext logins need TLS from every address (session.plaintext_ok); only the
+        # tests of command semantics turn this on for loopback.
+        self.loopback_plaintext = False
 
     # ------------------------------------------------------------ lifecycle
 

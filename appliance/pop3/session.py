@@ -2,8 +2,9 @@
 codes, RFC 5034 SASL PLAIN, RFC 2595 STLS.
 
 Replies are produced here and only here; the store and the authenticator raise or
-return typed results. Plaintext logins (USER/PASS, AUTH PLAIN) need TLS unless the
-client is on a loopback address. Command lines are limited to ``MAX_LINE`` octets;
+return typed results. Plaintext logins (USER/PASS, AUTH PLAIN) need TLS from every
+address, loopback too, like IMAP and SMTP AUTH (a local proxy would put the password
+on the wire in cleartext). Command lines are limited to ``MAX_LINE`` octets;
 every read waits at most the configured command timeout (RFC 1939 3: the autologout
 timer), after which the connection closes without the UPDATE state.
 """
@@ -76,7 +77,7 @@ class SessionEnv:
     tls_context: ssl.SSLContext
     locks: MaildropLocks
     timeout: float
-    loopback_plaintext: bool = True
+    loopback_plaintext: bool = False  # tests of command semantics only; never the product
 
 
 def _is_loopback(ip: str) -> bool:
@@ -135,7 +136,8 @@ class Pop3Session:
 
     @property
     def plaintext_ok(self) -> bool:
-        # RFC 2595 2.1: no cleartext passwords over an unprotected network.
+        # RFC 2595 2.1: no cleartext passwords over an unprotected network; loopback is no
+        # exception (RFC 8314 4.1: the same rule as IMAP's LOGINDISABLED and SMTP AUTH).
         return self.tls or (self.env.loopback_plaintext and _is_loopback(self.ip))
 
     async def send(self, line: str) -> None:

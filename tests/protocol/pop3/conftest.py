@@ -144,6 +144,9 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
         ctx = make_context(d, **limits)
         loop = Loop()
         service = Pop3Service(ctx)
+        # These tests exercise commands, not TLS: allow USER/PASS on loopback here only
+        # (the product refuses plaintext logins before TLS from every address).
+        service.loopback_plaintext = True
         loop.run(service.start())
         server = Pop3Server(ctx, service, loop, d)
         started.append(server)

@@ -83,6 +83,7 @@ def mailboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pop3Se
     ctx = make_context(root)
     loop = Loop()
     service = Pop3Service(ctx)
+    service.loopback_plaintext = True  # as in conftest: the "pop3" cases test the client
     loop.run(service.start())
     server = Pop3Server(ctx, service, loop, root)
     rng = random.Random(2024)
