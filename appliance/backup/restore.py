@@ -14,7 +14,11 @@ is restored to a scratch directory, read with the store's own code, and every me
 is *appended* through the live store (its locking, new UIDs in the destination) under
 ``Restored/<snapshot date>/<original mailbox>`` with its flags (except \\Deleted) and
 internal date. Restoring twice gives a second, separate folder. A single mailbox or a
-set of UIDs in it (the UIDs the message had at backup time) can be chosen.
+set of UIDs in it (the UIDs the message had at backup time) can be chosen. The user's
+quota holds: a restore that would exceed it is refused before anything is created
+(the store's own quota decision, the same as IMAP APPEND's NO [OVERQUOTA]), and if the
+store refuses midway (mail arrived meanwhile) the folders made so far are removed:
+a refused restore leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from appliance import config as config_mod
+from appliance.accounts import Accounts
 from appliance.backup import staging
 from appliance.backup.restic import BackupError, Restic, SnapshotInfo, repository_for
 from appliance.backup.runner import run_lock
 from appliance.config import Config
-from appliance.store.base import INBOX, MailboxExists, MailStore, StoreError
+from appliance.delivery.recipients import quota_of
+from appliance.store.base import INBOX, MailboxExists, MailStore, MessageInfo, StoreError
+from appliance.store.quota import exceeds
 
 log = logging.getLogger(__name__)
 
@@ -267,11 +274,27 @@ def default_store_factory(mail_dir: Path) -> MailStore:
     return open_store(mail_dir)
 
 
-def _create_path(store: MailStore, user: str, name: str) -> None:
+def _create_path(store: MailStore, user: str, name: str) -> list[str]:
+    """Create ``name`` and its parents; returns the ones created now (parents first)."""
     parts = name.split("/")
+    created = []
     for i in range(1, len(parts) + 1):
+        level = "/".join(parts[:i])
         with contextlib.suppress(MailboxExists):
-            store.create_mailbox(user, "/".join(parts[:i]))
+            store.create_mailbox(user, level)
+            created.append(level)
+    return created
+
+
+def user_quota(cfg: Config, user: str) -> int:
+    """The user's quota in bytes (0 = unlimited), as delivery and IMAP apply it."""
+    if not cfg.accounts_db.exists():
+        return cfg.limits.default_quota
+    accounts = Accounts(cfg.accounts_db)
+    try:
+        return quota_of(accounts, user, cfg.limits.default_quota)
+    finally:
+        accounts.close()
 
 
 def _destination_root(store: MailStore, user: str, snap: SnapshotInfo) -> str:
@@ -294,9 +317,11 @@ def restore_mailbox(
     uids: Sequence[int] | None = None,
     restic: Restic | None = None,
     store_factory: StoreFactory = default_store_factory,
+    quota_bytes: int | None = None,
 ) -> MailboxRestoreResult:
     """Append ``user``'s backed-up mail (all, one mailbox, or some UIDs of one mailbox)
-    to the live ``store`` under Restored/<date>/. Blocking."""
+    to the live ``store`` under Restored/<date>/. Blocking. ``quota_bytes`` (default:
+    the user's quota from the accounts database) bounds what the restore may add."""
     rel = user_relpath(user)
     addr = f"{rel.name}@{rel.parent.name}"
     if uids and mailbox is None:
@@ -319,8 +344,11 @@ def restore_mailbox(
                 raise BackupError(f"snapshot {snap.short_id} has no mailbox {mailbox!r}")
             names = [wanted]
         store.ensure_user(addr)
+        limit = user_quota(cfg, addr) if quota_bytes is None else quota_bytes
+        plan = _plan(old, addr, names, uids)
+        _check_quota(store, addr, plan, limit)
         dest_root = _destination_root(store, addr, snap)
-        counts = _copy_mailboxes(old, store, addr, names, dest_root, uids)
+        counts = _copy_mailboxes(old, store, addr, plan, dest_root, limit)
     finally:
         with contextlib.suppress(OSError):
             staging.remove_tree(work)
@@ -334,38 +362,70 @@ def restore_mailbox(
     return MailboxRestoreResult(addr, snap, dest_root, counts)
 
 
-def _copy_mailboxes(
-    old: MailStore,
-    live: MailStore,
-    user: str,
-    names: Iterable[str],
-    dest_root: str,
-    uids: Sequence[int] | None,
-) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _plan(
+    old: MailStore, user: str, names: Iterable[str], uids: Sequence[int] | None
+) -> list[tuple[str, list[MessageInfo]]]:
+    """The messages to restore, per backed-up mailbox."""
     wanted = set(uids) if uids else None
+    plan = []
     for name in names:
         snap = old.snapshot(user, name)
         msgs = [m for m in snap.messages if wanted is None or m.uid in wanted]
         if wanted is not None and not msgs:
             raise BackupError(f"none of the UIDs {sorted(wanted)} are in {name!r} in the backup")
-        dest = f"{dest_root}/{name}"
-        _create_path(live, user, dest)
-        n = 0
-        for m in msgs:
-            path = old.message_path(user, name, m.uid)
-            try:
+        plan.append((name, msgs))
+    return plan
+
+
+def _check_quota(
+    live: MailStore, user: str, plan: Sequence[tuple[str, list[MessageInfo]]], limit: int
+) -> None:
+    incoming = sum(m.size for _, msgs in plan for m in msgs)
+    used = live.usage(user).bytes
+    # RFC 9208 4.3.1: the restore is refused whole, as APPEND is with NO [OVERQUOTA].
+    if exceeds(used, incoming, limit):
+        log.info(
+            "backup=restore-over-quota user=%s used=%s incoming=%s quota=%s",
+            user,
+            used,
+            incoming,
+            limit,
+        )
+        raise BackupError(
+            f"restoring {incoming} bytes would exceed the quota of {user} "
+            f"({used} of {limit} bytes used); nothing was restored"
+        )
+
+
+def _copy_mailboxes(
+    old: MailStore,
+    live: MailStore,
+    user: str,
+    plan: Sequence[tuple[str, list[MessageInfo]]],
+    dest_root: str,
+    quota_bytes: int,
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    created: list[str] = []
+    try:
+        for name, msgs in plan:
+            dest = f"{dest_root}/{name}"
+            created += _create_path(live, user, dest)
+            for m in msgs:
                 live.append(
                     user,
                     dest,
-                    path,
+                    old.message_path(user, name, m.uid),
                     flags=sorted(m.flags - {"\\Deleted", "\\Recent"}),
                     internal_date=m.internal_date,
+                    quota_bytes=quota_bytes,
                 )
-            except StoreError as exc:
-                raise BackupError(
-                    f"restored {n} message(s) of {name!r}, then the store refused: {exc}"
-                ) from exc
-            n += 1
-        counts[name] = n
+            counts[name] = len(msgs)
+    except StoreError as exc:
+        for mailbox in reversed(created):  # children before parents
+            try:
+                live.delete_mailbox(user, mailbox)
+            except StoreError as cleanup:
+                log.error("backup=restore-cleanup-failed mailbox=%s error=%s", mailbox, cleanup)
+        raise BackupError(f"the store refused the restore ({exc}); nothing was restored") from exc
     return counts
