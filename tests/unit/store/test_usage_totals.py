@@ -192,7 +192,9 @@ def test_copy_over_quota_copies_nothing_and_move_is_never_refused(
     assert_exact(store)
 
 
-def test_racing_appends_cannot_both_take_the_last_bytes(store: MaildirStore, message: Msg) -> None:
+def test_racing_deliveries_cannot_both_take_the_last_bytes(
+    store: MaildirStore, message: Msg
+) -> None:
     src = message("r" * 30_000)
     size = src.stat().st_size
     limit = size * 3 + size // 2  # room for three, not four
@@ -202,7 +204,7 @@ def test_racing_appends_cannot_both_take_the_last_bytes(store: MaildirStore, mes
     def one() -> None:
         barrier.wait()
         try:
-            store.append(USER, INBOX, src, quota_bytes=limit)
+            store.deliver([DeliveryTarget(USER, quota_bytes=limit)], src)
             results.append("ok")
         except QuotaExceeded:
             results.append("over")
