@@ -162,6 +162,9 @@ main() {
 	chmod 0640 "$STATE/tls/key.pem"
 	chown root:pillarbox "$CONFIG"
 	chmod 0660 "$CONFIG"
+	# Privilege separation: accounts.sqlite to pillarbox-web (the daemon reads it),
+	# the directory root-owned and sticky.
+	"$PYTHON" "$LIBDIR/state_perms.py"
 
 	show_secret || true
 	mkdir -p "$(dirname "$MARKER")"

@@ -65,6 +65,7 @@ install_hooks() {
 		install -m 0755 "$HOOKS/$hook.sh" "$lib/hooks/$hook.sh"
 	done
 	install -m 0644 "$HOOKS/firstboot_config.py" "$lib/firstboot_config.py"
+	install -m 0644 "$HOOKS/state_perms.py" "$lib/state_perms.py"
 	install -m 0755 "$HOOKS/root_helper.py" "$lib/root_helper.py"
 	install -m 0755 "$HOOKS/root_helper_client.py" "$lib/root-helper-client"
 	for unit in "$HOOKS"/systemd/*; do
