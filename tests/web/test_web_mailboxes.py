@@ -183,7 +183,7 @@ def test_app_password_shown_once_and_works(admin: FlaskClient, env: Env) -> None
     body = r.get_data(as_text=True)
     start = body.index('id="new-app-password">') + len('id="new-app-password">')
     secret = body[start : body.index("<", start)]
-    assert len(secret) == 27
+    assert len(secret) == 36  # 8-hex public id + four groups of 6 hex
     assert accounts(env).authenticate(ANNA, secret) is not None
     again = admin.get(page).get_data(as_text=True)
     assert secret not in again and "Anna&#39;s phone" in again
