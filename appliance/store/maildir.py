@@ -393,15 +393,18 @@ class MaildirStore(MailboxOps):
                 prepared.append(self._prepare(target, source, date))
             locks = [self.lock_path(p.target.user, p.mailbox) for p in prepared]
             with self.locks.hold(locks):
-                result = self._commit(prepared, linked)
-        except BaseException:
-            for path in linked:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            for d in {p.parent for p in linked}:
-                with contextlib.suppress(OSError):
-                    fsync_dir(d)
-            raise
+                try:
+                    result = self._commit(prepared, linked)
+                except BaseException:
+                    # Unlinked while the locks are held: a re-scan never adopts a copy
+                    # that was refused (quota) or failed to commit.
+                    for path in linked:
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
+                    for d in {p.parent for p in linked}:
+                        with contextlib.suppress(OSError):
+                            fsync_dir(d)
+                    raise
         finally:
             for p in prepared:
                 with contextlib.suppress(OSError):
