@@ -99,14 +99,12 @@ def create_app(
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),  # also the server-side row's
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    idle_timeout = 30 * 60.0
     lifetime: dt.timedelta = app.config["PERMANENT_SESSION_LIFETIME"]
     webdb = WebDb(cfg.data_dir / WEB_DB)
     ctx = WebContext(
         config_path=config_path,
         webdb=webdb,
-        sessions=SessionStore(webdb, clock, idle_timeout, lifetime.total_seconds()),
-        idle_timeout=idle_timeout,
+        sessions=SessionStore(webdb, clock, lambda: ctx.idle_timeout, lifetime.total_seconds()),
         accounts=Accounts(cfg.accounts_db),
         throttle=throttle or LoginThrottle(),
         resolver=resolver or DnsPythonResolver(),

@@ -2,9 +2,10 @@
 
 A session ends when its row is gone: logout deletes it, a password change made in the
 web UI deletes the user's other sessions, and a session idle for ``idle_timeout``
-(30 min) or older than ``lifetime`` (12 h) is deleted on its next use and by the pruning
-that every new session triggers. At most ``MAX_SESSIONS`` rows are kept; past that the
-least recently used anonymous ones (a login form's CSRF token) go first.
+(30 min) or older than ``lifetime`` (12 h; never shorter than the idle timeout) is
+deleted on its next use and by the pruning that every new session triggers. At most
+``MAX_SESSIONS`` rows are kept; past that the least recently used anonymous ones (a
+login form's CSRF token) go first.
 A fresh id is issued at sign-in (:meth:`ServerSession.rotate`): no session fixation.
 """
 
@@ -63,13 +64,13 @@ class SessionStore:
         self,
         db: WebDb,
         clock: Callable[[], float],
-        idle_timeout: float,
+        idle_timeout: Callable[[], float],
         lifetime: float,
         max_sessions: int = MAX_SESSIONS,
     ) -> None:
         self.db = db
         self.clock = clock
-        self.idle = idle_timeout
+        self.idle = idle_timeout  # read on each use: the context's value may change
         self.lifetime = lifetime
         self.max_sessions = max_sessions
 
@@ -87,7 +88,8 @@ class SessionStore:
             return None
         data, created, seen, user = row
         now = self.clock()
-        if now - seen > self.idle or now - created > self.lifetime:
+        idle = self.idle()
+        if now - seen > idle or now - created > max(self.lifetime, idle):
             self.delete(sid)
             gone = ServerSession()
             gone.expired = True
@@ -126,7 +128,7 @@ class SessionStore:
     def _prune(self, db: Any, now: float) -> None:
         db.execute(
             "DELETE FROM sessions WHERE seen < ? OR created < ?",
-            (now - self.idle, now - self.lifetime),
+            (now - self.idle(), now - max(self.lifetime, self.idle())),
         )
         (count,) = db.execute("SELECT COUNT(*) FROM sessions").fetchone()
         if count > self.max_sessions:
