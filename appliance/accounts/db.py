@@ -89,6 +89,11 @@ class AlreadyExists(AccountError):
     pass
 
 
+class ReadOnly(AccountError):
+    """A change through a read-only Accounts (the mail daemon, or a user who may not
+    write the file)."""
+
+
 @dataclass(frozen=True)
 class User:
     email: str
@@ -223,6 +228,10 @@ class Accounts:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise ReadOnly(
+                f"{self.path} is read-only here; change accounts in the web UI or as root"
+            )
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:

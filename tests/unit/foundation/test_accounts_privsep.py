@@ -23,7 +23,7 @@ from types import ModuleType
 import pytest
 
 from appliance import config
-from appliance.accounts import AccountError, Accounts
+from appliance.accounts import AccountError, Accounts, ReadOnly
 from appliance.daemon import build_context
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,7 +64,7 @@ def test_daemon_opens_accounts_read_only_outside_dev_mode(tmp_path: Path) -> Non
     assert ctx.accounts.readonly
     with pytest.raises(sqlite3.OperationalError, match="readonly database"):
         ctx.accounts._conn().execute("UPDATE users SET is_admin=1")
-    with pytest.raises(sqlite3.OperationalError, match="readonly database"):
+    with pytest.raises(ReadOnly):
         ctx.accounts.add_user("mallory@example.org", PW, is_admin=True)
     assert ctx.accounts.authenticate(ANNA, PW) is not None
     web.add_user("bob@example.org", PW)  # the reader sees the writer's later commits
@@ -161,18 +161,24 @@ def test_daemon_user_reads_but_cannot_write_or_replace(appliance_state: Path) ->
     code = f"""
 import os, sqlite3
 from pathlib import Path
-from appliance.accounts import Accounts
+from appliance.accounts import Accounts, ReadOnly
 a = Accounts(Path({str(db)!r}), readonly=True)
 assert a.get_user({ANNA!r}) is not None
 w = Accounts(Path({str(db)!r}))  # asks for read-write: not writable, so read-only
 assert w.readonly
+try:
+    w._conn().execute("DELETE FROM users")
+except sqlite3.OperationalError as exc:
+    assert "readonly" in str(exc)
+else:
+    raise SystemExit("wrote through the connection")
 for attempt in (lambda: w.add_user("m@example.org", "x" * 12),
                 lambda: open({str(db)!r}, "r+b"),
                 lambda: os.rename({str(db)!r}, {str(db) + ".x"!r}),
                 lambda: os.unlink({str(db) + "-wal"!r})):
     try:
         attempt()
-    except (sqlite3.OperationalError, PermissionError):
+    except (ReadOnly, sqlite3.OperationalError, PermissionError):
         pass
     else:
         raise SystemExit("the daemon user could change the accounts")
