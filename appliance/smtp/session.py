@@ -136,7 +136,12 @@ class PillarboxSMTP(SMTP):
     async def _talks_first(self, wait: float) -> bool:
         """Hold the banner for ``wait`` seconds; True when the client spoke meanwhile (it
         was refused and the connection is closing) or went away."""
-        await asyncio.sleep(wait)
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:  # aiosmtpd cancels the handler on EOF: close too
+            if self.transport is not None:
+                self.transport.close()
+            raise
         transport = self.transport
         if transport is None or transport.is_closing():
             return True
@@ -182,6 +187,13 @@ class PillarboxSMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         text = arg.strip()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # RFC 6531 3.3: paths are UTF-8; invalid octets arrive as surrogate escapes
+            # (found by tests/protocol/smtp/test_smtp_fuzz.py: was a 451 and a traceback)
+            log.info("smtp=bad-path reason=invalid UTF-8")
+            return None, None
         if text[:12].lower() == "<postmaster>":
             return POSTMASTER, text[12:].strip()
         try:
@@ -191,12 +203,7 @@ class PillarboxSMTP(SMTP):
             return None, None
         if path.mailbox is None:
             return NULL_PATH, path.params
-        address = str(path.mailbox)
-        try:
-            address.encode("utf-8")
-        except UnicodeEncodeError:  # invalid UTF-8 from the wire (surrogate escapes)
-            return None, None
-        return address, path.params
+        return str(path.mailbox), path.params
 
     # ------------------------------------------------------------ commands
 
