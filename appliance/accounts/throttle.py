@@ -18,6 +18,9 @@ Three counters, each forgotten ``forget_after`` seconds after its last failure:
   capped at ``account_delay_cap``). The owner with the right password on a fresh
   address still gets in; a botnet guessing the account gets fewer guesses per hour.
 
+An IPv6 source counts as its /64 (one subscriber's prefix: an attacker there has 2**64
+addresses); IPv4-mapped IPv6 addresses count as the IPv4 address.
+
 A success clears the (account, IP) counter only: not the IP's (an attacker with one
 valid account must not reset the counter of the address it sprays from) and not the
 account's (the owner's phone logging in every minute must not reset the slowdown for
@@ -27,6 +30,7 @@ Thread-safe: the daemon calls it from the event loop, the web UI from worker thr
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -68,8 +72,23 @@ class LoginThrottle:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _pair(account_id: str, ip: str) -> str:
-        return f"acct-ip:{account_id}\0{ip}"
+    def source(ip: str) -> str:
+        """The throttle's key for a client address (IPv6: its /64)."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return ip
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.IPv6Network((addr, 64), strict=False))
+        return str(addr)
+
+    def _pair(self, account_id: str, ip: str) -> str:
+        return f"acct-ip:{account_id}\0{self.source(ip)}"
+
+    def _ip(self, ip: str) -> str:
+        return f"ip:{self.source(ip)}"
 
     def _live(self, key: str, now: float) -> _State | None:
         st = self._state.get(key)
@@ -91,7 +110,7 @@ class LoginThrottle:
         with self._lock:
             return max(
                 self._wait(self._pair(account_id, ip), self.free_failures, now),
-                self._wait(f"ip:{ip}", self.ip_free_failures, now),
+                self._wait(self._ip(ip), self.ip_free_failures, now),
             )
 
     def slowdown(self, account_id: str) -> float:
@@ -110,7 +129,7 @@ class LoginThrottle:
     def failure(self, account_id: str, ip: str) -> None:
         now = self._clock()
         with self._lock:
-            for key in (self._pair(account_id, ip), f"ip:{ip}", f"acct:{account_id}"):
+            for key in (self._pair(account_id, ip), self._ip(ip), f"acct:{account_id}"):
                 st = self._live(key, now)
                 if st is None:
                     self._state[key] = _State(1, now)

@@ -121,3 +121,14 @@ def test_key_count_stays_bounded() -> None:
     for i in range(mod.MAX_KEYS // 3 + 10):
         t.failure(f"user{i}@example.org", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
     assert len(t._state) <= mod.MAX_KEYS
+
+
+def test_ipv6_sources_count_per_64() -> None:
+    t = LoginThrottle(free_failures=2, clock=FakeClock())
+    t.failure(BOB, "2001:db8:1:2::1")
+    t.failure(BOB, "2001:db8:1:2:ffff::9")  # same /64, another address
+    assert t.retry_after(BOB, "2001:db8:1:2::abcd") > 0
+    assert t.retry_after(BOB, "2001:db8:1:3::1") == 0  # the next /64 is another source
+    t.failure(BOB, "::ffff:192.0.2.5")
+    t.failure(BOB, "192.0.2.5")
+    assert t.retry_after(BOB, "192.0.2.5") > 0  # IPv4-mapped is the IPv4 address
