@@ -2,7 +2,9 @@
 
 One file, shared by the daemon and the web UI through this module only. Each thread
 gets its own connection; writes are short transactions, so WAL lets readers (SMTP
-recipient checks, IMAP logins) proceed while the wizard edits.
+recipient checks, IMAP logins) proceed while the wizard edits. On the appliance the
+mail daemon only reads it (``Accounts(readonly=True)``, the file belongs to the web
+UI's user): a compromised daemon cannot make itself an admin.
 
 Addresses are stored lower-cased. An alias source is either ``local@domain`` or
 ``@domain`` (catch-all); a source may have several targets, local or remote.
@@ -175,7 +177,8 @@ class Accounts:
 
     ``readonly=True`` (the mail daemon on the appliance): every connection is opened
     ``mode=ro``, so a write raises ``sqlite3.OperationalError`` (readonly database) even
-    where the file system would allow it; the file must exist, the schema is the
+    where the file system would allow it, and the methods that change something raise
+    ``ReadOnly`` before trying; the file must exist, the schema is the
     writer's business, and app-password use is recorded in a side file instead (see
     ``usage_file``). A WAL database opens read-only as long as its ``-wal`` and
     ``-shm`` exist (SQLite >= 3.22), which the daemon's unit ensures.
@@ -194,7 +197,19 @@ class Accounts:
         if self.readonly:
             if not path.is_file():
                 raise AccountError(f"accounts database {path} does not exist")
-            self._conn()
+            missing = [s for s in ("-wal", "-shm") if not Path(f"{path}{s}").exists()]
+            if missing and os.geteuid() != 0:
+                # SQLite would create them owned by this (reading) user; the writer then
+                # refuses them. Root's are handed to the database's owner by SQLite.
+                raise AccountError(
+                    f"{path}{missing[0]} is missing: the web UI or state_perms.py creates it"
+                )
+            try:  # fail at start, not at the first login
+                self._conn().execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                raise AccountError(
+                    f"cannot read {path} read-only ({exc}); its -wal and -shm must exist"
+                ) from exc
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         _check_side_files(path)

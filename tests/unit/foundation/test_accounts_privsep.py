@@ -215,6 +215,23 @@ except AccountError as exc:
     assert list(appliance_state.glob("accounts.sqlite-wal.foreign-*"))
 
 
+def test_daemon_user_does_not_create_the_wal_files(appliance_state: Path) -> None:
+    db = appliance_state / "accounts.sqlite"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink()
+    code = f"""
+from pathlib import Path
+from appliance.accounts import AccountError, Accounts
+try:
+    Accounts(Path({str(db)!r}), readonly=True)
+except AccountError as exc:
+    print("refused", exc)
+"""
+    proc = _as(DAEMON_UID, GROUP_GID, code)
+    assert proc.stdout.startswith("refused"), proc.stdout + proc.stderr
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+
+
 def test_units_and_tmpfiles_set_the_owners() -> None:
     tmpfiles = (HOOKS / "conf" / "tmpfiles.conf").read_text().splitlines()
     assert "d /var/lib/pillarbox 3770 root pillarbox -" in tmpfiles
