@@ -269,6 +269,12 @@ class HttpServer:
                 return
             if not isinstance(request, h11.Request):
                 return
+            head_size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+            if head_size > lim.max_header_bytes:
+                # RFC 6585 5: 431 Request Header Fields Too Large (h11 bounds only an
+                # incomplete head; one that arrived whole in a single read is checked here).
+                await self._error(writer, conn, 431, "Request header too large")
+                return
             length = _content_length(request.headers)
             if length is not None and length > lim.max_body_bytes:
                 # RFC 9110 15.5.14: 413 Content Too Large, then close.
