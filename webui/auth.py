@@ -5,13 +5,15 @@ Failures are throttled per canonical account and address (appliance.accounts.thr
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from webui.context import web
+from appliance.accounts import User
+from webui.context import WebContext, web
 from webui.security import current_user, login_session, new_session, setup_done
 from webui.totp import TotpStore
 from webui.twofactor import start_second_step
@@ -21,6 +23,33 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "The email address or password is wrong, or this account is not an admin."
+
+
+# Past the per-account ceiling every attempt waits throttle.slowdown() (up to 8 s) in a
+# worker thread; at most this many wait at once, so guessing at one account cannot hold
+# every worker of the web server.
+SLOWED_AT_ONCE = 4
+_slowed = threading.BoundedSemaphore(SLOWED_AT_ONCE)
+BUSY = "Sign-in is busy right now. Wait a few seconds and try again."
+
+
+class _Busy(Exception):
+    pass
+
+
+def _check_password(ctx: WebContext, account: str, email: str, password: str) -> User | None:
+    slow = ctx.throttle.slowdown(account)
+    if slow > 0:
+        if not _slowed.acquire(blocking=False):
+            log.info("web-login=busy user=%s", account)
+            raise _Busy
+        try:
+            time.sleep(slow)
+        finally:
+            _slowed.release()
+    # App passwords are for the mail protocols only: the web takes the account password
+    # (and the second factor when the admin has one).
+    return ctx.accounts.authenticate(email, password, app_passwords=False)
 
 
 def _safe_next(target: str | None) -> str:
@@ -53,14 +82,10 @@ def login() -> Response | str | tuple[str, int]:
             status = 429
             log.info("web-login=throttled user=%s ip=%s", account, ip)
         else:
-            slow = ctx.throttle.slowdown(account)
-            if slow > 0:
-                time.sleep(slow)  # a worker thread; bounded by the throttle's cap
-            # App passwords are for the mail protocols only: the web takes the account
-            # password (and the second factor when the admin has one).
-            user = ctx.accounts.authenticate(
-                email, request.form.get("password", ""), app_passwords=False
-            )
+            try:
+                user = _check_password(ctx, account, email, request.form.get("password", ""))
+            except _Busy:
+                return render_template("login.html", email=email, error=BUSY), 429
             if user is not None and user.is_admin:
                 target = _safe_next(request.args.get("next"))
                 if TotpStore(ctx.webdb, ctx.clock).enabled(user.email):
