@@ -16,6 +16,7 @@ from appliance.accounts import AccountError, User, WeakPassword, normalize_addre
 from webui.context import web
 from webui.security import current_user
 from webui.sessions import ServerSession
+from webui.totp import TotpStore
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ def user_delete(email: str) -> Page:
     if user.is_admin and _admins(ctx.accounts.list_users()) == [user.email]:
         return _user_page(user, {"delete": "This is the last admin account; it must stay."})
     ctx.accounts.remove_user(user.email)
+    ctx.sessions.revoke_user(user.email)
+    TotpStore(ctx.webdb, ctx.clock).disable(user.email)  # a new account of that name starts clean
     log.info("web=user-removed user=%s by=%s", user.email, current_user())
     flash(f"Mailbox {user.email} deleted. Its stored mail stays on the disk.", "ok")
     return redirect(url_for("mail.users"))
@@ -210,6 +213,8 @@ def user_disabled(email: str) -> Page:
     if disable and user.is_admin and _admins(ctx.accounts.list_users()) == [user.email]:
         return _user_page(user, {"disable": "This is the last admin account; it must stay on."})
     ctx.accounts.set_disabled(user.email, disable)
+    if disable:
+        ctx.sessions.revoke_user(user.email)
     log.info("web=user-disabled user=%s disabled=%s by=%s", user.email, disable, current_user())
     flash(f"{user.email} is switched {'off' if disable else 'on again'}.", "ok")
     return redirect(url_for("mail.user", email=user.email))

@@ -165,3 +165,15 @@ def test_cookie_holds_only_an_id_and_logout_revokes_it(live: str) -> None:
     assert token
     assert _status(opener, f"{live}/logout", {"csrf_token": token.group(1)})[0] == 302
     assert _status(thief, f"{live}/users")[0] == 302
+
+
+def test_switching_an_admin_off_ends_their_sessions(admin: FlaskClient, env: Env) -> None:
+    boss = "boss@pillarbox.test"
+    Accounts(env.cfg.accounts_db).add_user(boss, PASSWORD, is_admin=True)
+    theirs = _signed_out(admin)
+    assert _login(theirs, boss, PASSWORD) == 302
+    page = f"/users/{boss}"
+    assert post(admin, f"{page}/disabled", {"disabled": "1"}, form_page=page).status_code == 302
+    assert post(admin, f"{page}/disabled", {"disabled": "0"}, form_page=page).status_code == 302
+    r = theirs.get("/users")  # switched on again, but the old session stays ended
+    assert r.status_code == 302 and "/login" in r.location
