@@ -113,17 +113,6 @@ class Context:
         }
 
 
-def login_throttle(limits: config.Limits) -> LoginThrottle:
-    """The login throttle from [limits] (read once at start; a reload keeps it)."""
-    return LoginThrottle(
-        free_failures=limits.login_free_failures,
-        ip_free_failures=limits.login_ip_free_failures,
-        cap=float(limits.login_backoff_cap),
-        account_ceiling=limits.login_account_ceiling,
-        account_delay_cap=float(limits.login_account_delay_cap),
-    )
-
-
 def build_context(cfg: config.Config) -> Context:
     """Construct the shared objects (blocking: call before the loop starts serving)."""
     from appliance.mime.summary import summarize
@@ -142,7 +131,8 @@ def build_context(cfg: config.Config) -> Context:
     ctx = Context(
         config=cfg,
         accounts=accounts,
-        auth=Authenticator(accounts, login_throttle(cfg.limits)),
+        # [limits] login_*: read once at start (a reload keeps the running throttle).
+        auth=Authenticator(accounts, LoginThrottle.from_limits(cfg.limits)),
         store=store,
         bus=bus,
         tls=tls,

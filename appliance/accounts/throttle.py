@@ -35,8 +35,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 MAX_KEYS = 100_000  # bound memory under a spray of addresses
+
+
+class ThrottleLimits(Protocol):
+    """The [limits] settings the throttle reads (appliance.config.Limits has them)."""
+
+    @property
+    def login_free_failures(self) -> int: ...
+    @property
+    def login_ip_free_failures(self) -> int: ...
+    @property
+    def login_backoff_cap(self) -> int: ...
+    @property
+    def login_account_ceiling(self) -> int: ...
+    @property
+    def login_account_delay_cap(self) -> int: ...
 
 
 @dataclass
@@ -70,6 +86,20 @@ class LoginThrottle:
         self._clock = clock
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_limits(
+        cls, limits: ThrottleLimits, clock: Callable[[], float] = time.monotonic
+    ) -> LoginThrottle:
+        """The throttle configured by [limits] (the daemon and the web UI use the same)."""
+        return cls(
+            free_failures=limits.login_free_failures,
+            ip_free_failures=limits.login_ip_free_failures,
+            cap=float(limits.login_backoff_cap),
+            account_ceiling=limits.login_account_ceiling,
+            account_delay_cap=float(limits.login_account_delay_cap),
+            clock=clock,
+        )
 
     @staticmethod
     def source(ip: str) -> str:

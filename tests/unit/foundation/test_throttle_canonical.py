@@ -132,3 +132,20 @@ def test_ipv6_sources_count_per_64() -> None:
     t.failure(BOB, "::ffff:192.0.2.5")
     t.failure(BOB, "192.0.2.5")
     assert t.retry_after(BOB, "192.0.2.5") > 0  # IPv4-mapped is the IPv4 address
+
+
+def test_numbers_come_from_limits(tmp_path: Path) -> None:
+    from appliance import config
+
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(
+        'dev = true\nhostname = "mail.pillarbox.test"\ndata_dir = "."\n[limits]\n'
+        "login_free_failures = 5\nlogin_ip_free_failures = 40\nlogin_backoff_cap = 60\n"
+        "login_account_ceiling = 50\nlogin_account_delay_cap = 4\n"
+    )
+    t = LoginThrottle.from_limits(config.load(path).limits)
+    assert (t.free_failures, t.ip_free_failures, t.cap) == (5, 40, 60.0)
+    assert (t.account_ceiling, t.account_delay_cap) == (50, 4.0)
+    d = LoginThrottle.from_limits(config.Limits())
+    assert (d.free_failures, d.ip_free_failures, d.cap) == (3, 10, 300.0)
+    assert (d.account_ceiling, d.account_delay, d.account_delay_cap) == (20, 1.0, 8.0)
