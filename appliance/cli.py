@@ -237,7 +237,10 @@ def cmd_setup_secret(args: argparse.Namespace) -> int:
     from webui.setup import console_secret
 
     code = console_secret(load_config(args))
-    print(code if code is not None else "This box is set up: the setup code is gone.")
+    if code is None:  # an admin exists: the wizard is closed and the code file deleted
+        print("This box is set up: there is no setup code any more.", file=sys.stderr)
+        return 1
+    print(code)
     return 0
 
 
