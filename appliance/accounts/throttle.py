@@ -16,7 +16,9 @@ Three counters, each forgotten ``forget_after`` seconds after its last failure:
   mix of addresses, every attempt for the account is *slowed* by ``slowdown()``
   seconds (``account_delay`` doubling per further ``account_ceiling`` failures,
   capped at ``account_delay_cap``). The owner with the right password on a fresh
-  address still gets in; a botnet guessing the account gets fewer guesses per hour.
+  address still gets in; a botnet guessing the account holds each connection for the
+  delay (its parallelism stays bounded by the per-IP and total connection limits,
+  and each of its addresses by the per-(account, IP) back-off).
 
 An IPv6 source counts as its /64 (one subscriber's prefix: an attacker there has 2**64
 addresses); IPv4-mapped IPv6 addresses count as the IPv4 address.
