@@ -21,6 +21,7 @@ their answer back as bytes. A streamed answer is pulled from the pool block by b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import socket
@@ -147,7 +148,10 @@ class HttpServer:
         """Start accepting on ``sock``; ``tls`` gives the current context (reloadable)."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._connection(reader, writer, sock, tls)
+            # Cancelled at shutdown: end quietly (Python 3.11's stream callback logs a
+            # cancelled handler task as an error).
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connection(reader, writer, sock, tls)
 
         return await asyncio.start_server(handle, sock=sock, limit=READ_SIZE)
 
