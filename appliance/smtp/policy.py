@@ -2,7 +2,9 @@
 
 MX (port 25): any sender; recipients must be ours (appliance.delivery.recipients).
 Submission (587/465): the client is authenticated (aiosmtpd refuses MAIL before AUTH);
-MAIL FROM must be the user or one of their addresses, the null sender is refused
+MAIL FROM must be the user, one of their addresses, or an identity granted in
+``[smtp] extra_identities`` (the header From is checked at the end of the message,
+appliance.smtp.identity); the null sender is refused
 (RFC 6409 6.1), and recipients may be anywhere (local ones are delivered here).
 Hooks raise SmtpReply/DeliveryFailed; :meth:`Hooks.handle_exception` renders them.
 """
@@ -19,6 +21,7 @@ from appliance.accounts import User
 from appliance.delivery.errors import DeliveryFailed, local_failure
 from appliance.delivery.recipients import Recipient, Resolver, postmaster
 from appliance.delivery.srs import srs_for
+from appliance.smtp import identity
 from appliance.smtp.address import AddressError, parse_mailbox
 from appliance.smtp.body import Chunked
 from appliance.smtp.reply import SmtpReply
@@ -87,7 +90,8 @@ class Hooks:
             if not sender:
                 raise SmtpReply(553, "5.7.1", "Null sender not allowed for submission")
             allowed = await asyncio.to_thread(self._resolver().sender_allowed, user.email, sender)
-            if not allowed:
+            grants = self.ctx.config.smtp.identities_for(user.email)
+            if not allowed and not identity.allowed(sender, set(), grants):
                 log.info("mail=sender-refused user=%s from=%s", user.email, sender)
                 # RFC 6409 6.1: the submission server may refuse senders the user may not use
                 raise SmtpReply(553, "5.7.1", "Sender address not owned by you")

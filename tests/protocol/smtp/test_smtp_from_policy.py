@@ -124,6 +124,14 @@ def test_admin_granted_extra_identities(env: SmtpEnv) -> None:
     # granted to alice only
     assert submit(env, f"From: boss@{DOMAIN}", user=f"bob@{DOMAIN}").startswith("550 5.7.1")
     assert len(stored(env)) == 2
+    # the grant covers the envelope too, so a mail client sending as the boss works
+    with env.submit_client() as s:
+        msg = f"From: The Boss <boss@{DOMAIN}>\r\nSubject: as boss\r\n\r\nhi\r\n".encode()
+        assert s.sendmail(f"boss@{DOMAIN}", [f"carol@{DOMAIN}"], msg) == {}
+        assert s.mail("someone@other.test")[0] == 250
+        s.rset()
+        assert s.mail(f"bob@{DOMAIN}")[0] == 553
+    assert len(stored(env)) == 3
 
 
 def test_mx_port_does_not_check_the_author(env: SmtpEnv) -> None:
