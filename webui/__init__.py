@@ -92,7 +92,7 @@ def create_app(
         SESSION_COOKIE_NAME="pillarbox_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        # Secure exactly when the request came over HTTPS (security.SessionInterface):
+        # Secure exactly when the request came over HTTPS (sessions.ServerSessionInterface):
         # browsers drop Secure cookies set over http://pillarbox.local, which would make
         # the LAN wizard impossible to log in to.
         SESSION_COOKIE_SECURE=False,
