@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import smtplib
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from appliance import config
 from appliance.config import Smtp
 from tests.protocol.smtp.smtpenv import DOMAIN, PASSWORD, SmtpEnv
 
@@ -190,3 +192,20 @@ def test_smtplib_send_message_with_foreign_from(env: SmtpEnv) -> None:
         s.send_message(msg, from_addr=ALICE)
     assert info.value.smtp_code == 550
     assert stored(env) == []
+
+
+def test_extra_identities_config_is_validated(tmp_path: Path) -> None:
+    text = '[smtp.extra_identities]\n"Alice@Example.ORG" = ["boss@example.org", "*@Other.TEST"]'
+    cfg = config.loads(text, tmp_path)
+    assert cfg.smtp.identities_for(ALICE) == ("boss@example.org", "*@other.test")
+    assert cfg.smtp.identities_for(f"bob@{DOMAIN}") == ()
+    for bad in (
+        '"*@example.org" = ["x@example.org"]',  # a grant is for one user
+        '"alice@example.org" = "boss@example.org"',  # a list
+        '"alice@example.org" = ["boss"]',
+        '"alice@example.org" = ["a b@example.org"]',
+        '"alice@example.org" = ["*@*"]',
+        '"alice@example.org" = []\n"ALICE@example.org" = []',
+    ):
+        with pytest.raises(config.ConfigError, match=r"^smtp\.extra_identities\."):
+            config.loads("[smtp.extra_identities]\n" + bad, tmp_path)
