@@ -30,6 +30,8 @@ SECRET_BYTES = 20  # 160 bits, RFC 4226 4 R6
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 _RECOVERY_LEN = 12  # 31**12 ~ 2**59
+MAX_CODE_FAILURES = 10
+CODE_LOCK_SECONDS = 300.0
 
 
 def hotp(key: bytes, counter: int, digits: int = DIGITS) -> str:
@@ -143,18 +145,43 @@ class TotpStore:
             )
         return [f"{c[:4]}-{c[4:8]}-{c[8:]}" for c in codes]
 
+    def locked_for(self, email: str) -> float:
+        """Seconds until codes for ``email`` are checked again (0: now). Only someone who
+        knows the password reaches the code step, so this per-account lock cannot be set
+        off by password guessing."""
+        row = (
+            self.db.conn()
+            .execute("SELECT fails, fail_at FROM totp WHERE email=?", (email.lower(),))
+            .fetchone()
+        )
+        if row is None or row[0] < MAX_CODE_FAILURES:
+            return 0.0
+        return max(0.0, float(row[1]) + CODE_LOCK_SECONDS - self.clock())
+
     def verify(self, email: str, code: str) -> bool:
-        """A current TOTP code (once) or an unused recovery code (then spent)."""
+        """A current TOTP code (once) or an unused recovery code (then spent).
+
+        Every ``MAX_CODE_FAILURES`` wrong codes in a row lock the account's code step for
+        ``CODE_LOCK_SECONDS`` (callers check :meth:`locked_for` first): 10 guesses per
+        5 minutes at 3 valid codes in 10**6 leave a guesser ~1% per week."""
         with self.db.tx() as db:
-            if self._match(db, email, code, confirmed=1):
+            if self._match(db, email, code, confirmed=1) or self._recovery(db, email, code):
+                db.execute("UPDATE totp SET fails=0 WHERE email=?", (email.lower(),))
                 return True
-            if len(_clean(code)) != _RECOVERY_LEN or not self.enabled(email):
-                return False
-            cur = db.execute(
-                "DELETE FROM recovery_codes WHERE email=? AND code_hash=?",
-                (email.lower(), _code_hash(code)),
+            db.execute(
+                "UPDATE totp SET fails=fails+1, fail_at=? WHERE email=?",
+                (self.clock(), email.lower()),
             )
-            return cur.rowcount == 1
+            return False
+
+    def _recovery(self, db: sqlite3.Connection, email: str, code: str) -> bool:
+        if len(_clean(code)) != _RECOVERY_LEN or not self.enabled(email):
+            return False
+        cur = db.execute(
+            "DELETE FROM recovery_codes WHERE email=? AND code_hash=?",
+            (email.lower(), _code_hash(code)),
+        )
+        return cur.rowcount == 1
 
     def recovery_left(self, email: str) -> int:
         (n,) = (

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from webui.context import web
 from webui.security import current_user, login_session
+from webui.sessions import ServerSession
 from webui.totp import TotpStore, provisioning_uri
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def login_code() -> Page:
     if request.method == "POST":
         ip = request.remote_addr or "-"
         account = ctx.accounts.canonical_login(email)
-        wait = ctx.throttle.retry_after(account, ip)
+        wait = max(ctx.throttle.retry_after(account, ip), store().locked_for(email))
         if wait > 0:
             error = f"Too many failed attempts. Wait {int(wait) + 1} seconds and try again."
             status = 429
@@ -124,6 +125,8 @@ def confirm() -> Page:
             codes=None,
             error="That code is wrong. Check the clock of your phone and try the next code.",
         ), 400
+    keep = session.sid if isinstance(session, ServerSession) else None
+    web().sessions.revoke_user(email, keep=keep)  # a stolen session does not outlive this
     log.info("web=two-step-on user=%s", email)
     return render_template(
         "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
@@ -138,8 +141,8 @@ def disable() -> Page:
     account = ctx.accounts.canonical_login(email)
     totp = store()
     error = ""
-    if ctx.throttle.retry_after(account, ip) > 0:
-        error = "Too many failed attempts. Wait a minute and try again."
+    if ctx.throttle.retry_after(account, ip) > 0 or totp.locked_for(email) > 0:
+        error = "Too many failed attempts. Wait a few minutes and try again."
     else:
         user = ctx.accounts.authenticate(
             email, request.form.get("password", ""), app_passwords=False

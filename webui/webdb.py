@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS totp (
     secret TEXT NOT NULL,
     confirmed INTEGER NOT NULL DEFAULT 0,
     last_step INTEGER NOT NULL DEFAULT -1,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    fails INTEGER NOT NULL DEFAULT 0,   -- wrong codes in a row
+    fail_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS recovery_codes (
     email TEXT NOT NULL,

@@ -133,3 +133,31 @@ def test_disable_needs_password_and_code(admin: FlaskClient, env: Env) -> None:
     client = admin.application.test_client()
     r = post(client, "/login", {"email": ADMIN, "password": PASSWORD})
     assert r.status_code == 302 and not r.location.endswith("/login/code")
+
+
+def test_ten_wrong_codes_lock_the_code_step_for_every_address(admin: FlaskClient, env: Env) -> None:
+    secret, _ = _enrol(admin, env)
+    for i in range(10):  # from ten addresses: the per-address throttle never trips
+        client = _password_step(admin)
+        ip = {"REMOTE_ADDR": f"198.51.100.{i}"}
+        token = client.get("/login/code", environ_base=ip).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', token)
+        assert match
+        data = {"code": "000000", "csrf_token": match.group(1)}
+        assert client.post("/login/code", data=data, environ_base=ip).status_code == 403
+    env.clock[0] += 30
+    client = _password_step(admin)
+    r = post(client, "/login/code", {"code": _code(secret, env.clock[0])})
+    assert r.status_code == 429  # even the right code waits out the lock
+    env.clock[0] += 300
+    client = _password_step(admin)
+    assert post(client, "/login/code", {"code": _code(secret, env.clock[0])}).status_code == 302
+
+
+def test_turning_it_on_ends_other_sessions(admin: FlaskClient, env: Env) -> None:
+    other = admin.application.test_client()
+    r = post(other, "/login", {"email": ADMIN, "password": PASSWORD})
+    assert r.status_code == 302 and other.get("/users").status_code == 200
+    _enrol(admin, env)
+    assert admin.get("/users").status_code == 200
+    assert other.get("/users").status_code == 302
