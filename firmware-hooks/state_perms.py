@@ -14,7 +14,8 @@ root helper. A daemon compromise must not become a web one, so:
   the daemon reads them (it opens the database ``mode=ro``), only the web UI writes;
   the ``-wal``/``-shm`` are created empty if missing, because a read-only SQLite reader
   cannot create them (SQLite >= 3.22 reads a WAL database read-only when they exist);
-- ``web-session-key`` and ``setup-secret`` are ``pillarbox-web`` ``0600``.
+- ``web-session-key``, ``setup-secret`` and ``web.sqlite`` (+ ``-wal``/``-shm``: web
+  sessions, second factors) are ``pillarbox-web`` ``0600``.
 
 A file the web UI trusts that belongs to another non-root user was planted (or left by
 a release before this separation): it is moved aside as ``<name>.foreign-<time>``, and
@@ -36,7 +37,14 @@ from pathlib import Path
 
 ACCOUNTS = "accounts.sqlite"
 SIDE_SUFFIXES = ("-wal", "-shm")
-WEB_SECRETS = ("web-session-key", "setup-secret")
+# web.sqlite: server-side web sessions and admins' second factors (webui/webdb.py).
+WEB_SECRETS = (
+    "web-session-key",
+    "setup-secret",
+    "web.sqlite",
+    "web.sqlite-wal",
+    "web.sqlite-shm",
+)
 DIR_MODE = 0o3770
 ACCOUNTS_MODE = 0o640
 SECRET_MODE = 0o600
