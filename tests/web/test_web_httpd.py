@@ -124,3 +124,13 @@ def test_per_ip_limit(server: tuple[str, int]) -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_expect_100_continue(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=10) as s:
+        s.sendall(
+            b"POST /p HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        )
+        assert s.recv(100).startswith(b"HTTP/1.1 100")
+        s.sendall(b"abc")
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
