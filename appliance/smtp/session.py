@@ -560,13 +560,17 @@ class PillarboxSMTP(SMTP):
         user = session_user(self.session)
         if self.kind.submission:
             assert user is not None
-            refusal = await asyncio.to_thread(
-                identity.check,
-                self.state.ctx.accounts,
-                user.email,
-                txn.header,
-                self.state.ctx.config.smtp.identities_for(user.email),
-            )
+            try:
+                refusal = await asyncio.to_thread(
+                    identity.check,
+                    self.state.ctx.accounts,
+                    user.email,
+                    txn.header,
+                    self.state.ctx.config.smtp.identities_for(user.email),
+                )
+            except Exception:  # the accounts database failing: try again later
+                log.exception("smtp=author-check-failed")
+                refusal = local_failure().line
             if refusal is not None:
                 await asyncio.shield(spool.discard())
                 self.state.stats["rejected"] += 1
