@@ -106,7 +106,7 @@ def create_app(
         webdb=webdb,
         sessions=SessionStore(webdb, clock, lambda: ctx.idle_timeout, lifetime.total_seconds()),
         accounts=Accounts(cfg.accounts_db),
-        throttle=throttle or LoginThrottle(),
+        throttle=throttle or LoginThrottle.from_limits(cfg.limits),  # as the daemon
         resolver=resolver or DnsPythonResolver(),
         helper=helper or RootHelper(),
         jobs=JobRunner(),
