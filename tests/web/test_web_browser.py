@@ -173,7 +173,7 @@ def test_wizard_walkthrough(server: tuple[str, Env], browser: WebDriver) -> None
     fill(b, {"label": "Anna's phone"})
     submit(b, "Create app password")
     secret = b.find_element(By.ID, "new-app-password").text
-    assert len(secret) == 27
+    assert len(secret) == 36  # 8-hex public id + four groups of 6 hex
     shot(b, "07-app-password")
 
     b.get(base + "/aliases")
