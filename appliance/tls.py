@@ -21,6 +21,10 @@ from cryptography.x509.oid import NameOID
 
 log = logging.getLogger(__name__)
 
+# Implicit-TLS listeners (465, 993, 995, 443): a connection is counted against the
+# per-IP limits only after its handshake, so the handshake itself is bounded in time.
+HANDSHAKE_SECONDS = 20.0
+
 
 def generate_self_signed(cert: Path, key: Path, hostname: str, days: int = 825) -> None:
     """Write an EC P-256 self-signed certificate for ``hostname`` (and localhost)."""

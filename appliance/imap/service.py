@@ -26,6 +26,7 @@ from appliance.imap.session import (
     clean_spool_dir,
     spool_dir,
 )
+from appliance.tls import HANDSHAKE_SECONDS
 
 if TYPE_CHECKING:
     from appliance.daemon import Context, Service
@@ -103,9 +104,7 @@ class ImapService:
             listen.host,
             listen.port,
             ssl=self.ctx.tls.context if implicit else None,
-            ssl_handshake_timeout=float(self.ctx.config.limits.command_timeout)
-            if implicit
-            else None,
+            ssl_handshake_timeout=HANDSHAKE_SECONDS if implicit else None,
             reuse_address=True,
         )
         self.servers.append((listen, implicit, server))

@@ -17,6 +17,7 @@ from appliance.config import Listen
 from appliance.daemon import Context, Service
 from appliance.log import new_conn_id
 from appliance.pop3.session import MAX_LINE, MaildropLocks, Pop3Session, SessionEnv
+from appliance.tls import HANDSHAKE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ class Pop3Service:
             listen.host,
             listen.port,
             ssl=self.ctx.tls.context if implicit else None,
-            ssl_handshake_timeout=float(self.ctx.config.limits.command_timeout)
-            if implicit
-            else None,
+            ssl_handshake_timeout=HANDSHAKE_SECONDS if implicit else None,
             limit=MAX_LINE * 64,
         )
         self._servers[(kind, listen)] = server

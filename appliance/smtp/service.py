@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.smtp.session import PillarboxSMTP
 from appliance.smtp.spool import clean_spool_dir
 from appliance.smtp.state import KINDS, ListenerKind, ServerState
+from appliance.tls import HANDSHAKE_SECONDS
 
 if TYPE_CHECKING:
     from appliance.daemon import Context, Service
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 8.0
-HANDSHAKE_SECONDS = 20.0  # below daemon.DRAIN_SECONDS, so the 421 goes out before it gives up
 
 
 Key = tuple[str, str, int]  # (listener kind, configured host, configured port)
