@@ -167,6 +167,8 @@ def user_password(email: str) -> Page:
     # Issue 16: a new password ends the user's other web sessions (this one stays).
     keep = session.sid if isinstance(session, ServerSession) else None
     web().sessions.revoke_user(user.email, keep=keep)
+    if user.email == current_user():  # this session stays signed in under the new password
+        session["pw"] = web().accounts.password_stamp(user.email)
     log.info("web=password-changed user=%s by=%s", user.email, current_user())
     flash(f"Password for {user.email} changed.", "ok")
     return redirect(url_for("mail.user", email=user.email))

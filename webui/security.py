@@ -76,6 +76,7 @@ def login_session(email: str) -> None:
     """Start a fresh session for ``email``: new id and CSRF token (no session fixation)."""
     new_session()
     session["user"] = email
+    session["pw"] = web().accounts.password_stamp(email)
     session.permanent = True
     csrf_token()
 
@@ -98,6 +99,12 @@ def before_request() -> Response | None:
     user = ctx.accounts.get_user(email)
     if user is None or not user.is_admin or user.disabled:
         new_session()
+        return redirect(url_for("auth.login"))
+    if session.get("pw") != ctx.accounts.password_stamp(email):
+        # The password changed since this session signed in (web, CLI or another admin):
+        # the session ends, as a logout would end it.
+        new_session()
+        flash("Your password was changed. Sign in with the new one.", "info")
         return redirect(url_for("auth.login"))
     return None
 

@@ -14,6 +14,7 @@ Subaddressing: ``user+tag@domain`` reaches ``user@domain`` when no exact entry e
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -374,6 +375,21 @@ class Accounts:
     @staticmethod
     def _user(row: tuple[str, int, int, int, float]) -> User:
         return User(row[0], row[1], bool(row[2]), bool(row[3]), row[4])
+
+    def password_stamp(self, email: str) -> str | None:
+        """A short fingerprint of the stored password hash, None for an unknown user: it
+        changes whenever the password is set (by the CLI, the web or a re-hash), so a web
+        session made under an older password can tell it is stale."""
+        try:
+            addr = normalize_address(email)
+        except AccountError:
+            return None
+        row = (
+            self._conn()
+            .execute("SELECT password_hash FROM users WHERE email=?", (addr,))
+            .fetchone()
+        )
+        return hashlib.sha256(row[0].encode()).hexdigest()[:32] if row else None
 
     def get_user(self, email: str) -> User | None:
         try:

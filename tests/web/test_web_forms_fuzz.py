@@ -16,6 +16,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.accounts import Accounts
 from tests.web.web_helpers import ADMIN, Env, admin_client
 
 SKIP = {"certs.acme", "static"}
@@ -55,6 +56,7 @@ def _fill(rule: str, args: dict[str, str]) -> str:
 
 def test_random_forms_never_500(env: Env, accounts_template: Path) -> None:
     client = admin_client(env, accounts_template)
+    accounts = Accounts(env.cfg.accounts_db)
     routes = _post_routes(client.application)
     process = psutil.Process()
     start_rss = process.memory_info().rss
@@ -75,6 +77,7 @@ def test_random_forms_never_500(env: Env, accounts_template: Path) -> None:
         form = data.draw(forms)
         with client.session_transaction() as session:  # a valid session and token each time
             session["user"] = ADMIN
+            session["pw"] = accounts.password_stamp(ADMIN)
             session["csrf"] = "test-csrf-token"
         form["csrf_token"] = "test-csrf-token"
         r = client.post(_fill(rule, args), data=form)

@@ -71,6 +71,20 @@ def test_password_change_ends_the_users_other_sessions(admin: FlaskClient, env: 
     assert r.status_code == 302 and "/login" in r.location
 
 
+def test_password_set_outside_the_web_ends_sessions(admin: FlaskClient, env: Env) -> None:
+    """`pillarbox user passwd` (the CLI writes accounts.sqlite directly) ends web sessions
+    made under the old password, though the web never saw the change."""
+    client = _signed_out(admin)
+    assert _login(client, ADMIN, PASSWORD) == 302
+    assert client.get("/users").status_code == 200
+    Accounts(env.cfg.accounts_db).set_password(ADMIN, "a completely new horse staple")
+    r = client.get("/users")
+    assert r.status_code == 302 and "/login" in r.location
+    assert client.get("/users").status_code == 302  # the session is gone, not just refused once
+    assert _login(client, ADMIN, "a completely new horse staple") == 302
+    assert client.get("/users").status_code == 200
+
+
 def test_idle_and_lifetime_expiry_delete_the_row(admin: FlaskClient, env: Env) -> None:
     client = _signed_out(admin)
     assert _login(client, ADMIN, PASSWORD) == 302

@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from appliance import config
-from appliance.accounts import LoginThrottle
+from appliance.accounts import Accounts, LoginThrottle
 from appliance.ctl.protocol import CtlError
 from appliance.queue import dkim
 from tests.harness import REPO, write_config
@@ -219,6 +219,7 @@ def admin_client(env: Env, accounts_template: Path) -> FlaskClient:
     client = make_app(env).test_client()
     with client.session_transaction() as session:
         session["user"] = ADMIN
+        session["pw"] = Accounts(env.cfg.accounts_db).password_stamp(ADMIN)
         session["seen"] = env.clock[0]
         session["csrf"] = "test-csrf-token"
     return client
