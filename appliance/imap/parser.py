@@ -72,7 +72,8 @@ FETCH_SIMPLE = frozenset(
 def parse_command(segments: Sequence[Segment], utf8: bool = False) -> Command:
     cur = Cursor(segments, utf8)
     raw_tag = cur._run(_TAG_STOP)
-    if not raw_tag or cur.peek() != ord(" "):
+    # RFC 9051 9: a tag is ASTRING-CHARs, 7-bit; an 8-bit one could not be echoed back
+    if not raw_tag or not raw_tag.isascii() or cur.peek() != ord(" "):
         raise ParseError("missing tag or command", "*")
     tag = raw_tag.decode("ascii", "replace")
     try:
@@ -270,11 +271,12 @@ def _append(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
-        if cur.accept(b"UTF8 ("):  # RFC 6855 4: APPEND ... UTF8 (literal8)
-            value = cur.string_bytes(allow_file=True)
+        # RFC 3516 4.2 / RFC 9051 9: append-data may be a literal8; RFC 6855 4: UTF8 (literal8)
+        if cur.accept(b"UTF8 ("):
+            value = cur.string_bytes(allow_file=True, literal8=True)
             cur.expect(b")")
         else:
-            value = cur.string_bytes(allow_file=True)
+            value = cur.string_bytes(allow_file=True, literal8=True)
         literal = value if isinstance(value, Literal) else Literal(len(value), data=value)
         messages.append(AppendMessage(tuple(flags), date, literal))
     if not messages:

@@ -73,6 +73,15 @@ def tag_of(segments: list[Segment]) -> str:
     return tag.decode("ascii") if _TAG.fullmatch(tag) else "*"
 
 
+def _refusal(segments: list[Segment], refused: str) -> bytes:
+    """``tag NO|BAD text`` for a command refused while it was read; without a valid
+    tag, an untagged BAD (RFC 9051 7.1.3: the command cannot be identified)."""
+    tag = tag_of(segments)
+    if tag == "*" and refused.startswith("NO "):
+        refused = "BAD " + refused[3:]
+    return f"{tag} {refused}\r\n".encode()
+
+
 def spool_dir(cfg: Config) -> Path:
     """Literals too large for memory go here (under the data dir, swept at start)."""
     return cfg.data_dir / "tmp" / "imap"
@@ -190,6 +199,8 @@ class Session:
             "CREATE-SPECIAL-USE",
             "STATUS=SIZE",
             "ESEARCH",
+            "ESORT",  # RFC 5267 3 (handlers_ext)
+            "SEARCHRES",  # RFC 5182 (searchres)
             "WITHIN",
             "CONDSTORE",
             "QRESYNC",
@@ -327,7 +338,7 @@ class Session:
             segments.append(literal)
             line = await asyncio.wait_for(self.conn.read_line(line_max), limits.command_timeout)
         if refused is not None:
-            self.send(f"{tag_of(segments)} {refused}\r\n".encode())
+            self.send(_refusal(segments, refused))
             await self.conn.flush()
             return None
         return segments
@@ -368,7 +379,7 @@ class Session:
 
     async def _refuse_and_close(self, segments: list[Segment], refused: str) -> None:
         log.info("event=literal-refused-closing command=%s", command_name(_first(segments)))
-        self.send(f"{tag_of(segments)} {refused}\r\n".encode())
+        self.send(_refusal(segments, refused))
         self.send(b"* BYE Literal refused before login, closing connection\r\n")
         await self.conn.flush()
         self.state = "logout"
@@ -435,6 +446,18 @@ class Session:
 
     # ------------------------------------------------------------ selected mailbox
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1: FETCH MODSEQ/CHANGEDSINCE, SEARCH
+        MODSEQ, STORE UNCHANGEDSINCE, STATUS HIGHESTMODSEQ, ENABLE). The first one sent
+        while a mailbox is selected is answered with that mailbox's HIGHESTMODSEQ before
+        its own responses (RFC 7162 3.1; Dovecot 2.3 does the same)."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.selected is not None:
+            # The modseq this session caught up with: never above what it was shown.
+            self.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.selected.modseq)
+
     def select(self, selected: SelectedMailbox) -> None:
         self.deselect()
         self.selected = selected
@@ -466,9 +489,11 @@ class Session:
                 return
             top = sel.uids[-1] if sel.uids else 0
             arrived = [i.uid for i in changes.changed if i.uid > top]
-            if arrived and not sel.readonly:
+            if arrived:
+                # RFC 3501 2.3.2: \Recent for the first session to see them; a read-only
+                # session shows the unclaimed ones without claiming them (6.3.2).
                 claimed = await asyncio.to_thread(
-                    self.ctx.store.claim_recent, self.user, sel.name, arrived
+                    self.ctx.store.claim_recent, self.user, sel.name, arrived, peek=sel.readonly
                 )
                 sel.recent |= claimed
             out = sel.apply(changes, allow_expunge, self.qresync, self.condstore)
