@@ -104,6 +104,10 @@ class Limits:
     login_backoff_cap: int = 300
     login_account_ceiling: int = 20
     login_account_delay_cap: int = 8
+    # Bytes kept free on the mail filesystem (appliance/store/reserve.py): below it SMTP
+    # answers 452 4.3.1 and APPEND NO [OVERQUOTA]; reads and deletes still work.
+    # -1 = max(100 MiB, 1 % of the filesystem); dev default 16 MiB; 0 turns it off.
+    disk_reserve: int = -1
 
 
 @dataclass(frozen=True)
@@ -569,6 +573,7 @@ def from_mapping(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         login_backoff_cap=_int(lim_t, "login_backoff_cap", 300, "limits.", 1),
         login_account_ceiling=_int(lim_t, "login_account_ceiling", 20, "limits.", 1),
         login_account_delay_cap=_int(lim_t, "login_account_delay_cap", 8, "limits.", 0),
+        disk_reserve=_int(lim_t, "disk_reserve", 16 << 20 if dev else -1, "limits.", -1),
     )
     q_t = _table(raw, "queue")
     queue = Queue(
