@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from appliance.imap.commands import Literal, SeqSet
+from appliance.imap.searchres import SAVED
 
 T = TypeVar("T")
 Segment = bytes | Literal
@@ -127,18 +128,25 @@ class Cursor:
         self.pos = 0
         return literal
 
-    def string_bytes(self, allow_file: bool = False) -> bytes | Literal:
+    def string_bytes(self, allow_file: bool = False, literal8: bool = False) -> bytes | Literal:
+        """A quoted string or literal; ``~{n}`` (literal8) only where the caller allows it
+        (RFC 3516 4.2 / RFC 9051 9: APPEND data and CATENATE parts)."""
         ch = self.peek()
         if ch == ord('"'):
             return self._quoted()
-        if ch in (ord("{"), ord("~")):
+        if ch == ord("{") or (ch == ord("~") and literal8):
             literal = self._literal()
             if literal.data is None:
                 if allow_file:
                     return literal
                 raise ParseError("literal too large")
             return literal.data
+        self._refuse_literal8()
         raise ParseError("expected a string")
+
+    def _refuse_literal8(self) -> None:
+        if self.line[self.pos : self.pos + 2] == b"~{":
+            raise ParseError("literal8 not allowed here")
 
     def _quoted(self) -> bytes:
         self.pos += 1
@@ -166,8 +174,11 @@ class Cursor:
         return _text(value)
 
     def astring(self) -> str:
-        if self.peek() in (ord('"'), ord("{"), ord("~")):
+        if self.peek() in (ord('"'), ord("{")):
             return self.string()
+        # RFC 9051 9: "~" is an ASTRING-CHAR (not an atom-special): "~foo" is an atom;
+        # "~{n}" is a literal8, which astring does not allow.
+        self._refuse_literal8()
         raw = self._run(_ASTRING_STOP)
         if not raw:
             raise ParseError("expected an astring")
@@ -179,6 +190,7 @@ class Cursor:
     def list_mailbox(self) -> str:
         if self.peek() in (ord('"'), ord("{")):
             return self.string()
+        self._refuse_literal8()
         raw = self._run(_LIST_STOP)
         if not raw:
             raise ParseError("expected a mailbox pattern")
@@ -216,6 +228,8 @@ class Cursor:
         return self.paren_list(self.flag)
 
     def seqset(self) -> SeqSet:
+        if self.accept(b"$"):  # RFC 5182 3: "$" alone, the saved search result
+            return SAVED
         ranges: list[tuple[int | None, int | None]] = []
         while True:
             low = self._seq_number()
