@@ -38,6 +38,11 @@ MAX_REQUEST = 256 * 1024
 MAIL_MOUNT = Path("/var/lib/pillarbox/mail")
 TLS_DIR = Path("/var/lib/pillarbox/tls")
 FSTAB = Path("/etc/fstab")
+ISSUE = Path("/etc/issue.d/50-pillarbox.issue")  # the console banner first-boot.sh writes
+# Once the first admin exists the setup secret is void: the banner keeps the address only.
+ISSUE_AFTER_SETUP = (
+    "Pillarbox mail appliance - \\4 - \\n\n  Dashboard:      http://\\n.local/  or  http://\\4/\n\n"
+)
 FAKE_UUID = "00000000-0000-4000-8000-000000000000"
 
 # Matched with fullmatch: "$" alone would accept a trailing newline ("/dev/sdb\n").
@@ -303,7 +308,22 @@ def _power(verb: str) -> Callable[[Mapping[str, Any], Runner], dict[str, Any]]:
     return action
 
 
+def setup_done(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
+    """The wizard made the first admin: take the setup secret off the console banner."""
+    _args(args, {})
+    if run.fake:  # recorded, not written
+        run.run(["write-issue", str(ISSUE)])
+        return {"issue": str(ISSUE)}
+    if ISSUE.parent.is_dir():
+        tmp = ISSUE.with_name(f".{ISSUE.name}.tmp")
+        tmp.write_text(ISSUE_AFTER_SETUP, encoding="ascii")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, ISSUE)
+    return {"issue": str(ISSUE)}
+
+
 ACTIONS: dict[str, Callable[[Mapping[str, Any], Runner], dict[str, Any]]] = {
+    "setup.done": setup_done,
     "smart": smart,
     "disk.format": disk_format,
     "disk.mount": disk_mount,

@@ -29,6 +29,7 @@ from appliance.accounts import (
     normalize_domain,
 )
 from webui.context import web
+from webui.helper import HelperError
 from webui.security import login_session, setup_done
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,10 @@ def admin() -> Response | str | tuple[str, int]:
             if not errors:
                 log.info("setup=admin-created user=%s", email)
                 forget_secret(cfg)
+                try:  # the console banner still shows the now void secret
+                    ctx.helper.call("setup.done")
+                except HelperError as exc:  # dev mode has no root helper; nothing to clear
+                    log.info("setup=banner-not-cleared reason=%s", exc)
                 login_session(email)
                 flash(f"Welcome! Your admin account {email} is ready.", "ok")
                 return redirect(url_for("dns.page"))

@@ -264,3 +264,23 @@ def test_smart_summary_reads_sector_counters(monkeypatch: pytest.MonkeyPatch) ->
     smart = helper.smart({"device": "/dev/sdb"}, Canned(fake=False))["smart"]
     assert smart["passed"] is True and smart["temperature"] == 41
     assert smart["reallocated_sectors"] == 8 and smart["pending_sectors"] == 2
+
+
+def test_setup_done_rewrites_the_banner_without_the_secret(tmp_path: Path) -> None:
+    rc, reply, commands = run({"action": "setup.done", "args": {}}, tmp_path)
+    assert rc == 0 and reply["ok"] is True
+    assert commands == [["write-issue", "/etc/issue.d/50-pillarbox.issue"]]
+    rc, reply, _ = run({"action": "setup.done", "args": {"secret": "x"}}, tmp_path)
+    assert rc != 0 and "unknown argument" in reply["error"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_helper", HELPER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["root_helper"] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["root_helper"]
+    banner = module.ISSUE_AFTER_SETUP
+    assert "secret" not in banner.lower() and "http://\\n.local/" in banner

@@ -43,3 +43,9 @@ def test_code_file_deleted_after_setup_and_not_printed(client: FlaskClient, env:
     done = pillarbox("setup-secret", "--config", str(env.cfg_path), check=False)
     assert done.returncode == 1 and done.stdout == "" and "set up" in done.stderr
     assert not secret_path(cfg).exists()
+
+
+def test_setup_takes_the_secret_off_the_console_banner(client: FlaskClient, env: Env) -> None:
+    assert ["write-issue", "/etc/issue.d/50-pillarbox.issue"] not in env.helper_commands()
+    complete_setup(client, env.cfg)
+    assert ["write-issue", "/etc/issue.d/50-pillarbox.issue"] in env.helper_commands()
