@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 from appliance.filters import learning
-from appliance.imap import fetch, search, wire
+from appliance.imap import fetch, search, searchres, wire
 from appliance.imap.commands import (
     Command,
     CopyMove,
@@ -17,7 +17,6 @@ from appliance.imap.commands import (
     FetchAtt,
     Search,
     SearchKey,
-    Sort,
     Store,
     Thread,
 )
@@ -265,15 +264,17 @@ async def _run_search(s: Session, key: SearchKey) -> list[search.Candidate]:
 async def search_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Search)
     search.check_charset(cmd.charset)
-    if cmd.returns is not None and "SAVE" in cmd.returns:
-        raise bad("SEARCHRES is not supported")
     modseq = _uses_modseq(cmd.key)
     if modseq:
         s.condstore = True
     found = await _run_search(s, cmd.key)
     numbers = [c.info.uid if cmd.uid else c.seq for c in found]
     top_modseq = max((c.info.modseq for c in found), default=0)
-    if cmd.returns is None and not s.rev2:
+    if cmd.returns is not None and searchres.wants_save(cmd.returns):  # RFC 5182 2.1
+        _selected(s).saved = searchres.to_save([c.info.uid for c in found], cmd.returns)
+    if searchres.only_save(cmd.returns):
+        pass  # RFC 5182 2.1: SAVE alone, no ESEARCH response
+    elif cmd.returns is None and not s.rev2:
         line = "* SEARCH" + "".join(f" {n}" for n in numbers)
         if modseq and found:  # RFC 7162 3.1.5: (MODSEQ highest) after the numbers
             line += f" (MODSEQ {top_modseq})"
@@ -295,19 +296,6 @@ async def search_(s: Session, cmd: Command) -> str:
             parts.append(f"MODSEQ {top_modseq}")
         s.send(" ".join(parts).encode() + b"\r\n")
     return f"{'UID ' if cmd.uid else ''}SEARCH completed"
-
-
-async def sort_(s: Session, cmd: Command) -> str:
-    assert isinstance(cmd, Sort)
-    search.check_charset(cmd.charset)
-    if cmd.returns is not None:
-        raise bad("ESORT is not supported")
-    sel = _selected(s)
-    found = await _run_search(s, cmd.key)
-    ordered = await s.run_blocking(search.sort, s.ctx.store, s.user, sel.name, found, cmd.criteria)
-    numbers = [c.info.uid if cmd.uid else c.seq for c in ordered]
-    s.send(("* SORT" + "".join(f" {n}" for n in numbers)).encode() + b"\r\n")
-    return f"{'UID ' if cmd.uid else ''}SORT completed"
 
 
 async def thread_(s: Session, cmd: Command) -> str:

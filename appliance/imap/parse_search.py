@@ -103,7 +103,7 @@ def _search_key(cur: Cursor) -> SearchKey:
     ch = cur.peek()
     if ch == ord("("):
         return SearchKey("AND", tuple(cur.paren_list(lambda: search_key(cur), False)))
-    if ch is not None and (chr(ch).isdigit() or ch in b"*"):
+    if ch is not None and (chr(ch).isdigit() or ch in b"*$"):
         return SearchKey("SEQ", seqset=cur.seqset())
     word = cur.atom().upper()
     if word in _SEARCH_PLAIN:

@@ -19,7 +19,8 @@ from typing import BinaryIO
 from appliance.imap.commands import SearchKey, SeqSet
 from appliance.imap.errors import ImapError
 from appliance.imap.fetch import decode_part
-from appliance.mime.headers import base_subject, decode_words
+from appliance.mime.addresses import search_forms
+from appliance.mime.headers import base_subject, decode_words, to_bytes, to_text
 from appliance.mime.model import Part, Summary, SummaryError, load_summary
 from appliance.store.base import MailStore, MessageInfo, MessageNotFound, StoreError
 from appliance.store.names import normalize_flag
@@ -27,6 +28,8 @@ from appliance.store.names import normalize_flag
 MAX_BODY_SCAN = 32 * 1024 * 1024
 CHARSETS = ("UTF-8", "US-ASCII")
 _HEADER_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_ADDRESS_KEYS = frozenset({"from", "to", "cc", "bcc"})
+ADDRESS_PREFIX = "\0"  # header() entries of parsed addresses: ("\0from", '"Name" <a@b>')
 
 
 def check_charset(charset: str | None) -> None:
@@ -163,23 +166,35 @@ class _Message:
             with self._open() as fh:
                 raw = fh.read(end)
             fields: list[tuple[str, str]] = []
+            raws: list[tuple[str, bytes]] = []
             for line in raw.splitlines():
                 if line[:1] in (b" ", b"\t") and fields:
                     prev_name, prev_value = fields[-1]
                     fields[-1] = (prev_name, prev_value + " " + decode_words(line))
+                    raws[-1] = (prev_name, raws[-1][1] + b" " + line)
                     continue
                 name, colon, value = line.partition(b":")
                 if colon:
-                    fields.append(
-                        (name.strip().decode("ascii", "replace").lower(), decode_words(value))
-                    )
+                    field_name = name.strip().decode("ascii", "replace").lower()
+                    fields.append((field_name, decode_words(value)))
+                    raws.append((field_name, value))
+            for field_name, value in raws:
+                if field_name in _ADDRESS_KEYS:
+                    # SEARCH FROM/TO/CC/BCC match each parsed address, comments removed
+                    # (as Dovecot): "\0from" entries hold them, one per address.
+                    fields += [
+                        (ADDRESS_PREFIX + field_name, decode_words(to_bytes(form)))
+                        for form in search_forms(to_text(value))
+                    ]
             self._header = fields
             HEADER_CACHE.put(key, fields)
         return self._header
 
     def header_text(self) -> str:
         if self._raw_header is None:
-            self._raw_header = "\n".join(f"{k}: {v}" for k, v in self.header()).casefold()
+            self._raw_header = "\n".join(
+                f"{k}: {v}" for k, v in self.header() if not k.startswith(ADDRESS_PREFIX)
+            ).casefold()
         return self._raw_header
 
     def body(self) -> str:
@@ -279,6 +294,8 @@ class Matcher:
             return _compare(name[4:], _sent_date(msg), key.number)
         if name in _HEADER_KEYS or name == "HEADER":
             field_name = _HEADER_KEYS.get(name) or key.text.lower()
+            if field_name in _ADDRESS_KEYS and name != "HEADER":
+                field_name = ADDRESS_PREFIX + field_name
             needle = (key.text if name != "HEADER" else key.value).casefold()
             return any(k == field_name and needle in v.casefold() for k, v in msg.header())
         if name == "BODY":

@@ -23,6 +23,7 @@ from appliance.events import Subscription
 from appliance.imap import wire
 from appliance.imap.commands import SeqSet
 from appliance.imap.errors import bad
+from appliance.imap.searchres import is_saved
 from appliance.store.base import Changes, MessageInfo, Snapshot
 
 _uid_of = attrgetter("uid")
@@ -137,6 +138,7 @@ class SelectedMailbox:
         self.info = MessageTable(snapshot.messages)
         self.recent: set[int] = set(snapshot.recent)
         self.pending_expunged: set[int] = set()
+        self.saved: frozenset[int] = frozenset()  # RFC 5182: the SEARCHRES result (UIDs)
 
     def _own_uids(self) -> None:
         """Copy a shared UID array before changing it (copy on write)."""
@@ -156,6 +158,8 @@ class SelectedMailbox:
 
     def resolve(self, seqset: SeqSet, uid: bool) -> list[int]:
         """A sequence set -> UIDs in ascending order (RFC 9051 6.4.8 for UID sets)."""
+        if is_saved(seqset):  # RFC 5182 2.1: "$" is the saved result minus expunged ones
+            return sorted(u for u in self.saved if u in self.info)
         if uid:
             top = self.uids[-1] if self.uids else 0
             wanted: set[int] = set()

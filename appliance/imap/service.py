@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.config import Listen
 from appliance.imap import handlers_auth as ha
+from appliance.imap import handlers_ext as hext
 from appliance.imap import handlers_mailbox as hm
 from appliance.imap import handlers_message as hmsg
 from appliance.imap.connection import Connection
@@ -66,9 +67,9 @@ HANDLERS: dict[str, tuple[frozenset[str], Handler]] = {
     "STORE": (SELECTED, hmsg.store),
     "COPY": (SELECTED, hmsg.copy_move),
     "MOVE": (SELECTED, hmsg.copy_move),
-    "SEARCH": (SELECTED, hmsg.search_),
-    "SORT": (SELECTED, hmsg.sort_),
-    "THREAD": (SELECTED, hmsg.thread_),
+    "SEARCH": (SELECTED, hext.search_),
+    "SORT": (SELECTED, hext.sort_),
+    "THREAD": (SELECTED, hext.thread_),
 }
 
 

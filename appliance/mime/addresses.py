@@ -18,7 +18,8 @@ _SPECIALS = "<>@,;:"
 
 def _tokens(text: str) -> Iterator[tuple[str, str]]:
     """Yield (kind, value): kind is 'q' quoted string, 's' special, 'a' atom/dot-atom,
-    'l' domain literal. Comments are dropped."""
+    'l' domain literal, 'c' comment (its text: quoted-pairs undone, nested parentheses
+    kept, whitespace runs made one space, edges trimmed, as Dovecot and c-client do)."""
     i = 0
     n = len(text)
     while i < n:
@@ -27,19 +28,28 @@ def _tokens(text: str) -> Iterator[tuple[str, str]]:
             i += 1
         elif ch == "(":
             depth = 0
+            buf: list[str] = []
             while i < n:
-                if text[i] == "\\":
+                c = text[i]
+                if c == "\\" and i + 1 < n:
                     i += 1
-                elif text[i] == "(":
+                    buf.append(text[i])
+                elif c == "(":
                     depth += 1
-                elif text[i] == ")":
+                    if depth > 1:
+                        buf.append(c)
+                elif c == ")":
                     depth -= 1
                     if depth == 0:
                         break
+                    buf.append(c)
+                else:
+                    buf.append(c)
                 i += 1
             i += 1
+            yield "c", " ".join("".join(buf).split())
         elif ch == '"':
-            buf: list[str] = []
+            buf = []
             i += 1
             while i < n and text[i] != '"':
                 if text[i] == "\\" and i + 1 < n:
@@ -61,6 +71,10 @@ def _tokens(text: str) -> Iterator[tuple[str, str]]:
             while i < n and text[i] not in _SPECIALS and text[i] not in ' \t\r\n"(':
                 i += 1
             yield "a", text[start:i]
+
+
+def _plain(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [t for t in tokens if t[0] != "c"]
 
 
 def _addr_spec(tokens: list[tuple[str, str]]) -> tuple[str | None, str, str]:
@@ -87,16 +101,20 @@ def _quote_local(kind: str, value: str) -> str:
 
 
 def _mailbox(tokens: list[tuple[str, str]]) -> Address | None:
-    if not tokens:
+    if not _plain(tokens):
         return None
     if ("s", "<") in tokens:
         lt = tokens.index(("s", "<"))
         gt = next((i for i in range(lt, len(tokens)) if tokens[i] == ("s", ">")), len(tokens))
-        phrase = " ".join(v for _, v in tokens[:lt]) or None
-        adl, mailbox, host = _addr_spec(tokens[lt + 1 : gt])
+        phrase = " ".join(v for _, v in _plain(tokens[:lt])) or None
+        adl, mailbox, host = _addr_spec(_plain(tokens[lt + 1 : gt]))
         return [phrase, adl, mailbox, host]
-    adl, mailbox, host = _addr_spec(tokens)
-    return [None, adl, mailbox, host]
+    # A bare addr-spec: its last comment is the personal name, "user@d (Real Name)"
+    # (Dovecot and c-client; comments before the address are not its name).
+    first = next(i for i, t in enumerate(tokens) if t[0] != "c")
+    comments = [v for k, v in tokens[first:] if k == "c"]
+    adl, mailbox, host = _addr_spec(_plain(tokens))
+    return [comments[-1] if comments and comments[-1] else None, adl, mailbox, host]
 
 
 def parse_addresses(text: str) -> list[Address]:
@@ -110,10 +128,10 @@ def parse_addresses(text: str) -> list[Address]:
         elif kind == "s" and value == ">":
             angle = False
         if kind == "s" and value == ":" and not in_group and not angle:
-            if current and current[0] == ("s", "@"):  # a route, not a group
+            if _plain(current)[:1] == [("s", "@")]:  # a route, not a group
                 current.append((kind, value))
                 continue
-            name = " ".join(v for _, v in current)
+            name = " ".join(v for _, v in _plain(current))
             out.append([None, None, name, None])
             current = []
             in_group = True
@@ -136,4 +154,38 @@ def parse_addresses(text: str) -> list[Address]:
         out.append(mailbox)
     if in_group:
         out.append([None, None, None, None])
+    return out
+
+
+_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~") | frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+
+def _maybe_quote(text: str) -> str:
+    if text and all(c in _ATEXT or ord(c) >= 0x80 for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def search_forms(text: str) -> list[str]:
+    """Each address of a list written the way SEARCH FROM/TO/CC/BCC matches it (as
+    Dovecot does: the parsed address, not the raw field): ``"Real Name" <user@host>``
+    or ``user@host``; a group is ``name: `` (``name:;`` when empty) and ``;``.
+    Encoded words stay encoded (the caller decodes the result)."""
+    out: list[str] = []
+    addrs = parse_addresses(text)
+    for i, (name, adl, mailbox, host) in enumerate(addrs):
+        if host is None and mailbox is not None:  # group start
+            empty = i + 1 < len(addrs) and addrs[i + 1] == [None, None, None, None]
+            out.append(_maybe_quote(mailbox) + (":;" if empty else ": "))
+        elif host is None:  # group end
+            if not (i and addrs[i - 1][3] is None and addrs[i - 1][2] is not None):
+                out.append(";")
+        elif name or adl:
+            shown = (name if "=?" in name else _maybe_quote(name)) + " " if name else ""
+            route = adl + ":" if adl else ""
+            out.append(f"{shown}<{route}{mailbox}@{host}>")
+        else:
+            out.append(f"{mailbox}@{host}")
     return out

@@ -212,7 +212,9 @@ def _envelope(fields: list[tuple[str, bytes]]) -> dict[str, Any]:
         if raw is None:
             env[name] = None
         elif name in _ADDRESS_FIELDS:
-            env[name] = parse_addresses(to_text(raw)) or None
+            # A repeated To/Cc/... field (RFC 5322 3.6 allows one) is merged, as Dovecot does.
+            merged = [a for k, v in fields if k == name for a in parse_addresses(to_text(v))]
+            env[name] = merged or None
         elif name in ("in-reply-to", "message-id"):
             env[name] = to_text(raw)
         else:

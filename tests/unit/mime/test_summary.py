@@ -247,7 +247,7 @@ def test_decode_words(raw: bytes, text: str) -> None:
         ("a@b.c", [None, None, "a", "b.c"]),
         ('"Smith, J" <j@x.org>', ["Smith, J", None, "j", "x.org"]),
         ("<@route.org:u@x.org>", [None, "@route.org", "u", "x.org"]),
-        ("user (comment) @ x.org", [None, None, "user", "x.org"]),
+        ("user (comment) @ x.org", ["comment", None, "user", "x.org"]),
         ("undisclosed-recipients:;", [None, None, "undisclosed-recipients", None]),
         ("nodomain", [None, None, "nodomain", "MISSING_DOMAIN"]),
     ],
