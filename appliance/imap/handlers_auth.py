@@ -126,9 +126,10 @@ async def enable(s: Session, cmd: Command) -> str:
         if cap not in ENABLEABLE:
             continue  # RFC 5161 3.1: unknown capabilities are ignored
         if cap == "CONDSTORE" and not s.condstore:
-            s.condstore = True
+            s.enable_condstore()  # RFC 7162 3.1: HIGHESTMODSEQ first when selected
         elif cap == "QRESYNC" and not s.qresync:
-            s.qresync = s.condstore = True  # RFC 7162 3.2.3: QRESYNC implies CONDSTORE
+            s.enable_condstore()  # RFC 7162 3.2.3: QRESYNC implies CONDSTORE
+            s.qresync = True
         elif cap == "UTF8=ACCEPT" and not s.utf8:
             s.utf8 = True
         elif cap == "IMAP4REV2" and not s.rev2:

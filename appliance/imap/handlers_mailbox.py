@@ -80,13 +80,13 @@ async def select(s: Session, cmd: Command) -> str:
     sel = SelectedMailbox(name, snapshot, readonly, subscription)
     s.select(sel)
     st = snapshot.status
-    flags = sorted(sel.flags())
-    s.send(b"* FLAGS " + wire.flags(flags) + b"\r\n")
-    permanent = b"()" if readonly else wire.flags([*flags, "\\*"])
-    s.send(b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n")
+    for line in sel.flags_lines():
+        s.send(line)
     s.send(b"* %d EXISTS\r\n" % len(sel))
     if not s.rev2:
         s.send(b"* %d RECENT\r\n" % len(sel.recent))
+        # RFC 3501 6.3.1/6.3.2: SELECT claims \Recent; EXAMINE reports the messages no
+        # session has claimed yet without claiming them.
         first_unseen = next(
             (i + 1 for i, uid in enumerate(sel.uids) if "\\Seen" not in sel.info[uid].flags), None
         )
@@ -252,9 +252,21 @@ async def list_(s: Session, cmd: Command) -> str:
 
 
 def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...]) -> bytes:
+def _recent(s: Session, name: str, st: MailboxStatus) -> int:
+    """RFC 3501 6.3.10: STATUS RECENT counts the \\Recent messages: those no session has
+    claimed; for the selected mailbox, also the ones this session shows \\Recent (as
+    Dovecot answers)."""
+    sel = s.selected
+    if sel is None or sel.name != name:
+        return st.recent
+    if sel.readonly:  # this session's \Recent ones are unclaimed: counted in st.recent
+        return max(st.recent, len(sel.recent))
+    return len(sel.recent) + st.recent  # unclaimed arrivals become ours at the next sync
+
+
     values = {
         "MESSAGES": st.messages,
-        "RECENT": 0,
+        "RECENT": _recent(s, name, st) if "RECENT" in items else 0,
         "UIDNEXT": st.uidnext,
         "UIDVALIDITY": st.uidvalidity,
         "UNSEEN": st.unseen,
@@ -264,7 +276,7 @@ def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...
         "APPENDLIMIT": s.ctx.config.limits.max_message_size,  # RFC 7889 4
     }
     if "HIGHESTMODSEQ" in items:
-        s.condstore = True
+        s.enable_condstore()  # RFC 7162 3.1: sends HIGHESTMODSEQ first when selected
     body = " ".join(f"{item} {values[item]}" for item in items)
     return b"* STATUS " + s.mailbox_out(name) + b" (" + body.encode() + b")\r\n"
 

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 from appliance.filters import learning
-from appliance.imap import fetch, search, searchres, wire
+from appliance.imap import fetch, search, searchres
 from appliance.imap.commands import (
     Command,
     CopyMove,
@@ -51,7 +51,7 @@ async def fetch_(s: Session, cmd: Command) -> str:
     uids = sel.resolve(cmd.seqset, cmd.uid)
     atts = list(cmd.atts)
     if any(a.name == "MODSEQ" for a in atts) or cmd.changed_since is not None:
-        s.condstore = True  # RFC 7162 3.1: using CONDSTORE features enables it
+        s.enable_condstore()  # RFC 7162 3.1: using CONDSTORE features enables it
     if cmd.vanished:
         if not s.qresync:
             raise bad("QRESYNC is not enabled")
@@ -75,7 +75,8 @@ async def fetch_(s: Session, cmd: Command) -> str:
             result = await s.run_blocking(
                 s.ctx.store.store_flags, s.user, sel.name, unseen, "add", ["\\Seen"]
             )
-            sel.update(result.updated)
+            for line in sel.update(result.updated):  # RFC 9051 7.3.5: FLAGS first
+                s.send(line)
             if not any(a.name == "FLAGS" for a in atts):
                 atts.append(FetchAtt("FLAGS"))
     req = fetch.FetchRequest(
@@ -117,7 +118,7 @@ async def store(s: Session, cmd: Command) -> str:
     if not all(valid_flag(f) for f in flags):
         raise bad("Invalid flag")
     if cmd.unchanged_since is not None:
-        s.condstore = True
+        s.enable_condstore()  # RFC 7162 3.1
     result = await s.run_blocking(
         s.ctx.store.store_flags,
         s.user,
@@ -127,10 +128,10 @@ async def store(s: Session, cmd: Command) -> str:
         flags,
         cmd.unchanged_since,
     )
-    known_flags = sel.flags()
-    sel.update(result.updated)
-    if sel.flags() != known_flags:  # RFC 9051 7.3.5: a new keyword changes FLAGS
-        s.send(b"* FLAGS " + wire.flags(sel.flags()) + b"\r\n")
+    # RFC 9051 7.3.5: a new keyword grows FLAGS before the FETCH showing it; FLAGS never
+    # shrinks while selected (a client may still see another message holding a keyword).
+    for line in sel.update(result.updated):
+        s.send(line)
     failed = set(result.failed_modseq)
     changed = {i.uid for i in result.updated}
     for uid in uids:
@@ -266,7 +267,7 @@ async def search_(s: Session, cmd: Command) -> str:
     search.check_charset(cmd.charset)
     modseq = _uses_modseq(cmd.key)
     if modseq:
-        s.condstore = True
+        s.enable_condstore()  # RFC 7162 3.1
     found = await _run_search(s, cmd.key)
     numbers = [c.info.uid if cmd.uid else c.seq for c in found]
     top_modseq = max((c.info.modseq for c in found), default=0)
@@ -293,7 +294,15 @@ async def search_(s: Session, cmd: Command) -> str:
         if "COUNT" in returns:
             parts.append(f"COUNT {len(numbers)}")
         if modseq and found:
-            parts.append(f"MODSEQ {top_modseq}")
+            # RFC 7162 3.1.5 / RFC 4731 3.2: the highest modseq of the messages returned:
+            # MIN and MAX return one each, ALL and COUNT every match (as Dovecot 2.3).
+            shown = found
+            if "ALL" not in returns and "COUNT" not in returns:
+                ends = {min(numbers) if "MIN" in returns else 0}
+                ends.add(max(numbers) if "MAX" in returns else 0)
+                shown = [c for c, n in zip(found, numbers, strict=True) if n in ends]
+            if shown:
+                parts.append(f"MODSEQ {max(c.info.modseq for c in shown)}")
         s.send(" ".join(parts).encode() + b"\r\n")
     return f"{'UID ' if cmd.uid else ''}SEARCH completed"
 

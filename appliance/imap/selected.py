@@ -4,6 +4,11 @@ RFC 9051 7.5.1: EXPUNGE responses must not be sent while a FETCH, STORE or SEARC
 (the sequence-number forms) is answered, so expunges other sessions made wait in
 ``pending_expunged`` and keep their sequence numbers until an allowed moment.
 
+RFC 9051 7.3.5: the FLAGS the client was told (``known_flags``) only grow while the
+mailbox is selected, and an updated ``* FLAGS`` goes out before the first FETCH that shows
+a keyword the client has not been told of (Dovecot does the same; a keyword no message
+holds any more stays listed until the next SELECT).
+
 Memory: a session does not copy the mailbox. Sessions that selected the same mailbox
 state share the snapshot's tuple of per-message data and a 4-byte-per-entry UID array
 (copied on a session's first change to it); each keeps only its own changes on the side
@@ -27,6 +32,7 @@ from appliance.imap.searchres import is_saved
 from appliance.store.base import Changes, MessageInfo, Snapshot
 
 _uid_of = attrgetter("uid")
+SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
 
 
 class MessageTable:
@@ -138,6 +144,10 @@ class SelectedMailbox:
         self.info = MessageTable(snapshot.messages)
         self.recent: set[int] = set(snapshot.recent)
         self.pending_expunged: set[int] = set()
+        self.known_flags: set[str] = set(SYSTEM_FLAGS)  # the last * FLAGS sent
+        for m in snapshot.messages:
+            if not m.flags <= self.known_flags:
+                self.known_flags |= m.flags
         self.saved: frozenset[int] = frozenset()  # RFC 5182: the SEARCHRES result (UIDs)
 
     def _own_uids(self) -> None:
@@ -183,16 +193,39 @@ class SelectedMailbox:
         return [self.uids[i] for i in sorted(indexes)]
 
     def flags(self) -> set[str]:
-        flags = {"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"}
-        for info in self.info.values():
-            flags.update(info.flags)
-        return flags
+        """The flags the client was told of (FLAGS): system flags and keywords."""
+        return set(self.known_flags)
+
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` (RFC 9051 7.3.5, 7.1)."""
+        flags = sorted(self.known_flags)
+        if self.readonly:
+            permanent = b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        else:
+            permanent = b"* OK [PERMANENTFLAGS " + wire.flags([*flags, "\\*"])
+            permanent += b"] Flags permitted\r\n"
+        return [b"* FLAGS " + wire.flags(flags) + b"\r\n", permanent]
+
+    def announce(self, infos: Iterable[MessageInfo]) -> list[bytes]:
+        """FLAGS lines to send before FETCH responses showing ``infos``: empty unless one
+        carries a keyword the client has not been told of. RFC 9051 7.3.5: the set only
+        grows while selected, so a FETCH never shows a keyword FLAGS did not list."""
+        new: set[str] = set()
+        for info in infos:
+            if not info.flags <= self.known_flags:
+                new |= info.flags - self.known_flags
+        if not new:
+            return []
+        self.known_flags |= new
+        return self.flags_lines()
 
     # ---- local changes
-    def update(self, infos: Iterable[MessageInfo]) -> None:
-        for info in infos:
-            if info.uid in self.info:
-                self.info[info.uid] = info
+    def update(self, infos: Iterable[MessageInfo]) -> list[bytes]:
+        """Take this session's own changes; returns FLAGS lines to send first (announce)."""
+        mine = [info for info in infos if info.uid in self.info]
+        for info in mine:
+            self.info[info.uid] = info
+        return self.announce(mine)
 
     def remove(self, uid: int) -> int | None:
         """Forget ``uid``; returns its sequence number (None if unknown)."""
@@ -234,19 +267,25 @@ class SelectedMailbox:
             out += self.expunge_responses(list(self.pending_expunged), vanished)
         before = len(self.uids)
         top = self.uids[-1] if self.uids else 0
+        taken: list[MessageInfo] = []  # new arrivals and flag changes this view takes
+        fetches: list[int] = []
         for info in changes.changed:
             if info.uid > top and info.uid not in changes.expunged:
                 self._own_uids()
                 self.uids.append(info.uid)
                 self.info[info.uid] = info
+                taken.append(info)
                 top = info.uid
                 continue
             known = self.info.get(info.uid)
             if known is None or info.modseq <= known.modseq or info.uid in self.pending_expunged:
                 continue
             self.info[info.uid] = info
+            taken.append(info)
             if known.flags != info.flags or condstore:
-                out.append(self.flags_response(info.uid, condstore))
+                fetches.append(info.uid)
+        out += self.announce(taken)  # RFC 9051 7.3.5: FLAGS before a FETCH using a keyword
+        out += [self.flags_response(uid, condstore) for uid in fetches]
         if len(self.uids) > before:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         self.uidnext = max(self.uidnext, changes.uidnext)

@@ -92,7 +92,74 @@ def split_params(value: str) -> tuple[str, list[tuple[str, str]]]:
         else:
             val = _strip_comments(val).strip()
         params.append((key, val))
-    return head, params
+    return head, rfc2231(params)
+
+
+_SECTION = re.compile(r"^(.+?)\*(?:(\d{1,3})\*?)?$")
+_PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+MAX_SECTIONS = 100
+_ATTR_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~"
+)  # RFC 2231 7 attribute-char: these need no %XX
+
+
+def _unpercent(value: str) -> bytes:
+    return _PCT.sub(lambda m: bytes([int(m.group(1), 16)]), to_bytes(value))
+
+
+def rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """RFC 2231 3/4: join ``name*0*=``, ``name*1=`` ... continuations and decode
+    ``charset'language'%XX`` values (RFC 9051 7.5.2: BODYSTRUCTURE SHOULD return them
+    decoded). A value that decodes to ASCII is returned under the plain name; a non-ASCII
+    one keeps the RFC 2231 form, ``name*`` = ``charset'lang'%XX...`` with the sections
+    joined (Dovecot's answer), since an IMAP4rev1 string cannot carry it decoded."""
+    sections: dict[str, dict[int, tuple[str, bool]]] = {}
+    order: list[str] = []
+    plain: dict[str, str] = {}
+    raw_pairs: dict[str, list[tuple[str, str]]] = {}
+    for key, value in params:
+        match = _SECTION.match(key)
+        if match is not None:
+            raw_pairs.setdefault(match.group(1), []).append((key, value))
+        if match is None:
+            if key not in plain:
+                plain[key] = value
+                order.append(key)
+            continue
+        name, number = match.group(1), match.group(2)
+        index = int(number) if number is not None else 0
+        encoded = key.endswith("*")
+        if index >= MAX_SECTIONS or index in sections.get(name, {}):
+            continue
+        sections.setdefault(name, {})[index] = (value, encoded)
+        if name not in order:
+            order.append(name)
+    out: list[tuple[str, str]] = []
+    for name in order:
+        parts = sections.get(name)
+        if not parts or 0 not in parts:
+            if name in plain:
+                out.append((name, plain[name]))
+            else:  # no section 0: not RFC 2231, keep the fields as they were written
+                out += raw_pairs.get(name, [])
+            continue
+        charset, language = "", ""
+        data: list[bytes] = []
+        for index in range(len(parts)):
+            if index not in parts:
+                break  # RFC 2231 3: sections are numbered from 0 without gaps
+            value, encoded = parts[index]
+            if encoded and index == 0 and value.count("'") >= 2:
+                charset, language, value = value.split("'", 2)
+            data.append(_unpercent(value) if encoded else to_bytes(value))
+        raw = b"".join(data)
+        text = _decode_charset(raw, charset) if charset else to_text(raw)
+        if text.isascii():
+            out.append((name, text))
+        else:
+            quoted = "".join(chr(b) if b in _ATTR_CHARS else f"%{b:02X}" for b in raw)
+            out.append((name + "*", f"{charset or 'utf-8'}'{language}'{quoted}"))
+    return out
 
 
 def _strip_comments(text: str) -> str:

@@ -163,18 +163,32 @@ def _read_headers(
     kept = 0
     current: list[bytes] | None = None
     first = True
+    header_start: int | None = None
     while True:
         item = reader.next()
         if item is None:
             break
         offset, piece, line_start = item
+        header_start = offset if header_start is None else header_start
         if line_start and boundaries and _boundary_of(piece, boundaries) is not None:
             reader.push(item)  # a boundary inside the header: the header ends here
             if current is not None:
                 fields.append(_field(current))
-            return fields, offset
+            # RFC 2046 5.1.1: the CRLF before the boundary belongs to the boundary, not
+            # to the header (BODY[n.MIME] ends before it, as Dovecot answers).
+            return fields, max(header_start, offset - reader.prev[1])
         if line_start and piece in (b"\r\n", b"\n"):
-            break
+            body_start = offset + len(piece)
+            peek = reader.next()
+            if peek is not None:
+                reader.push(peek)
+                if boundaries and peek[2] and _boundary_of(peek[1], boundaries) is not None:
+                    # RFC 2046 5.1.1: an empty body; this CRLF is the boundary's, so the
+                    # header ends before it (BODY[n.MIME], n.HEADER as Dovecot answers).
+                    body_start = offset
+            if current is not None:
+                fields.append(_field(current))
+            return fields, body_start
         if not line_start or piece[:1] in (b" ", b"\t"):
             if current is not None and kept < MAX_HEADER_BYTES:
                 current.append(piece)

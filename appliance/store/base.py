@@ -114,6 +114,7 @@ class MailboxStatus:
     unseen: int
     size: int  # bytes, for STATUS=SIZE
     deleted: int = 0
+    recent: int = 0  # messages no session has seen yet (RFC 3501 6.3.10: STATUS RECENT)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ class Snapshot:
 
     status: MailboxStatus
     messages: tuple[MessageInfo, ...]  # ascending UID
-    recent: frozenset[int] = frozenset()  # UIDs this caller is the first to see (\Recent)
+    # UIDs this caller is the first to see (\Recent); without claim_recent, the UIDs no
+    # session has seen yet, left for the next claimer (RFC 3501 6.3.2: EXAMINE shows them)
+    recent: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -218,9 +221,12 @@ class MailStore(Protocol):
         the store was built with; computed on first use when not cached at delivery."""
         ...
 
-    def claim_recent(self, user: str, mailbox: str, uids: Sequence[int]) -> frozenset[int]:
+    def claim_recent(
+        self, user: str, mailbox: str, uids: Sequence[int], *, peek: bool = False
+    ) -> frozenset[int]:
         """Of ``uids`` (new arrivals a session has just seen), the ones no session saw
-        before: the caller shows them \\Recent (RFC 3501 2.3.2), nobody else will."""
+        before: the caller shows them \\Recent (RFC 3501 2.3.2), nobody else will. With
+        ``peek`` (a read-only session) nothing is claimed: the next claimer gets them too."""
         ...
 
     def summaries(self, user: str, mailbox: str, uids: Sequence[int]) -> dict[int, bytes]:

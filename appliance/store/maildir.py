@@ -122,10 +122,12 @@ class MaildirStore(MailboxOps):
         with self._open(user, mailbox, lock=False) as box:
             row = box.conn.execute(
                 "SELECT count(*), coalesce(sum(1 - seen), 0), coalesce(sum(size), 0),"
-                " coalesce(sum(deleted), 0) FROM messages WHERE mailbox_id = ?",
-                (box.mbx.id,),
+                " coalesce(sum(deleted), 0), coalesce(sum(uid > ?), 0)"
+                " FROM messages WHERE mailbox_id = ?",
+                (box.mbx.recent_uid, box.mbx.id),
             ).fetchone()
-            result = _status(box.mbx, row[0], row[1], row[2], row[3])
+            # RFC 3501 6.3.10: RECENT counts the messages no session has claimed yet
+            result = _status(box.mbx, row[0], row[1], row[2], row[3], row[4])
         if box.changed:
             self._publish(user, box.name)
         return result
@@ -139,10 +141,12 @@ class MaildirStore(MailboxOps):
                 mbx = index.get_mailbox(conn, box.name) or box.mbx
                 messages = self._snapshots.messages(conn, (user, box.name), mbx)
                 recent: frozenset[int] = frozenset()
-                if claim_recent and mbx.uidnext - 1 > mbx.recent_uid:
-                    # RFC 3501 2.3.2: \Recent goes to the first session to see a message.
+                if mbx.uidnext - 1 > mbx.recent_uid:
+                    # RFC 3501 2.3.2: \Recent goes to the first session to see a message;
+                    # without claiming (EXAMINE, 6.3.2) the caller only learns which.
                     recent = frozenset(_uids_above(messages, mbx.recent_uid))
-                    index.set_mailbox_state(conn, mbx.id, recent_uid=mbx.uidnext - 1)
+                    if claim_recent:
+                        index.set_mailbox_state(conn, mbx.id, recent_uid=mbx.uidnext - 1)
             if claim_recent:
                 scan.settle_new(box.conn, box.mbx.id, box.folder)
         unseen = deleted = size = 0
@@ -154,7 +158,8 @@ class MaildirStore(MailboxOps):
             size += m.size
         if box.changed:
             self._publish(user, box.name)
-        return Snapshot(_status(mbx, len(messages), unseen, size, deleted), messages, recent)
+        st = _status(mbx, len(messages), unseen, size, deleted, len(recent))
+        return Snapshot(st, messages, recent)
 
     @guarded
     def changes(self, user: str, mailbox: str, since: int) -> Changes:
@@ -241,14 +246,16 @@ class MaildirStore(MailboxOps):
         return data
 
     @guarded
-    def claim_recent(self, user: str, mailbox: str, uids: Sequence[int]) -> frozenset[int]:
+    def claim_recent(
+        self, user: str, mailbox: str, uids: Sequence[int], *, peek: bool = False
+    ) -> frozenset[int]:
         if not uids:
             return frozenset()
         with self._open(user, mailbox, lock=False) as box, index.transaction(box.conn):
             mbx = index.get_mailbox(box.conn, box.name) or box.mbx
             top = min(max(uids), mbx.uidnext - 1)
             claimed = frozenset(u for u in uids if mbx.recent_uid < u <= top)
-            if claimed:
+            if claimed and not peek:
                 index.set_mailbox_state(box.conn, mbx.id, recent_uid=top)
         return claimed
 
@@ -672,7 +679,7 @@ class MaildirStore(MailboxOps):
 
 
 def _status(
-    mbx: index.MailboxRow, messages: int, unseen: int, size: int, deleted: int
+    mbx: index.MailboxRow, messages: int, unseen: int, size: int, deleted: int, recent: int = 0
 ) -> MailboxStatus:
     return MailboxStatus(
         name=mbx.name,
@@ -683,6 +690,7 @@ def _status(
         unseen=unseen,
         size=size,
         deleted=deleted,
+        recent=recent,
     )
 
 

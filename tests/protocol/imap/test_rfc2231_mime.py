@@ -1,0 +1,53 @@
+"""BODYSTRUCTURE decodes RFC 2231 parameters; BODY[n.MIME] stops before a boundary's CRLF
+(real IMAP connection)."""
+
+from __future__ import annotations
+
+from tests.protocol.imap.conftest import PASSWORD, ImapServer
+from tests.protocol.imap.rawclient import RawClient
+from tests.unit.mime.test_rfc2231 import CONTINUED, EMPTY_BODIES
+
+TITLED = (
+    b"From: a@b\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary*=us-ascii''outer\r\n\r\n"
+    b"--outer\r\nContent-Type: text/plain; charset=us-ascii;\r\n"
+    b" title*0*=us-ascii'en'This%20is%20;\r\n title*1*=%2A%2A%2Afun%2A%2A%2A\r\n"
+    b'Content-Disposition: attachment; filename*0="long"; filename*1="name.txt"\r\n'
+    b"\r\nhello\r\n--outer--\r\n"
+)
+
+
+def _client(server: ImapServer) -> RawClient:
+    c = RawClient(server.host, server.tls_port, server.client_tls())
+    c.ok(f'LOGIN {server.user} "{PASSWORD}"')
+    c.ok("SELECT INBOX")
+    return c
+
+
+def test_bodystructure_decodes_rfc2231(imap_server: ImapServer) -> None:
+    imap_server.deliver(TITLED)
+    imap_server.deliver(CONTINUED)
+    c = _client(imap_server)
+    try:
+        first = c.ok("FETCH 1 BODYSTRUCTURE")[0]
+        assert b'("charset" "us-ascii" "title" "This is ***fun***")' in first
+        assert b'("attachment" ("filename" "longname.txt"))' in first
+        assert b'"mixed" ("boundary" "outer")' in first
+        second = c.ok("FETCH 2 (BODYSTRUCTURE BODY[2])")[0]
+        assert b'"mixed" ("boundary" "b1XY")' in second
+        assert b"BODY[2] {5}\r\nworld" in second
+    finally:
+        c.close()
+
+
+def test_mime_header_excludes_the_boundary_crlf(imap_server: ImapServer) -> None:
+    imap_server.deliver(EMPTY_BODIES)
+    c = _client(imap_server)
+    try:
+        got = c.ok("FETCH 1 (BODY[1.MIME] BODY[2.MIME] BODY[3.MIME] BODY[4.HEADER])")[0]
+        assert b"BODY[1.MIME] {26}\r\nContent-Type: text/plain\r\n " in got
+        assert b"BODY[2.MIME] {24}\r\nContent-Type: text/plain " in got
+        assert b"BODY[3.MIME] {28}\r\n" in got
+        assert b"BODY[4.HEADER] {12}\r\nSubject: x\r\n" in got
+    finally:
+        c.close()
