@@ -251,7 +251,6 @@ async def list_(s: Session, cmd: Command) -> str:
 # ------------------------------------------------------------------ STATUS
 
 
-def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...]) -> bytes:
 def _recent(s: Session, name: str, st: MailboxStatus) -> int:
     """RFC 3501 6.3.10: STATUS RECENT counts the \\Recent messages: those no session has
     claimed; for the selected mailbox, also the ones this session shows \\Recent (as
@@ -264,6 +263,7 @@ def _recent(s: Session, name: str, st: MailboxStatus) -> int:
     return len(sel.recent) + st.recent  # unclaimed arrivals become ours at the next sync
 
 
+def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...]) -> bytes:
     values = {
         "MESSAGES": st.messages,
         "RECENT": _recent(s, name, st) if "RECENT" in items else 0,
