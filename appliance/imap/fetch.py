@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from appliance.imap import wire
+from appliance.imap import preview, wire
 from appliance.imap.commands import FetchAtt, Section
 from appliance.imap.errors import ImapError
+from appliance.imap.savedate import save_date
 from appliance.mime.model import NoSuchPart, Part, Summary, load_summary
 from appliance.store.base import MailStore, MessageInfo, MessageNotFound
 
@@ -57,7 +58,9 @@ class FetchRequest:
 def needs_file(atts: Sequence[FetchAtt]) -> bool:
     """Message bytes are read (sections, RFC822.*, BINARY)."""
     return any(
-        a.section is not None or (a.name.startswith("RFC822") and a.name != "RFC822.SIZE")
+        a.section is not None
+        or (a.name.startswith("RFC822") and a.name != "RFC822.SIZE")
+        or a.name == "PREVIEW"  # RFC 8970: text of the first text part
         for a in atts
     )
 
@@ -193,6 +196,8 @@ def _item(
         return [b"INTERNALDATE " + wire.internal_date(info.internal_date)]
     if name == "RFC822.SIZE":
         return [b"RFC822.SIZE %d" % info.size]
+    if name == "SAVEDATE":  # RFC 8514 4.2: the date the message was saved in this mailbox
+        return [b"SAVEDATE " + wire.internal_date(save_date(info))]
     if name == "MODSEQ":  # RFC 7162 3.1.4
         return [b"MODSEQ (%d)" % info.modseq]
     assert summary is not None
@@ -203,6 +208,8 @@ def _item(
         return [name.encode() + b" " + wire.body_structure(summary.root, extended, req.utf8)]
     assert fh is not None
     size = os.fstat(fh.fileno()).st_size
+    if name == "PREVIEW":  # RFC 8970 3.1: PREVIEW nstring (never NIL: computed here)
+        return [b"PREVIEW " + wire.string(_preview(summary, fh), req.utf8)]
     if name == "RFC822":
         return _literal(b"RFC822", fh, 0, size)
     if name == "RFC822.HEADER":
@@ -291,6 +298,19 @@ def _filter_header(header: bytes, names: Sequence[str], keep: bool) -> bytes:
             out.append(line if line.endswith(b"\n") else line + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def _preview(summary: Summary, fh: BinaryIO) -> str:
+    part = preview.choose_part(summary.root)
+    if part is None:
+        return ""
+    fh.seek(part.body_start)
+    raw = fh.read(min(part.body_size, preview.PREVIEW_SCAN))
+    try:
+        data = decode_part(part, raw)
+    except ImapError:
+        data = raw
+    return preview.render(part, data)
 
 
 def decode_part(part: Part, raw: bytes) -> bytes:

@@ -13,9 +13,12 @@ _SEARCH_FLAG_KEYS = {
     "SEEN": "\\Seen",
 }
 _SEARCH_UNFLAG_KEYS = {"UN" + k: v for k, v in _SEARCH_FLAG_KEYS.items()}
-_SEARCH_PLAIN = frozenset({"ALL", "NEW", "OLD", "RECENT"})
+_SEARCH_PLAIN = frozenset({"ALL", "NEW", "OLD", "RECENT", "SAVEDATESUPPORTED"})
 _SEARCH_STRING = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
-_SEARCH_DATE = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+_SEARCH_DATE = frozenset(
+    {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+    | {"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 4.3
+)
 _SEARCH_NUMBER = frozenset({"LARGER", "SMALLER", "OLDER", "YOUNGER"})
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}

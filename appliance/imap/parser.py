@@ -64,6 +64,7 @@ FETCH_SIMPLE = frozenset(
         "RFC822.TEXT",
         "MODSEQ",
         "BODY",
+        "SAVEDATE",  # RFC 8514 4.2
     }
 )
 # ------------------------------------------------------------------ command dispatch
@@ -361,6 +362,13 @@ def fetch_att(cur: Cursor) -> FetchAtt:
         name = raw.removesuffix(".PEEK")
         return FetchAtt(name, section, partial, raw.endswith(".PEEK"))
     if raw in FETCH_SIMPLE:
+        return FetchAtt(raw)
+    if raw == "PREVIEW":  # RFC 8970 5: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]
+        if cur.line[cur.pos : cur.pos + 6].upper() == b" (LAZY":
+            cur.sp()
+            for mod in cur.paren_list(cur.atom, False):
+                if mod.upper() != "LAZY":
+                    raise ParseError(f"unknown PREVIEW modifier {mod}")
         return FetchAtt(raw)
     raise ParseError(f"unknown FETCH item {raw or '?'}")
 

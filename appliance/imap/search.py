@@ -19,6 +19,7 @@ from typing import BinaryIO
 from appliance.imap.commands import SearchKey, SeqSet
 from appliance.imap.errors import ImapError
 from appliance.imap.fetch import decode_part
+from appliance.imap.savedate import save_date
 from appliance.mime.addresses import search_forms
 from appliance.mime.headers import base_subject, decode_words, to_bytes, to_text
 from appliance.mime.model import Part, Summary, SummaryError, load_summary
@@ -290,6 +291,10 @@ class Matcher:
             return self.now - info.internal_date <= key.number
         if name in ("BEFORE", "ON", "SINCE"):
             return _compare(name, _utc_date(info.internal_date), key.number)
+        if name in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):  # RFC 8514 4.3
+            return _compare(name[5:], _utc_date(save_date(info)), key.number)
+        if name == "SAVEDATESUPPORTED":  # RFC 8514 4.3: every mailbox keeps save dates
+            return True
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             return _compare(name[4:], _sent_date(msg), key.number)
         if name in _HEADER_KEYS or name == "HEADER":
