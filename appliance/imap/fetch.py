@@ -300,6 +300,26 @@ def _filter_header(header: bytes, names: Sequence[str], keep: bool) -> bytes:
     return b"".join(out)
 
 
+_QP_LINE = re.compile(rb"([^\r\n]*)(\r\n|\n|\r(?!\n)|$)")
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def decode_qp(raw: bytes) -> bytes:
+    """RFC 2045 6.7 quoted-printable: trailing whitespace of a line is deleted (rule 3),
+    a line ending in "=" (whitespace after it allowed) is a soft line break (rule 5);
+    "=XY" is the octet; any other "=" is kept as is (robustness, 6.7 note 2)."""
+    out: list[bytes] = []
+    for match in _QP_LINE.finditer(raw):
+        line, newline = match.group(1), match.group(2)
+        if not line and not newline:
+            break
+        line = line.rstrip(b" \t")
+        if line.endswith(b"="):
+            line, newline = line[:-1], b""
+        out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), line) + newline)
+    return b"".join(out)
+
+
 def _preview(summary: Summary, fh: BinaryIO) -> str:
     part = preview.choose_part(summary.root)
     if part is None:
@@ -326,7 +346,7 @@ def decode_part(part: Part, raw: bytes) -> bytes:
         except binascii.Error as exc:
             raise ImapError("Cannot decode base64 content", "UNKNOWN-CTE") from exc
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(raw)
+        return decode_qp(raw)
     raise ImapError(f"Unknown transfer encoding {encoding}", "UNKNOWN-CTE")
 
 

@@ -21,6 +21,7 @@ from appliance.imap.commands import (
 )
 from appliance.imap.errors import ImapError, bad, from_store
 from appliance.imap.selected import SelectedMailbox, compress_uids
+from appliance.mime.binary import rewrite_file_without_nul
 from appliance.store.base import (
     INBOX,
     SEPARATOR,
@@ -320,6 +321,8 @@ async def append(s: Session, cmd: Command) -> str:
         if path is None:
             path = await s.run_blocking(_write_temp, message.literal.data or b"")
             s.temp_files.append(str(path))
+        # RFC 9051 4.3: NUL octets (a literal8, RFC 3516 4.4) are stored re-encoded (base64)
+        await s.run_blocking(rewrite_file_without_nul, path)
         batch.append(NewMessage(path, frozenset(flags), message.date))
     try:
         # RFC 3502 3: MULTIAPPEND stores every message or none; RFC 9208 4.3.1: NO

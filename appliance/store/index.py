@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS expunged (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    mailbox_id INTEGER NOT NULL,
+    base TEXT NOT NULL,
+    adopt INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, base)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS summaries (
     mailbox_id INTEGER NOT NULL,
     uid INTEGER NOT NULL,
@@ -319,7 +325,7 @@ def insert_mailbox(
 
 
 def drop_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
-    for table in ("messages", "expunged", "summaries"):
+    for table in ("messages", "expunged", "summaries", "pending"):
         conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mailbox_id,))  # noqa: S608
     conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
 
@@ -423,6 +429,63 @@ def set_mailbox_state(
             f"UPDATE mailboxes SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
             (*args, mailbox_id),
         )
+
+
+# ------------------------------------------------------------------ reservations
+
+
+def reserve_uids(conn: sqlite3.Connection, mailbox_id: int, count: int) -> int:
+    """Take ``count`` UIDs from the mailbox's UIDNEXT (caller holds the mailbox lock and
+    a write transaction); returns the first. Committed before any file named with one
+    of them appears, so a crash wastes UIDs and never hands one out twice."""
+    row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    if row is None:
+        raise sqlite3.IntegrityError(f"no mailbox {mailbox_id}")
+    first = int(row[0])
+    conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (first + count, mailbox_id))
+    return first
+
+
+def release_uids(conn: sqlite3.Connection, mailbox_id: int, first: int, count: int) -> None:
+    """Give back UIDs reserved by an operation that failed cleanly, when no file with
+    one of them is left and nothing was reserved after them (mailbox lock held)."""
+    conn.execute(
+        "UPDATE mailboxes SET uidnext = ? WHERE id = ? AND uidnext = ?",
+        (first, mailbox_id, first + count),
+    )
+
+
+def add_pending(
+    conn: sqlite3.Connection, mailbox_id: int, bases: list[str], *, adopt: bool
+) -> None:
+    """Record the files an operation is about to place in a mailbox (the intent log),
+    in the transaction that reserves their UIDs. The transaction that adds their rows
+    removes the records (:func:`clear_pending`); records a re-scan finds under the
+    mailbox lock belong to an operation that died: its files are removed (``adopt``
+    false: COPY, APPEND, delivery) or kept with their reserved UIDs (MOVE)."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO pending (mailbox_id, base, adopt) VALUES (?, ?, ?)",
+        [(mailbox_id, b, int(adopt)) for b in bases],
+    )
+
+
+def clear_pending(conn: sqlite3.Connection, mailbox_id: int, bases: list[str] | None) -> None:
+    if bases is None:
+        conn.execute("DELETE FROM pending WHERE mailbox_id = ?", (mailbox_id,))
+        return
+    conn.executemany(
+        "DELETE FROM pending WHERE mailbox_id = ? AND base = ?", [(mailbox_id, b) for b in bases]
+    )
+
+
+def get_pending(conn: sqlite3.Connection, mailbox_id: int) -> dict[str, bool]:
+    """Base name -> adopt, for the files of unfinished operations in a mailbox."""
+    return {
+        str(base): bool(adopt)
+        for base, adopt in conn.execute(
+            "SELECT base, adopt FROM pending WHERE mailbox_id = ?", (mailbox_id,)
+        )
+    }
 
 
 def set_scan_state(

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as _replace
@@ -74,7 +75,6 @@ from appliance.store.folder import (
 from appliance.store.mailboxes import MailboxOps, OpenBox
 from appliance.store.names import (
     clean_flags,
-    cur_name,
     info_of,
     join_flags,
     split_flags,
@@ -421,38 +421,77 @@ class MaildirStore(MailboxOps):
         return result
 
     def _commit(self, prepared: Sequence[_Prepared], linked: list[Path]) -> list[Appended]:
-        """Phase two (all target locks held): link every copy, fsync, commit indexes."""
+        """Phase two (all target locks held): reserve UIDs, link every copy, fsync,
+        commit indexes."""
         rows: dict[tuple[str, str], index.MailboxRow] = {}
-        nextuid: dict[tuple[str, str], int] = {}
         before: dict[tuple[str, str], tuple[int, int]] = {}
-        planned: list[tuple[_Prepared, index.MessageRow]] = []
+        count: dict[tuple[str, str], int] = {}
         for p in prepared:
             key = (p.target.user, p.mailbox)
             if key not in rows:
                 conn = self.user_index(p.target.user).conn()
                 rows[key] = self._row(conn, p.target.user, p.mailbox, p.folder)
-                nextuid[key] = rows[key].uidnext
                 before[key] = scan.dir_mtimes(p.folder)
-            uid = nextuid[key]
-            nextuid[key] = uid + 1
-            kw = self._kw(p.folder)
+            count[key] = count.get(key, 0) + 1
+        # The UIDs and the names about to appear are committed first (intent log): a
+        # crash then wastes UIDs, never re-uses one, and a re-scan removes the files
+        # of this unacknowledged delivery instead of adopting them.
+        for p in prepared:
             keywords = [f for f in p.flags if not f.startswith("\\")]
             if keywords:
-                kw.assign(keywords)
-            base = f"{p.tmp.name},S={p.size},U={uid}"
-            info = info_of(p.flags, kw.letter_of)
-            in_cur = bool(p.flags)
-            final = (
-                p.folder / ("cur" if in_cur else "new") / (cur_name(base, info) if in_cur else base)
-            )
-            os.link(p.tmp, final)
-            linked.append(final)
-            row = index.MessageRow(
-                uid, 0, base, in_cur, info if in_cur else "", join_flags(p.flags), p.mtime, p.size
-            )
-            planned.append((p, row))
-        for d in dict.fromkeys(path.parent for path in linked):
-            fsync_dir(d)
+                self._kw(p.folder).assign(keywords)
+        bases: dict[tuple[str, str], list[str]] = {}
+        first: dict[tuple[str, str], int] = {}
+        made: dict[int, index.MessageRow] = {}
+        for user in sorted({u for u, _ in rows}):
+            with self.user_index(user).write() as conn:
+                for key in rows:
+                    if key[0] != user:
+                        continue
+                    uid = index.reserve_uids(conn, rows[key].id, count[key])
+                    first[key] = uid
+                    bases[key] = []
+                    for i, p in enumerate(prepared):
+                        if (p.target.user, p.mailbox) != key:
+                            continue
+                        base = f"{p.tmp.name},S={p.size},U={uid}"
+                        info = info_of(p.flags, self._kw(p.folder).letter_of) if p.flags else ""
+                        made[i] = index.MessageRow(
+                            uid,
+                            0,
+                            base,
+                            bool(p.flags),
+                            info,
+                            join_flags(p.flags),
+                            p.mtime,
+                            p.size,
+                        )
+                        bases[key].append(base)
+                        uid += 1
+                    index.add_pending(conn, rows[key].id, bases[key], adopt=False)
+        planned = [(p, made[i]) for i, p in enumerate(prepared)]
+        try:
+            for p, row in planned:
+                final = p.folder / row.relpath
+                os.link(p.tmp, final)
+                linked.append(final)
+            for d in dict.fromkeys(path.parent for path in linked):
+                fsync_dir(d)
+            self._commit_rows(rows, before, planned, bases)
+        except BaseException:
+            self._undo_pending(rows, bases, first, linked)
+            raise
+        return [
+            Appended(rows[(p.target.user, p.mailbox)].uidvalidity, row.uid) for p, row in planned
+        ]
+
+    def _commit_rows(
+        self,
+        rows: dict[tuple[str, str], index.MailboxRow],
+        before: dict[tuple[str, str], tuple[int, int]],
+        planned: Sequence[tuple[_Prepared, index.MessageRow]],
+        bases: dict[tuple[str, str], list[str]],
+    ) -> None:
         by_user: dict[str, list[tuple[_Prepared, index.MessageRow]]] = {}
         for p, row in planned:
             by_user.setdefault(p.target.user, []).append((p, row))
@@ -479,14 +518,30 @@ class MaildirStore(MailboxOps):
                         )
                 for mailbox, modseq in modseqs.items():
                     key = (user, mailbox)
-                    index.set_mailbox_state(
-                        conn, rows[key].id, uidnext=nextuid[key], highest_modseq=modseq
-                    )
+                    index.set_mailbox_state(conn, rows[key].id, highest_modseq=modseq)
+                    index.clear_pending(conn, rows[key].id, bases[key])
                     folder = next(p.folder for p, _ in items if p.mailbox == mailbox)
                     scan.own_change(conn, rows[key].id, before[key], folder)
-        return [
-            Appended(rows[(p.target.user, p.mailbox)].uidvalidity, row.uid) for p, row in planned
-        ]
+
+    def _undo_pending(
+        self,
+        rows: dict[tuple[str, str], index.MailboxRow],
+        bases: dict[tuple[str, str], list[str]],
+        first: dict[tuple[str, str], int],
+        linked: list[Path],
+    ) -> None:
+        """A refused or failed commit (locks still held): its files go, then its intent
+        records; a crash in between leaves the records for the next re-scan. When every
+        file is gone for good, the reserved UIDs are given back."""
+        clean = _remove_files(linked)
+        linked.clear()
+        for user in sorted({u for u, _ in bases}):
+            with contextlib.suppress(OSError, sqlite3.Error), self.user_index(user).write() as conn:
+                for key, names in bases.items():
+                    if key[0] == user:
+                        index.clear_pending(conn, rows[key].id, names)
+                        if clean:
+                            index.release_uids(conn, rows[key].id, first[key], len(names))
 
     # ------------------------------------------------------------ flags
 
@@ -604,64 +659,124 @@ class MaildirStore(MailboxOps):
         move: bool,
         quota_bytes: int = 0,
     ) -> Copied:
+        """COPY links, MOVE renames each file into the destination under a name that
+        carries its new UID; one index transaction then adds the destination rows and
+        (MOVE) removes the source rows. Before the first file appears the destination's
+        UIDs and the new names are committed (intent log), so after a crash at any
+        point: a COPY shows all its copies or none (a re-scan removes the files of a
+        COPY that did not commit), a MOVE has every message in exactly one of the two
+        mailboxes (a moved file is adopted with its reserved UID), and no UID is ever
+        handed out twice. A MOVE into the source mailbox gives the message a new UID
+        (RFC 9051 2.3.1.1: the old one is expunged, never re-used)."""
         src, dst = validate_mailbox(src), validate_mailbox(dst)
         self._ensure(user)
         limit = 0 if move else quota_bytes  # a move leaves usage unchanged
         if limit:
             self.refresh_usage(user)
         locks = [self.lock_path(user, src), self.lock_path(user, dst)]
-        linked: list[Path] = []
         with self.locks.hold(locks), self._open(user, src) as sbox, self._open(user, dst) as dbox:
             rows = index.get_messages(sbox.conn, sbox.mbx.id, list(uids))
-            if move and src == dst:
-                return Copied(dbox.mbx.uidvalidity, tuple((r.uid, r.uid) for r in rows))
+            if not rows:
+                return Copied(dbox.mbx.uidvalidity, ())
+            conn = dbox.conn  # one user, one index: sbox.conn is the same connection
             incoming = sum(r.size for r in rows)
-            quota.check(dbox.conn, user, incoming, limit)  # early: nothing linked yet
+            quota.check(conn, user, incoming, limit)  # early: nothing linked yet
             dbox.keywords.assign(f for r in rows for f in r.flags.split() if not f.startswith("\\"))
-            modseq = dbox.mbx.highest_modseq + 1
-            uid = dbox.mbx.uidnext
-            before = scan.dir_mtimes(dbox.folder)
-            new_rows: list[tuple[int, index.MessageRow]] = []
-            try:
+            same = src == dst
+            if same:
+                sbox = dbox
+            smodseq = sbox.mbx.highest_modseq + 1
+            dmodseq = smodseq if same else dbox.mbx.highest_modseq + 1
+            before_s = scan.dir_mtimes(sbox.folder)
+            before_d = before_s if same else scan.dir_mtimes(dbox.folder)
+            if move:
+                self._write_floor(sbox, smodseq)  # a rebuild never re-uses the moved UIDs
+            with index.transaction(conn):
+                uid = index.reserve_uids(conn, dbox.mbx.id, len(rows))
+                plan: list[tuple[index.MessageRow, index.MessageRow]] = []
                 for r in rows:
                     base = f"{unique_name()},S={r.size},U={uid}"
                     info = info_of(split_flags(r.flags), dbox.keywords.letter_of)
-                    row = index.MessageRow(
-                        uid, modseq, base, True, info, r.flags, r.internal_date, r.size
+                    plan.append(
+                        (
+                            r,
+                            index.MessageRow(
+                                uid, dmodseq, base, True, info, r.flags, r.internal_date, r.size
+                            ),
+                        )
                     )
-                    link_or_copy(sbox.folder / r.relpath, dbox.folder / row.relpath)
-                    linked.append(dbox.folder / row.relpath)
-                    new_rows.append((r.uid, row))
                     uid += 1
-                fsync_dir(dbox.folder / "cur")
-                with index.transaction(dbox.conn):
-                    quota.check(dbox.conn, user, incoming, limit)  # RFC 9208 4.3.1: decides
-                    for old_uid, row in new_rows:
-                        index.insert_message(dbox.conn, dbox.mbx.id, row)
-                        dbox.conn.execute(
+                bases = [row.base for _, row in plan]
+                index.add_pending(conn, dbox.mbx.id, bases, adopt=move)
+            done: list[tuple[Path, Path]] = []
+            try:
+                for r, row in plan:
+                    old, new = sbox.folder / r.relpath, dbox.folder / row.relpath
+                    if move:
+                        os.rename(old, new)  # atomic: in one mailbox or the other
+                    else:
+                        link_or_copy(old, new)
+                    done.append((old, new))
+                touched = {dbox.folder / "cur"}
+                if move:
+                    touched |= {(sbox.folder / r.relpath).parent for r in rows}
+                for d in touched:
+                    fsync_dir(d)
+                with index.transaction(conn):
+                    quota.check(conn, user, incoming, limit)  # RFC 9208 4.3.1: decides
+                    for r, row in plan:
+                        index.insert_message(conn, dbox.mbx.id, row)
+                        conn.execute(
                             "INSERT OR IGNORE INTO summaries (mailbox_id, uid, data)"
                             " SELECT ?, ?, data FROM summaries WHERE mailbox_id = ? AND uid = ?",
-                            (dbox.mbx.id, row.uid, sbox.mbx.id, old_uid),
+                            (dbox.mbx.id, row.uid, sbox.mbx.id, r.uid),
                         )
-                    if new_rows:
-                        index.set_mailbox_state(
-                            dbox.conn, dbox.mbx.id, uidnext=uid, highest_modseq=modseq
-                        )
-                        scan.own_change(dbox.conn, dbox.mbx.id, before, dbox.folder)
+                    index.set_mailbox_state(conn, dbox.mbx.id, highest_modseq=dmodseq)
+                    index.clear_pending(conn, dbox.mbx.id, bases)
+                    if move:
+                        index.remove_messages(conn, sbox.mbx.id, [r.uid for r in rows], smodseq)
+                        index.set_mailbox_state(conn, sbox.mbx.id, highest_modseq=smodseq)
+                        if not same:
+                            scan.own_change(conn, sbox.mbx.id, before_s, sbox.folder)
+                    scan.own_change(conn, dbox.mbx.id, before_d, dbox.folder)
             except BaseException:
-                for path in linked:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+                self._undo_transfer(conn, dbox.mbx.id, bases, plan[0][1].uid, done, move)
                 raise
-            if move and rows:
-                # Copies are durable first: a crash here leaves both, never neither.
-                sbox.mbx = index.get_mailbox(sbox.conn, src) or sbox.mbx
-                self._unlink_rows(sbox, rows)
-        if new_rows:
-            self._publish(user, dst)
-        if (move and rows) or sbox.changed:
+        self._publish(user, dst)
+        if move and not same:
             self._publish(user, src)
-        return Copied(dbox.mbx.uidvalidity, tuple((old, row.uid) for old, row in new_rows))
+        return Copied(dbox.mbx.uidvalidity, tuple((r.uid, row.uid) for r, row in plan))
+
+    @staticmethod
+    def _undo_transfer(
+        conn: sqlite3.Connection,
+        mailbox_id: int,
+        bases: list[str],
+        first: int,
+        done: list[tuple[Path, Path]],
+        move: bool,
+    ) -> None:
+        """A failed COPY/MOVE (locks still held): moved files go back, copies go, then
+        the intent records; a crash in between leaves the records to the next re-scan.
+        When every file is back or gone for good, the reserved UIDs are given back."""
+        if move:
+            clean = True
+            for old, new in reversed(done):
+                try:
+                    os.rename(new, old)
+                except OSError:
+                    clean = False
+            for d in {p.parent for pair in done for p in pair}:
+                try:
+                    fsync_dir(d)
+                except OSError:
+                    clean = False
+        else:
+            clean = _remove_files([new for _, new in done])
+        with contextlib.suppress(OSError, sqlite3.Error), index.transaction(conn):
+            index.clear_pending(conn, mailbox_id, bases)
+            if clean:
+                index.release_uids(conn, mailbox_id, first, len(bases))
 
     # ------------------------------------------------------------ upkeep
 
@@ -676,6 +791,24 @@ class MaildirStore(MailboxOps):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _remove_files(paths: Sequence[Path]) -> bool:
+    """Unlink ``paths`` and fsync their directories; False when one may remain."""
+    clean = True
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            clean = False
+    for d in {p.parent for p in paths}:
+        try:
+            fsync_dir(d)
+        except OSError:
+            clean = False
+    return clean
 
 
 def _status(

@@ -14,8 +14,14 @@ Rules when listing (the caller holds the mailbox lock):
   another Maildir program (flags changed): flags are re-read, MODSEQ bumped;
 - a row whose file is gone was expunged by another program: recorded as expunged;
 - a file without a row is adopted: it keeps the ``U=`` UID of its name when that UID
-  is free and not below UIDNEXT (a delivery that crashed before its index commit, or
-  a rebuild), otherwise it gets a fresh UID and is renamed to carry it.
+  is free and not below UIDNEXT (a file another program dropped in, or a rebuild),
+  otherwise it gets a fresh UID and is renamed to carry it; when two files claim one
+  UID, the earlier arrival keeps it and the later gets a fresh one;
+- files named in the index's intent log (``pending``) belong to an operation that
+  died between reserving their UIDs and committing their rows (the log is written
+  and cleared under the mailbox lock this scan holds): a COPY's, APPEND's or
+  delivery's are removed (nothing of it was acknowledged, so no partial copy shows),
+  a MOVE's are adopted with their reserved UIDs (the source lost them already).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -43,6 +50,7 @@ from appliance.store.names import (
 log = logging.getLogger(__name__)
 
 MTIME_SLACK = 2.0  # seconds
+_TIME = re.compile(r"(\d+)\.M(\d+)")
 
 
 @dataclass(frozen=True)
@@ -118,13 +126,16 @@ def sync(
     messages appeared, disappeared or changed flags."""
     started = time.time()
     mtimes = dir_mtimes(folder)
+    # Files of an operation that died between reserving UIDs and committing rows
+    # (we hold the lock, so no live operation has records here): list everything.
+    pending = index.get_pending(conn, mbx.id)
     subs = tuple(
         in_cur
         for in_cur, mtime, recorded in (
             (False, mtimes[0], mbx.new_mtime),
             (True, mtimes[1], mbx.cur_mtime),
         )
-        if force or rebuild or _stale(mtime, recorded, mbx, started)
+        if force or rebuild or pending or _stale(mtime, recorded, mbx, started)
     )
     if not subs:
         return False
@@ -132,6 +143,9 @@ def sync(
     keywords.refresh()
     with index.transaction(conn):
         current = index.get_mailbox(conn, mbx.name) or mbx
+        pending = index.get_pending(conn, current.id)
+        if pending:
+            _settle_pending(conn, current.id, folder, disk, pending)
         rows = conn.execute(
             "SELECT uid, modseq, base, in_cur, info, flags, internal_date, size"
             " FROM messages WHERE mailbox_id = ? AND in_cur IN (?, ?)",
@@ -170,7 +184,8 @@ def sync(
                     "SELECT uid FROM messages WHERE mailbox_id = ?", (current.id,)
                 )
             } - set(expunged)
-            added = _adopt(folder, disk, taken, current.uidnext, rebuild, keywords, modseq)
+            trusted = {base for base, adopt in pending.items() if adopt}
+            added = _adopt(folder, disk, taken, current.uidnext, rebuild, keywords, modseq, trusted)
         else:
             taken = set()
         if expunged:
@@ -203,6 +218,47 @@ def sync(
     return changed
 
 
+def _settle_pending(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    folder: Path,
+    disk: dict[str, _OnDisk],
+    pending: dict[str, bool],
+) -> None:
+    """Finish the operations that died with intent records here (lock held, inside
+    the write transaction): files of a COPY, APPEND or delivery are removed (none of
+    them was acknowledged: all copies or none), files of a MOVE stay in ``disk`` and
+    are adopted with their reserved UIDs (each message is in exactly one mailbox)."""
+    removed = False
+    for base, adopt in pending.items():
+        entry = disk.get(base)
+        if entry is None or adopt:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / ("cur" if entry.in_cur else "new") / entry.name)
+            removed = True
+        del disk[base]
+    if removed:
+        for sub in ("new", "cur"):
+            fsync_dir(folder / sub)  # gone for good before the records are
+    index.clear_pending(conn, mailbox_id, None)
+    log.info(
+        "store=unfinished-operation folder=%s removed=%d adopted=%d",
+        folder,
+        sum(1 for a in pending.values() if not a),
+        sum(1 for a in pending.values() if a),
+    )
+
+
+def _arrival(name: str) -> tuple[int, int, str]:
+    """Order of arrival from a Maildir unique name (``<sec>.M<usec>...``); names in
+    another form sort after those and by name."""
+    match = _TIME.match(name)
+    if match is None:
+        return (1 << 62, 0, name)
+    return (int(match.group(1)), int(match.group(2)), name)
+
+
 def _adopt(
     folder: Path,
     disk: dict[str, _OnDisk],
@@ -211,15 +267,25 @@ def _adopt(
     rebuild: bool,
     keywords: Keywords,
     modseq: int,
+    trusted: set[str] | frozenset[str] = frozenset(),
 ) -> list[index.MessageRow]:
     if not disk:
         return []
     keep: list[tuple[int, _OnDisk]] = []
     fresh: list[_OnDisk] = []
     parsed = {e.name: parse_filename(e.name) for e in disk.values()}
-    for entry in sorted(disk.values(), key=lambda e: (parsed[e.name].uid or 0, e.name)):
-        uid = parsed[entry.name].uid
-        if uid is not None and uid not in taken and (rebuild or uid >= uidnext):
+    # Two files claiming one UID (copied by hand, or left by an older version after a
+    # crash): the earlier arrival keeps it, the later gets a fresh UID; no other
+    # message is renumbered (RFC 9051 2.3.1.1: a UID is never re-used).
+    order = sorted(disk.values(), key=lambda e: (parsed[e.name].uid or 0, _arrival(e.name)))
+    for entry in order:
+        name = parsed[entry.name]
+        uid = name.uid
+        if (
+            uid is not None
+            and uid not in taken
+            and (rebuild or uid >= uidnext or name.base in trusted)
+        ):
             taken.add(uid)
             keep.append((uid, entry))
         else:
@@ -227,7 +293,7 @@ def _adopt(
     next_uid = max([uidnext - 1, *taken]) + 1
     added: list[index.MessageRow] = []
     renamed = False
-    for uid, entry in [*keep, *((0, e) for e in sorted(fresh, key=lambda e: e.name))]:
+    for uid, entry in [*keep, *((0, e) for e in sorted(fresh, key=lambda e: _arrival(e.name)))]:
         sub = "cur" if entry.in_cur else "new"
         path = folder / sub / entry.name
         base = parsed[entry.name].base
