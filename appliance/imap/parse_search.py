@@ -19,7 +19,9 @@ _SEARCH_DATE = frozenset(
     {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
     | {"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 4.3
 )
-_SEARCH_NUMBER = frozenset({"LARGER", "SMALLER", "OLDER", "YOUNGER"})
+_SEARCH_NUMBER = frozenset({"LARGER", "SMALLER"})
+_SEARCH_INTERVAL = frozenset({"OLDER", "YOUNGER"})
+MAX_NZ_NUMBER = 2**32 - 1  # RFC 9051 9: nz-number is a 32-bit value
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
@@ -124,6 +126,11 @@ def _search_key(cur: Cursor) -> SearchKey:
         return SearchKey(word, number=cur.date().toordinal())
     if word in _SEARCH_NUMBER:
         return SearchKey(word, number=cur.number())
+    if word in _SEARCH_INTERVAL:  # RFC 5032 4: ("OLDER" / "YOUNGER") SP nz-number
+        seconds = cur.nz_number()
+        if seconds > MAX_NZ_NUMBER:
+            raise ParseError("interval out of range")
+        return SearchKey(word, number=seconds)
     if word == "HEADER":
         field = cur.astring()
         cur.sp()
