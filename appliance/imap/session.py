@@ -205,6 +205,8 @@ class Session:
             "ESEARCH",
             "ESORT",  # RFC 5267 3 (handlers_ext)
             "SEARCHRES",  # RFC 5182 (searchres)
+            "PREVIEW",  # RFC 8970 (preview)
+            "SAVEDATE",  # RFC 8514 (savedate)
             "WITHIN",
             "CONDSTORE",
             "QRESYNC",
