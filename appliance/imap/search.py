@@ -382,13 +382,15 @@ def sort(
             return c.info.size
         if key == "DATE":  # RFC 5256 3: sent date, else internal date
             return x.date if x and x.date is not None else c.info.internal_date
+        # RFC 5256 3 / RFC 4790 9.2: i;ascii-casemap folds to upper case, so "[" and "_"
+        # sort after the letters (as Dovecot answers).
         if key == "SUBJECT":
-            return x.subject if x else ""
+            return x.subject.upper() if x else ""
         if key in ("FROM", "TO", "CC"):
             pair = getattr(x, {"FROM": "from_", "TO": "to", "CC": "cc"}[key]) if x else None
-            return pair[1] if pair else ""
+            return pair[1].upper() if pair else ""
         pair = (x.from_ if key == "DISPLAYFROM" else x.to) if x else None
-        return pair[0].casefold() if pair else ""
+        return pair[0].upper() if pair else ""
 
     ordered = sorted(found, key=lambda c: c.seq)
     for key, reverse in reversed(criteria):
@@ -419,10 +421,12 @@ class _Node:
             node = node.parent
         return True
 
-    def sort_date(self) -> float:
+    def sort_key(self) -> tuple[float, int]:
+        """RFC 5256 REFERENCES step 4: by sent date, ties by mailbox order; a dummy
+        takes its first (earliest) child's date and, for ties, its sequence number."""
         if self.seq is not None or not self.children:
-            return self.date
-        return min(c.sort_date() for c in self.children)
+            return self.date, self.seq or 0
+        return min(c.sort_key() for c in self.children)
 
 
 def _link(parent: _Node, child: _Node) -> None:
@@ -556,7 +560,7 @@ def _prune(nodes: list[_Node], parent: _Node | None) -> list[_Node]:
 def _sorted(nodes: list[_Node]) -> list[_Node]:
     for node in nodes:
         node.children = _sorted(node.children)
-    return sorted(nodes, key=lambda n: (n.sort_date(), n.seq or 0))
+    return sorted(nodes, key=lambda n: n.sort_key())
 
 
 def _render(roots: list[_Node]) -> str:

@@ -360,10 +360,12 @@ def _extras(fields: list[tuple[str, bytes]]) -> dict[str, Any]:
         raw = _first(fields, name)
         if raw is None:
             return None
-        addrs = [a for a in parse_addresses(decode_words(raw)) if a[3] is not None]
+        addrs = [a for a in parse_addresses(decode_words(raw)) if a[2] is not None]
         if not addrs:
             return None
         a = addrs[0]
+        if a[3] is None:  # a group first: its name is both (as Dovecot sorts it)
+            return [a[2] or "", (a[2] or "").lower()]
         spec = f"{a[2]}@{a[3]}"
         return [a[0] or spec, (a[2] or "").lower()]  # RFC 5957 display, RFC 5256 mailbox
 
