@@ -182,7 +182,10 @@ class Session:
         return wire.astring(wire.mutf7_encode(name))
 
     def capabilities(self) -> list[str]:
-        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID"]
+        # RFC 7888 4: before login only LITERAL- (non-synchronizing literals up to 4096
+        # bytes, PREAUTH_LITERAL_MAX); LITERAL+ once logged in.
+        literal = "LITERAL-" if self.state == "notauth" else "LITERAL+"
+        caps = ["IMAP4rev1", "IMAP4rev2", literal, "SASL-IR", "ENABLE", "ID"]
         if self.state == "notauth":
             if self.conn.tls:
                 caps.append("AUTH=PLAIN")
