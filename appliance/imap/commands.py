@@ -128,6 +128,7 @@ class ListCommand(Command):
     selection: tuple[str, ...] = ()  # RFC 5258 selection options (upper case)
     returns: tuple[str, ...] = ()  # RFC 5258 return options (upper case)
     status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
+    extended: bool = False  # RFC 5258 syntax: selection/return options or a pattern list
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ NAMESPACE STATUS APPEND GETQUOTA GETQUOTAROOT."""
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,19 +19,26 @@ from appliance.imap.commands import (
     Status,
 )
 from appliance.imap.errors import ImapError, bad, from_store
+from appliance.imap.listing import (
+    MAX_PATTERNS,
+    ListEntry,
+    ListOptionError,
+    ListRequest,
+    check_options,
+    list_entries,
+)
 from appliance.imap.selected import SelectedMailbox, compress_uids
 from appliance.mime.binary import rewrite_file_without_nul
 from appliance.store.base import (
     INBOX,
     SEPARATOR,
     SPECIAL_USE,
-    MailboxInfo,
     MailboxNotFound,
     MailboxStatus,
     NewMessage,
     StoreError,
 )
-from appliance.store.names import normalize_flag, valid_flag
+from appliance.store.names import canonical_mailbox, normalize_flag, valid_flag
 
 if TYPE_CHECKING:
     from appliance.imap.session import Session
@@ -183,69 +189,66 @@ async def namespace(s: Session, cmd: Command) -> str:
 # ------------------------------------------------------------------ LIST / LSUB
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """RFC 9051 6.3.9: "*" matches anything, "%" anything but the separator."""
+def _list_patterns(s: Session, cmd: ListCommand) -> tuple[str, ...]:
+    """reference + pattern as store names. A name that is not valid modified UTF-7 can
+    match no mailbox: it lists nothing (Dovecot answers OK with no LIST response)."""
+    try:
+        reference = s.mailbox_in(cmd.reference) if cmd.reference else ""
+    except ImapError:
+        return ()
     out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(ch))
-    text = "".join(out)
-    if pattern[:5].upper() == "INBOX":  # INBOX is case-insensitive
-        text = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile(text + r"\Z", re.S)
+    for pattern in cmd.patterns:
+        try:
+            out.append(canonical_mailbox(reference + s.mailbox_in(pattern)))
+        except ImapError:
+            continue
+    return tuple(out)
+
+
+def _list_blocking(s: Session, req: ListRequest) -> list[ListEntry]:
+    boxes = s.ctx.store.list_mailboxes(s.user)
+    return list_entries(boxes, s.ctx.store.subscriptions(s.user), req)
 
 
 async def list_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, ListCommand)
     lsub = cmd.name == "LSUB"
-    if not lsub and len(cmd.patterns) == 1 and cmd.patterns[0] == "":
+    try:
+        check_options(cmd.selection, cmd.returns, lsub)  # RFC 5258 3, 3.1
+    except ListOptionError as exc:
+        raise bad(str(exc)) from None
+    if lsub and cmd.extended:
+        raise bad("LSUB takes one mailbox pattern")
+    if len(cmd.patterns) > MAX_PATTERNS:
+        raise bad("Too many mailbox patterns")
+    if set(cmd.status_items) - STATUS_ITEMS:
+        raise bad("Unknown STATUS item")
+    if not lsub and not cmd.extended and cmd.patterns == ("",):
         # RFC 9051 6.3.9: an empty pattern asks for the separator and root
         s.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return "LIST completed"
-    for option in cmd.selection:
-        if option not in ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"):
-            raise bad(f"Unknown LIST selection option {option}")
-    if "RECURSIVEMATCH" in cmd.selection and len(cmd.selection) == 1:
-        raise bad("RECURSIVEMATCH needs another selection option")  # RFC 5258 3
-    for option in cmd.returns:
-        if option not in ("SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"):
-            raise bad(f"Unknown LIST return option {option}")
-    bad_items = set(cmd.status_items) - STATUS_ITEMS
-    if bad_items:
-        raise bad("Unknown STATUS item")
-    reference = s.mailbox_in(cmd.reference) if cmd.reference else ""
-    regexes = [pattern_regex(reference + s.mailbox_in(p)) for p in cmd.patterns]
-    boxes: list[MailboxInfo] = await s.run_blocking(s.ctx.store.list_mailboxes, s.user)
-    subscribed_only = lsub or "SUBSCRIBED" in cmd.selection
+    req = ListRequest(
+        patterns=_list_patterns(s, cmd),
+        lsub=lsub,
+        extended=cmd.extended,
+        selection=frozenset(cmd.selection),
+        returns=frozenset(cmd.returns),
+    )
+    entries = await s.run_blocking(_list_blocking, s, req) if req.patterns else []
     word = b"LSUB" if lsub else b"LIST"
-    for box in boxes:
-        if not any(r.match(box.name) for r in regexes):
-            continue
-        if subscribed_only and not box.subscribed:
-            continue
-        if "SPECIAL-USE" in cmd.selection and not box.special_use:
-            continue
-        attrs: list[str] = []
-        if not box.selectable:
-            attrs.append("\\Noselect")
-        if not lsub:
-            attrs.append("\\HasChildren" if box.has_children else "\\HasNoChildren")
-            if box.special_use:
-                attrs.append(box.special_use)  # RFC 6154 2
-            if box.subscribed and ("SUBSCRIBED" in cmd.returns or subscribed_only):
-                attrs.append("\\Subscribed")
-        flag_text = " ".join(attrs).encode()
-        s.send(b"* " + word + b" (" + flag_text + b') "/" ' + s.mailbox_out(box.name) + b"\r\n")
-        if cmd.status_items and box.selectable:  # RFC 5819 2: LIST-STATUS
+    for entry in entries:
+        line = b"* " + word + b" (" + " ".join(entry.attributes).encode() + b') "/" '
+        line += s.mailbox_out(entry.name)
+        if entry.childinfo:  # RFC 5258 3.5 (written as Dovecot writes it)
+            line += b" (CHILDINFO (" + " ".join(f'"{c}"' for c in entry.childinfo).encode()
+            line += b"))"
+        s.send(line + b"\r\n")
+        if cmd.status_items and entry.selectable:  # RFC 5819 2: LIST-STATUS
             try:
-                st = await s.run_blocking(s.ctx.store.status, s.user, box.name)
+                st = await s.run_blocking(s.ctx.store.status, s.user, entry.name)
             except StoreError:
                 continue
-            s.send(_status_line(s, box.name, st, cmd.status_items))
+            s.send(_status_line(s, entry.name, st, cmd.status_items))
     return f"{cmd.name} completed"
 
 

@@ -221,17 +221,21 @@ def _rename(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
 def _list(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     cur.sp()
     selection: list[str] = []
-    if cur.peek() == ord("("):  # RFC 5258 3: list-select-opts
+    extended = cur.peek() == ord("(")  # RFC 5258 3: list-select-opts
+    if extended:
         selection = [s.upper() for s in cur.paren_list(cur.atom)]
         cur.sp()
     reference = cur.mailbox()
     cur.sp()
-    patterns = (
-        cur.paren_list(cur.list_mailbox, False) if cur.peek() == ord("(") else [cur.list_mailbox()]
-    )
+    if cur.peek() == ord("("):  # RFC 5258 3: a list of patterns
+        extended = True
+        patterns = cur.paren_list(cur.list_mailbox, False)
+    else:
+        patterns = [cur.list_mailbox()]
     returns: list[str] = []
     status_items: list[str] = []
     if cur.accept(b" RETURN "):
+        extended = True
         cur.expect(b"(")
         while not cur.accept(b")"):
             cur.accept(b" ")
@@ -248,6 +252,7 @@ def _list(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
         selection=tuple(selection),
         returns=tuple(returns),
         status_items=tuple(status_items),
+        extended=extended,
     )
 
 

@@ -201,6 +201,11 @@ class MailStore(Protocol):
 
     def subscribe(self, user: str, name: str, subscribed: bool) -> None: ...
 
+    def subscriptions(self, user: str) -> frozenset[str]:
+        """Subscribed names, including those whose mailbox no longer exists (RFC 3501
+        6.3.6: the server never removes a name from the list on its own)."""
+        ...
+
     def status(self, user: str, mailbox: str) -> MailboxStatus: ...
 
     # ---- reading

@@ -448,6 +448,11 @@ class MailboxOps(abc.ABC):
         self._publish(user, "")
 
     @guarded
+    def subscriptions(self, user: str) -> frozenset[str]:
+        self._ensure(user)
+        return frozenset(read_subscriptions(self.user_dir(user)))
+
+    @guarded
     def subscribe(self, user: str, name: str, subscribed: bool) -> None:
         name = validate_mailbox(name)
         self._ensure(user)

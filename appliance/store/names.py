@@ -97,6 +97,58 @@ def mailbox_of_dirname(dirname: str) -> str | None:
     return canonical_mailbox(SEPARATOR.join(parts))
 
 
+# ------------------------------------------------------------------ LIST patterns
+
+MAX_PATTERN_LITERALS = 1024  # characters other than wildcards; no name is that long
+
+
+def _compact_pattern(pattern: str) -> str:
+    """Runs of wildcards collapse: any run holding "*" is "*", a run of "%" is "%"."""
+    out: list[str] = []
+    for ch in pattern:
+        if ch in "*%" and out and out[-1] in "*%":
+            if ch == "*":
+                out[-1] = "*"
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def list_match(pattern: str, name: str) -> bool:
+    """RFC 9051 6.3.9: does mailbox ``name`` match LIST ``pattern``? "*" matches any
+    characters, "%" any but the hierarchy separator; a leading INBOX is case-insensitive.
+
+    A bit-parallel automaton: time is O(len(name) * len(pattern) / word size) whatever
+    the wildcards (a backtracking regex takes exponential time on ``*a*a*a...b``)."""
+    if pattern[:5].upper() == INBOX and name[:5].upper() == INBOX:
+        pattern, name = INBOX + pattern[5:], INBOX + name[5:]
+    pattern = _compact_pattern(pattern)
+    literals = len(pattern) - pattern.count("*") - pattern.count("%")
+    if literals > len(name) or literals > MAX_PATTERN_LITERALS:
+        return False
+    star = percent = 0
+    by_char: dict[str, int] = {}
+    for i, ch in enumerate(pattern):
+        bit = 1 << i
+        if ch == "*":
+            star |= bit
+        elif ch == "%":
+            percent |= bit
+        else:
+            by_char[ch] = by_char.get(ch, 0) | bit
+    wild = star | percent
+    # bit i set: the pattern up to (not including) position i matches the text so far;
+    # a wildcard may match nothing, so its successor is live too (runs are compacted)
+    states = 1 | ((1 & wild) << 1)
+    for ch in name:
+        stay = states & (star if ch == SEPARATOR else wild)
+        states = ((states & by_char.get(ch, 0)) << 1) | stay
+        states |= (states & wild) << 1
+        if not states:
+            return False
+    return bool(states >> len(pattern) & 1)
+
+
 # ------------------------------------------------------------------ message files
 
 

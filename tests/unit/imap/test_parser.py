@@ -76,6 +76,7 @@ def parse(line: bytes) -> Command:
                 selection=("SUBSCRIBED",),
                 returns=("CHILDREN", "STATUS"),
                 status_items=("MESSAGES",),
+                extended=True,
             ),
         ),
         (
