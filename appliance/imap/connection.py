@@ -63,6 +63,8 @@ class Connection:
             return
         if self._inflate.eof:  # the client ended its DEFLATE stream: nothing can follow
             raise ConnectionClosed()
+        if self._inflate_tail:  # more output from input already read: let others run first
+            await asyncio.sleep(0)
         data = self._inflate_tail or await self._read_raw()
         # Inflate at most READ_CHUNK bytes per call (one compressed chunk can hold ~64 MB):
         # the rest of the input stays compressed until the reader asks for more.
