@@ -138,10 +138,19 @@ class Status(Command):
 
 
 @dataclass(frozen=True)
+class CatenatePart:
+    """RFC 4469 5: cat-part, a TEXT literal or a URL to (part of) a stored message."""
+
+    text: Literal | None = None
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class AppendMessage:
     flags: tuple[str, ...]
     date: float | None
     literal: Literal
+    parts: tuple[CatenatePart, ...] = ()  # RFC 4469: CATENATE, built before storing
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.imap import wire
+from appliance.imap import catenate, wire
 from appliance.imap.commands import (
     Append,
     Command,
@@ -314,7 +314,10 @@ async def append(s: Session, cmd: Command) -> str:
     name = s.mailbox_in(cmd.mailbox)
     limit = s.ctx.config.limits.max_message_size
     batch: list[NewMessage] = []
-    for message in cmd.messages:
+    messages = list(cmd.messages)
+    for i, message in enumerate(messages):
+        if message.parts:  # RFC 4469: a CATENATE message is built (spooled) first
+            message = messages[i] = await catenate.build(s, message)
         if message.literal.size > limit:
             raise ImapError("Message too large", "TOOBIG")  # RFC 7889 3
         flags = [normalize_flag(f) for f in message.flags if f.upper() != "\\RECENT"]

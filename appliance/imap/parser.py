@@ -13,6 +13,7 @@ from appliance.imap.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CatenatePart,
     Command,
     Compress,
     CopyMove,
@@ -277,6 +278,10 @@ def _append(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
         if cur.peek() == ord('"'):
             date = cur.date_time()
             cur.sp()
+        if cur.accept(b"CATENATE "):  # RFC 4469 5: "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+            parts = tuple(cur.paren_list(lambda: _cat_part(cur), False))
+            messages.append(AppendMessage(tuple(flags), date, Literal(0), parts))
+            continue
         # RFC 3516 4.2 / RFC 9051 9: append-data may be a literal8; RFC 6855 4: UTF8 (literal8)
         if cur.accept(b"UTF8 ("):
             value = cur.string_bytes(allow_file=True, literal8=True)
@@ -288,6 +293,22 @@ def _append(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     if not messages:
         raise ParseError("APPEND needs a message")
     return Append(tag, name, mailbox=mailbox, messages=tuple(messages))
+
+
+def _cat_part(cur: Cursor) -> CatenatePart:
+    """RFC 4469 5: text-literal = "TEXT" SP literal; url = "URL" SP astring (a TEXT
+    literal8 is accepted, as Dovecot does; NUL is re-encoded like APPEND data)."""
+    kind = cur.atom().upper()
+    cur.sp()
+    if kind == "TEXT":
+        if cur.peek() not in (ord("{"), ord("~")):
+            raise ParseError("TEXT needs a literal")
+        value = cur.string_bytes(allow_file=True, literal8=True)
+        literal = value if isinstance(value, Literal) else Literal(len(value), data=value)
+        return CatenatePart(text=literal)
+    if kind == "URL":
+        return CatenatePart(url=cur.astring())
+    raise ParseError(f"unknown CATENATE part {kind}")
 
 
 def _copy_move(cur: Cursor, tag: str, name: str, uid: bool) -> Command:

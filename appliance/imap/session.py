@@ -210,6 +210,7 @@ class Session:
             "SEARCHRES",  # RFC 5182 (searchres)
             "PREVIEW",  # RFC 8970 (preview)
             "SAVEDATE",  # RFC 8514 (savedate)
+            "CATENATE",  # RFC 4469 (catenate)
             "WITHIN",
             "CONDSTORE",
             "QRESYNC",
