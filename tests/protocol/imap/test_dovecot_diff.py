@@ -98,7 +98,11 @@ def part_cases() -> list[tuple[str, str]]:
         for path, kind in part_paths(name):
             items = [f"BODY.PEEK[{path}]", f"BODY.PEEK[{path}.MIME]"]
             if kind == "leaf":
-                items += [f"BINARY.PEEK[{path}]", f"BINARY.SIZE[{path}]"]
+                items += [
+                    f"BINARY.PEEK[{path}]",
+                    f"BINARY.SIZE[{path}]",
+                    f"BINARY.PEEK[{path}]<3.17>",
+                ]
             if kind == "message":
                 items += [f"BODY.PEEK[{path}.HEADER]", f"BODY.PEEK[{path}.TEXT]"]
             cases += [(name, item) for item in items]
@@ -306,6 +310,8 @@ EXPECTED_DIFFERENCES: dict[str, str] = {
     "09-bad-base64-BINARY.SIZE[1]": _BASE64,
     "09-bad-base64-BINARY.PEEK[2]": _BASE64,
     "09-bad-base64-BINARY.SIZE[2]": _BASE64,
+    "09-bad-base64-BINARY.PEEK[1]<3.17>": _BASE64,
+    "09-bad-base64-BINARY.PEEK[2]<3.17>": _BASE64,
     "10-bogus-content-type-BODYSTRUCTURE": _DEFAULT_TEXT,
     "10-bogus-content-type-BODY": _DEFAULT_TEXT,
     "10-bogus-content-type-BINARY.SIZE[1]": _SIZE_OTHER_PART,
@@ -341,6 +347,10 @@ EXPECTED_DIFFERENCES: dict[str, str] = {
             "BODY.PEEK[2.MIME]",
             "BINARY.PEEK[2]",
             "BINARY.SIZE[2]",
+            "BINARY.PEEK[2]<3.17>",
+            "RFC822.HEADER",
+            "BODY.PEEK[]<0.120>",
+            "BODY.PEEK[TEXT]<40.60>",
         )
     },
 }
@@ -393,11 +403,16 @@ FETCH_ITEMS = (
     "FLAGS",
     "BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT)]",
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED SUBJECT)]",
+    "RFC822.HEADER",
+    "BODY.PEEK[]<0.120>",
+    "BODY.PEEK[TEXT]<40.60>",
 )
 
 
 def _key(item: str) -> str:
-    return item.upper().replace(".PEEK", "")
+    """The name a FETCH response uses for a requested item (RFC 9051 7.5.2: no .PEEK, a
+    partial's origin only)."""
+    return re.sub(r"<(\d+)\.\d+>$", r"<\1>", item.upper().replace(".PEEK", ""))
 
 
 def _fetch(pair: Pair, name: str, item: str, request: pytest.FixtureRequest) -> None:
