@@ -41,6 +41,7 @@ from appliance.delivery.recipients import Recipient, Resolver, quota_of
 from appliance.delivery.srs import SrsError, srs_for
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
 from appliance.queue.dsn import RecipientReport, build_dsn, original_header
+from appliance.store import reserve
 from appliance.store.base import (
     INBOX,
     DeliveryTarget,
@@ -308,6 +309,11 @@ class Pipeline:
                     log.info("delivery=no-such-folder user=%s folder=%s", t.user, mailbox)
                     mailbox = INBOX
             final.append(replace(t, mailbox=mailbox, quota_bytes=quotas[t.user]))
+        # RFC 5321 4.2.2 452: insufficient system storage: the disk keeps its reserve
+        # (appliance/store/reserve.py), so reads and deletes still work when mail pours in.
+        reserve.guard(self.ctx.config.mail_dir).check(
+            self.ctx.config.limits.disk_reserve, size * len(final)
+        )
         skipped: list[str] = []
         while True:
             fitting = list(dict.fromkeys(t for t in final if t.user not in skipped))

@@ -29,6 +29,7 @@ from appliance.imap.listing import (
 )
 from appliance.imap.selected import SelectedMailbox, compress_uids
 from appliance.mime.binary import rewrite_file_without_nul
+from appliance.store import reserve
 from appliance.store.base import (
     INBOX,
     SEPARATOR,
@@ -330,6 +331,17 @@ async def append(s: Session, cmd: Command) -> str:
         # RFC 9051 4.3: NUL octets (a literal8, RFC 3516 4.4) are stored re-encoded (base64)
         await s.run_blocking(rewrite_file_without_nul, path)
         batch.append(NewMessage(path, frozenset(flags), message.date))
+    cfg = s.ctx.config
+    try:
+        # The disk keeps its free-space reserve (appliance/store/reserve.py). RFC 5530 3
+        # OVERQUOTA, as Dovecot 2.3 answers for ENOSPC (its lib-storage maps ENOSPC and
+        # EDQUOT to MAIL_ERROR_NOQUOTA, "Not enough disk quota").
+        incoming = sum(m.literal.size for m in messages)
+        await s.run_blocking(reserve.guard(cfg.mail_dir).check, cfg.limits.disk_reserve, incoming)
+    except reserve.InsufficientStorage:
+        raise ImapError("Not enough disk space", "OVERQUOTA") from None
+    except OSError:
+        raise ImapError("Temporary storage failure, try again later", "UNAVAILABLE") from None
     try:
         # RFC 3502 3: MULTIAPPEND stores every message or none; RFC 9208 4.3.1: NO
         # [OVERQUOTA] when they do not all fit the quota (the store decides atomically).

@@ -156,7 +156,9 @@ class Pop3Service:
             if not self._per_ip[ip]:
                 del self._per_ip[ip]
             writer.close()
-            with contextlib.suppress(Exception):
+            # Cancelled again while closing (daemon stop): end quietly, or Python 3.11's
+            # stream callback logs the cancelled task's exception() as an error.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from appliance.accounts import User
-from appliance.delivery.errors import DeliveryFailed, local_failure
+from appliance.delivery.errors import DeliveryFailed, local_failure, storage_full
 from appliance.delivery.recipients import Recipient, Resolver, postmaster
 from appliance.delivery.srs import srs_for
 from appliance.smtp import identity
@@ -26,6 +26,7 @@ from appliance.smtp.address import AddressError, parse_mailbox
 from appliance.smtp.body import Chunked
 from appliance.smtp.reply import SmtpReply
 from appliance.smtp.state import ListenerKind
+from appliance.store import reserve
 
 if TYPE_CHECKING:
     from appliance.daemon import Context
@@ -95,6 +96,11 @@ class Hooks:
                 log.info("mail=sender-refused user=%s from=%s", user.email, sender)
                 # RFC 6409 6.1: the submission server may refuse senders the user may not use
                 raise SmtpReply(553, "5.7.1", "Sender address not owned by you")
+        if not self.kind.submission:
+            # RFC 1870 6.2 / RFC 5321 4.2.2: 452 when there is no room now; inbound mail
+            # is for local mailboxes, so the mail disk's reserve decides (outbound mail
+            # from submission is checked per local recipient at RCPT and at the end).
+            await self._check_disk(size)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.sender = sender
@@ -135,6 +141,8 @@ class Hooks:
         recipient = await asyncio.to_thread(
             resolver.check, mailbox.local, mailbox.domain, authenticated, envelope.size_hint
         )
+        if recipient.local:
+            await self._check_disk(envelope.size_hint)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.recipients.append(recipient)
@@ -145,6 +153,18 @@ class Hooks:
             len(recipient.remote),
         )
         return "250 2.1.5 Recipient OK"
+
+    async def _check_disk(self, size: int) -> None:
+        cfg = self.ctx.config
+        try:
+            await asyncio.to_thread(
+                reserve.guard(cfg.mail_dir).check, cfg.limits.disk_reserve, size
+            )
+        except reserve.InsufficientStorage:
+            raise storage_full() from None  # 452 4.3.1, RFC 3463 3.4: mail system full
+        except OSError as exc:
+            log.error("smtp=disk-check-failed error=%r", exc)
+            raise local_failure() from exc
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SmtpReply | DeliveryFailed):

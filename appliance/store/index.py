@@ -186,6 +186,8 @@ class Index:
                     os.unlink(f"{self.path}{suffix}")
         try:
             return self._connect()
+        except sqlite3.OperationalError:
+            raise  # disk full, locked, I/O: not corruption, never a reason to rebuild
         except sqlite3.DatabaseError as exc:
             log.error("index=corrupt path=%s error=%s action=rebuild", self.path, exc)
             self.quarantine()
@@ -207,7 +209,8 @@ class Index:
             if "verify_at" not in columns:  # indexes written before the column existed
                 conn.execute("ALTER TABLE mailboxes ADD COLUMN verify_at REAL NOT NULL DEFAULT 0")
             _add_usage(conn)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:  # a write: a full disk must not stop reads
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             conn.close()
             raise

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.events import MailboxChanged, Notifier
-from appliance.store import index, scan
+from appliance.store import index, reserve, scan
 from appliance.store.base import (
     DEFAULT_FOLDERS,
     INBOX,
@@ -209,6 +209,13 @@ class MailboxOps(abc.ABC):
                 changed = scan.sync(conn, mbx, folder, kw)
             except FileNotFoundError:
                 raise MailboxNotFound(name) from None
+            except (OSError, sqlite3.Error) as exc:
+                if not reserve.is_disk_full(exc):
+                    raise
+                # A full disk must not lock users out: serve what the index knows
+                # (the re-scan runs again once there is room); deletes free space.
+                reserve.warn_skipped(log, "sync", f"{user}/{name}")
+                changed = False
             if changed:
                 mbx = index.get_mailbox(conn, name) or mbx
             self._maybe_clean(folder)
@@ -383,6 +390,7 @@ class MailboxOps(abc.ABC):
         self._publish(user, "")
 
     @guarded
+    @reserve.frees_space  # DELETE must work on a full disk: it is how room is made
     def delete_mailbox(self, user: str, name: str) -> None:
         name = validate_mailbox(name)
         if name == INBOX:

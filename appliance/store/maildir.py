@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.events import Notifier
-from appliance.store import index, quota, scan
+from appliance.store import index, quota, reserve, scan
 from appliance.store.base import (
     Appended,
     Changes,
@@ -134,6 +134,18 @@ class MaildirStore(MailboxOps):
 
     @guarded
     def snapshot(self, user: str, mailbox: str, *, claim_recent: bool = False) -> Snapshot:
+        if claim_recent:
+            try:
+                return self._snapshot(user, mailbox, claim_recent=True)
+            except (OSError, sqlite3.Error) as exc:
+                if not reserve.is_disk_full(exc):
+                    raise
+                # A full disk must not lock users out: SELECT works without claiming
+                # \Recent (an optional write); EXPUNGE then frees space.
+                reserve.warn_skipped(log, "recent-claim", user)
+        return self._snapshot(user, mailbox, claim_recent=False)
+
+    def _snapshot(self, user: str, mailbox: str, *, claim_recent: bool) -> Snapshot:
         with self._open(user, mailbox, lock=claim_recent) as box:
             conn = box.conn
             tx = index.transaction(conn) if claim_recent else index.read_transaction(conn)
@@ -236,13 +248,18 @@ class MaildirStore(MailboxOps):
             data = self._summarizer(path)
         except FileNotFoundError:
             data = self._summarizer(self._message(user, name, uid, force=True))
-        with idx.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
-                " SELECT ?, ?, ? WHERE EXISTS"
-                " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
-                (mailbox_id, uid, data, mailbox_id, uid),
-            )
+        try:
+            with idx.write() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
+                    " SELECT ?, ?, ? WHERE EXISTS"
+                    " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
+                    (mailbox_id, uid, data, mailbox_id, uid),
+                )
+        except sqlite3.Error as exc:
+            if not reserve.is_disk_full(exc):
+                raise
+            # Only a cache: FETCH works without it on a full disk.
         return data
 
     @guarded
@@ -251,12 +268,18 @@ class MaildirStore(MailboxOps):
     ) -> frozenset[int]:
         if not uids:
             return frozenset()
-        with self._open(user, mailbox, lock=False) as box, index.transaction(box.conn):
-            mbx = index.get_mailbox(box.conn, box.name) or box.mbx
-            top = min(max(uids), mbx.uidnext - 1)
-            claimed = frozenset(u for u in uids if mbx.recent_uid < u <= top)
-            if claimed and not peek:
-                index.set_mailbox_state(box.conn, mbx.id, recent_uid=top)
+        try:
+            with self._open(user, mailbox, lock=False) as box, index.transaction(box.conn):
+                mbx = index.get_mailbox(box.conn, box.name) or box.mbx
+                top = min(max(uids), mbx.uidnext - 1)
+                claimed = frozenset(u for u in uids if mbx.recent_uid < u <= top)
+                if claimed and not peek:
+                    index.set_mailbox_state(box.conn, mbx.id, recent_uid=top)
+        except (OSError, sqlite3.Error) as exc:
+            if not reserve.is_disk_full(exc):
+                raise
+            reserve.warn_skipped(log, "recent-claim", user)
+            return frozenset()  # an optional write: nobody gets \Recent for these
         return claimed
 
     @guarded
@@ -546,6 +569,7 @@ class MaildirStore(MailboxOps):
     # ------------------------------------------------------------ flags
 
     @guarded
+    @reserve.frees_space  # \Deleted must be settable on a full disk
     def store_flags(
         self,
         user: str,
@@ -630,10 +654,12 @@ class MaildirStore(MailboxOps):
             scan.own_change(box.conn, box.mbx.id, before, box.folder)
 
     @guarded
+    @reserve.frees_space
     def expunge(self, user: str, mailbox: str, uids: Sequence[int] | None = None) -> list[int]:
         return self._remove(user, mailbox, uids, only_deleted=True)
 
     @guarded
+    @reserve.frees_space
     def delete_messages(self, user: str, mailbox: str, uids: Sequence[int]) -> list[int]:
         return self._remove(user, mailbox, uids, only_deleted=False)
 
