@@ -21,7 +21,7 @@ from appliance.imap.errors import ImapError
 from appliance.imap.fetch import decode_part
 from appliance.imap.savedate import save_date
 from appliance.mime.addresses import search_forms
-from appliance.mime.headers import base_subject, decode_words, to_bytes, to_text
+from appliance.mime.headers import decode_words, extract_subject, to_bytes, to_text
 from appliance.mime.model import Part, Summary, SummaryError, load_summary
 from appliance.store.base import MailStore, MessageInfo, MessageNotFound, StoreError
 from appliance.store.names import normalize_flag
@@ -473,7 +473,7 @@ def thread(
         if s is not None:
             node.subject = s.extras.subject
             raw = decode_words((s.message.envelope.subject or "").encode("utf-8", "replace"))
-            node.reply = base_subject(raw) != " ".join(raw.split()).casefold()
+            node.reply = extract_subject(raw)[1]  # RFC 5256 2.1: Re:/Fwd: removed
         refs = list(s.extras.references) if s else []
         if not refs and s and s.extras.in_reply_to:
             refs = [s.extras.in_reply_to]

@@ -186,12 +186,25 @@ _FWD_WRAP = re.compile(r"^\[fwd:(.*)\]$", re.I | re.S)
 
 def base_subject(value: str) -> str:
     """RFC 5256 2.1: the subject without Re:/Fwd:/[list] decoration, case-folded."""
+    return extract_subject(value)[0]
+
+
+def extract_subject(value: str) -> tuple[str, bool]:
+    """RFC 5256 2.1: (base subject case-folded, whether it was a reply or forward: a
+    subj-refwd, a "(fwd)" trailer or a "[fwd: ...]" wrapper was removed; a [list] blob
+    alone does not make one)."""
     text = _SPACES.sub(" ", value)  # RFC 5256 2.1 (1): whitespace runs -> one space
+    reply = False
     while True:
-        text = _TRAILER.sub("", text)  # RFC 5256 2.1 (2): trailing "(fwd)"
+        trimmed = _TRAILER.sub("", text)  # RFC 5256 2.1 (2): trailing "(fwd)"
+        reply = reply or "(" in text[len(trimmed) :]
+        text = trimmed
         while True:
             before = text
-            text = _LEADER.sub("", text, count=1)  # RFC 5256 2.1 (3): subj-leader
+            leader = _LEADER.match(text)
+            if leader is not None:
+                reply = reply or bool(leader.group().strip())
+                text = text[leader.end() :]  # RFC 5256 2.1 (3): subj-leader
             blob = _LEAD_BLOB.match(text)
             if blob and text[blob.end() :]:
                 text = text[blob.end() :]  # RFC 5256 2.1 (4): leading blob
@@ -200,5 +213,6 @@ def base_subject(value: str) -> str:
         wrapped = _FWD_WRAP.match(text)  # RFC 5256 2.1 (6): [fwd: ...]
         if not wrapped:
             break
+        reply = True
         text = wrapped.group(1)
-    return text.strip().casefold()
+    return text.strip().casefold(), reply

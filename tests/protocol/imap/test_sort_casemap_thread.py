@@ -72,3 +72,25 @@ def test_dummy_root_ties_on_its_first_child(imap_server: ImapServer) -> None:
         assert _answer(c, "THREAD REFERENCES UTF-8 ALL") == b"* THREAD (1)(2)((3)(4))"
     finally:
         c.close()
+
+
+def test_a_list_blob_alone_does_not_make_a_reply(imap_server: ImapServer) -> None:
+    imap_server.deliver(
+        _msg(
+            "From: a@x\r\nSubject: Fwd: Re: [ops] Disk alarm\r\nMessage-ID: <a2@x>",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+        )
+    )
+    imap_server.deliver(
+        _msg(
+            "From: a@x\r\nSubject: [ops] Disk alarm\r\nMessage-ID: <a1@x>",
+            "Mon, 1 Jan 2024 09:00:00 +0000",
+        )
+    )
+    c = _client(imap_server)
+    try:
+        # RFC 5256 REFERENCES step 5: the forward (2 removed "Fwd: Re:") becomes a child
+        # of the non-reply "[ops] ..." (its blob removal is no reply); Dovecot: (2 1).
+        assert _answer(c, "THREAD REFERENCES UTF-8 ALL") == b"* THREAD (2 1)"
+    finally:
+        c.close()
