@@ -139,6 +139,7 @@ class _Message:
     _summary: Summary | None = None
     _header: list[tuple[str, str]] | None = None
     _body: str | None = None
+    _mime: str | None = None
     _raw_header: str | None = field(default=None, repr=False)
 
     def summary(self) -> Summary:
@@ -198,6 +199,22 @@ class _Message:
             ).casefold()
         return self._raw_header
 
+    def mime(self) -> str:
+        """The header fields of the parts and attached messages, decoded (TEXT only)."""
+        if self._mime is None:
+            texts: list[str] = []
+            budget = MAX_BODY_SCAN
+            with self._open() as fh:
+                for start, end in _inner_headers(self.summary().root):
+                    if budget <= 0:
+                        break
+                    fh.seek(start)
+                    raw = fh.read(min(max(0, end - start), budget))
+                    budget -= len(raw)
+                    texts.append(decode_words(raw))
+            self._mime = "\n".join(texts).casefold()
+        return self._mime
+
     def body(self) -> str:
         if self._body is None:
             texts: list[str] = []
@@ -220,6 +237,18 @@ class _Message:
                         texts.append(data.decode("utf-8", "replace"))
             self._body = "\n".join(texts).casefold()
         return self._body
+
+
+def _inner_headers(part: Part) -> Iterable[tuple[int, int]]:
+    """(start, end) of every part header below the message's own (MIME headers of the
+    parts, headers of attached messages), in file order."""
+    for child in part.children:
+        yield child.header_start, child.body_start
+        yield from _inner_headers(child)
+    if part.message is not None:
+        inner = part.message.part
+        yield inner.header_start, inner.body_start
+        yield from _inner_headers(inner)
 
 
 def _leaves(part: Part) -> Iterable[Part]:
@@ -305,9 +334,9 @@ class Matcher:
             return any(k == field_name and needle in v.casefold() for k, v in msg.header())
         if name == "BODY":
             return key.text.casefold() in msg.body()
-        if name == "TEXT":
+        if name == "TEXT":  # RFC 9051 6.4.4: "the header (including MIME header fields)"
             needle = key.text.casefold()
-            return needle in msg.header_text() or needle in msg.body()
+            return needle in msg.header_text() or needle in msg.body() or needle in msg.mime()
         raise ImapError(f"Unsupported search key {name}", status="BAD")
 
 
