@@ -85,7 +85,7 @@ async def sort_(s: Session, cmd: Command) -> str:
     save = searchres.wants_save(cmd.returns)
     if save:
         sel.saved = frozenset()  # RFC 5182 2.1: empty unless this SORT succeeds
-    search.check_charset(cmd.charset)
+    search.check_charset(cmd.charset, s.utf8)  # RFC 6855 3: UTF8=ACCEPT allows only UTF-8
     found = await hmsg._run_search(s, key)
     ordered = await s.run_blocking(search.sort, s.ctx.store, s.user, sel.name, found, cmd.criteria)
     numbers = [c.info.uid if cmd.uid else c.seq for c in ordered]

@@ -264,7 +264,7 @@ async def _run_search(s: Session, key: SearchKey) -> list[search.Candidate]:
 
 async def search_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Search)
-    search.check_charset(cmd.charset)
+    search.check_charset(cmd.charset, s.utf8)  # RFC 6855 3: UTF8=ACCEPT allows only UTF-8
     modseq = _uses_modseq(cmd.key)
     if modseq:
         s.enable_condstore()  # RFC 7162 3.1
@@ -309,7 +309,7 @@ async def search_(s: Session, cmd: Command) -> str:
 
 async def thread_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Thread)
-    search.check_charset(cmd.charset)
+    search.check_charset(cmd.charset, s.utf8)  # RFC 6855 3: UTF8=ACCEPT allows only UTF-8
     sel = _selected(s)
     found = await _run_search(s, cmd.key)
     if cmd.uid:  # UID THREAD: the tree holds UIDs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.imap import charsets
 from appliance.imap.commands import Command, Search, SearchKey, Sort, Thread
 from appliance.imap.cursor import MAX_DEPTH, Cursor, ParseError
 
@@ -50,7 +51,7 @@ def _search(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     cur.sp()
     returns = _search_returns(cur)
     charset = _charset(cur)
-    key = search_program(cur)
+    key = search_program(cur, charset)
     return Search(tag, name, uid, key, charset, returns)
 
 
@@ -73,7 +74,8 @@ def _sort(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     cur.sp()
     charset = cur.astring().upper()
     cur.sp()
-    return Sort(tag, name, uid, tuple(criteria), charset, search_program(cur), returns)
+    program = search_program(cur, charset)
+    return Sort(tag, name, uid, tuple(criteria), charset, program, returns)
 
 
 def _thread(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
@@ -84,30 +86,48 @@ def _thread(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     cur.sp()
     charset = cur.astring().upper()
     cur.sp()
-    return Thread(tag, name, uid, algorithm, charset, search_program(cur))
+    return Thread(tag, name, uid, algorithm, charset, search_program(cur, charset))
 
 
-def search_program(cur: Cursor) -> SearchKey:
-    keys = [search_key(cur)]
+def search_program(cur: Cursor, charset: str | None = None) -> SearchKey:
+    """``charset``: the command's CHARSET (None: UTF-8), which the strings are in."""
+    keys = [search_key(cur, charset)]
     while cur.accept(b" "):
-        keys.append(search_key(cur))
+        keys.append(search_key(cur, charset))
     return keys[0] if len(keys) == 1 else SearchKey("AND", tuple(keys))
 
 
-def search_key(cur: Cursor) -> SearchKey:
+def search_key(cur: Cursor, charset: str | None = None) -> SearchKey:
     cur.depth += 1
     if cur.depth > MAX_DEPTH:
         raise ParseError("search program too deeply nested")
     try:
-        return _search_key(cur)
+        return _search_key(cur, charset)
     finally:
         cur.depth -= 1
 
 
-def _search_key(cur: Cursor) -> SearchKey:
+def _search_text(cur: Cursor, charset: str | None) -> str:
+    """RFC 9051 6.4.4: a search string (quoted or literal) is text in the command's
+    CHARSET; an atom is 7-bit (UTF-8 after ENABLE)."""
+    if cur.peek() not in (ord('"'), ord("{")):
+        return cur.astring()
+    raw = cur.string_bytes()
+    assert isinstance(raw, bytes)  # no allow_file: literals are in memory
+    try:
+        return charsets.decode(raw, charset)
+    except LookupError:
+        # an unknown charset: the handler answers NO [BADCHARSET] before any use
+        return raw.decode("latin-1")
+    except UnicodeDecodeError:
+        raise ParseError(f"search string is not valid {charset or 'UTF-8'}") from None
+
+
+def _search_key(cur: Cursor, charset: str | None) -> SearchKey:
     ch = cur.peek()
     if ch == ord("("):
-        return SearchKey("AND", tuple(cur.paren_list(lambda: search_key(cur), False)))
+        keys = cur.paren_list(lambda: search_key(cur, charset), False)
+        return SearchKey("AND", tuple(keys))
     if ch is not None and (chr(ch).isdigit() or ch in b"*$"):
         return SearchKey("SEQ", seqset=cur.seqset())
     word = cur.atom().upper()
@@ -121,7 +141,7 @@ def _search_key(cur: Cursor) -> SearchKey:
     if word in ("KEYWORD", "UNKEYWORD"):
         return SearchKey("FLAG" if word == "KEYWORD" else "UNFLAG", text=cur.flag())
     if word in _SEARCH_STRING:
-        return SearchKey(word, text=cur.astring())
+        return SearchKey(word, text=_search_text(cur, charset))
     if word in _SEARCH_DATE:
         return SearchKey(word, number=cur.date().toordinal())
     if word in _SEARCH_NUMBER:
@@ -134,15 +154,15 @@ def _search_key(cur: Cursor) -> SearchKey:
     if word == "HEADER":
         field = cur.astring()
         cur.sp()
-        return SearchKey("HEADER", text=field, value=cur.astring())
+        return SearchKey("HEADER", text=field, value=_search_text(cur, charset))
     if word == "UID":
         return SearchKey("UID", seqset=cur.seqset())
     if word == "NOT":
-        return SearchKey("NOT", (search_key(cur),))
+        return SearchKey("NOT", (search_key(cur, charset),))
     if word == "OR":
-        first = search_key(cur)
+        first = search_key(cur, charset)
         cur.sp()
-        return SearchKey("OR", (first, search_key(cur)))
+        return SearchKey("OR", (first, search_key(cur, charset)))
     if word == "MODSEQ":  # RFC 7162 3.1.5: MODSEQ [entry-name entry-type] mod-sequence
         if cur.peek() == ord('"'):
             cur.string()

@@ -16,8 +16,9 @@ from email.utils import parsedate_tz
 from pathlib import Path
 from typing import BinaryIO
 
+from appliance.imap import charsets
 from appliance.imap.commands import SearchKey, SeqSet
-from appliance.imap.errors import ImapError
+from appliance.imap.errors import ImapError, bad
 from appliance.imap.fetch import decode_part
 from appliance.imap.savedate import save_date
 from appliance.mime.addresses import search_forms
@@ -27,16 +28,24 @@ from appliance.store.base import MailStore, MessageInfo, MessageNotFound, StoreE
 from appliance.store.names import normalize_flag
 
 MAX_BODY_SCAN = 32 * 1024 * 1024
-CHARSETS = ("UTF-8", "US-ASCII")
+CHARSETS = charsets.ADVERTISED  # named in NO [BADCHARSET (...)]; any Python codec works
 _HEADER_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
 _ADDRESS_KEYS = frozenset({"from", "to", "cc", "bcc"})
 ADDRESS_PREFIX = "\0"  # header() entries of parsed addresses: ("\0from", '"Name" <a@b>')
 
 
-def check_charset(charset: str | None) -> None:
-    if charset is not None and charset.upper() not in CHARSETS:
-        # RFC 9051 6.4.4: unsupported charset -> NO [BADCHARSET (list)]
+def check_charset(charset: str | None, utf8_accept: bool = False) -> None:
+    """The charset a SEARCH/SORT/THREAD names (None: SEARCH without CHARSET). The parser
+    has already decoded the search strings with it (``charsets.decode``)."""
+    if charset is None:
+        return
+    if charsets.codec_for(charset) is None:
+        # RFC 9051 6.4.4: an unsupported charset -> tagged NO [BADCHARSET (list)]
         raise ImapError("Unsupported charset", "BADCHARSET (" + " ".join(CHARSETS) + ")")
+    if utf8_accept and charsets.codec_for(charset) != "utf-8":
+        # RFC 6855 3 (erratum 4029): after ENABLE UTF8=ACCEPT a charset label other than
+        # UTF-8 conflicts with the UTF-8 strings: SHOULD be BAD
+        raise bad("Only UTF-8 is allowed after ENABLE UTF8=ACCEPT")
 
 
 def _in_set(value: int, seqset: SeqSet, star: int) -> bool:

@@ -279,7 +279,9 @@ class Session:
             if segments is None:
                 return self.state != "logout"
             try:
-                command = parse_command(segments, self.utf8)
+                # RFC 9051 9 (QUOTED-CHAR) / RFC 6855 3: UTF-8 in quoted strings once
+                # IMAP4rev2 or UTF8=ACCEPT is enabled
+                command = parse_command(segments, self.utf8 or self.rev2)
             except ParseError as exc:
                 log.info("event=bad reason=%s", exc.text)
                 self.send(f"{exc.tag} BAD {exc.text}\r\n".encode())
