@@ -40,18 +40,14 @@ def _base64(body: bytes) -> bytes:
 def _header(header: bytes) -> bytes:
     """The part header with its Content-Transfer-Encoding replaced by base64."""
     header = _CTE_FIELD.sub(b"", header)
-    end = len(header)
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        at = header.rfind(blank)
-        if at >= 0 and at + len(blank) == len(header):
-            end = at + len(blank) // 2
-            break
-    else:
-        if header.endswith((b"\r\n", b"\n")) or not header:
-            end = len(header)
-        else:
+    if header.endswith(b"\r\n\r\n") or header == b"\r\n":
+        end = len(header) - 2  # before the blank line
+    elif header.endswith(b"\n\n") or header == b"\n":
+        end = len(header) - 1
+    else:  # no blank line (the header ran into a boundary)
+        if header and not header.endswith(b"\n"):
             header += b"\r\n"
-            end = len(header)
+        end = len(header)
     return header[:end] + b"Content-Transfer-Encoding: base64\r\n" + header[end:]
 
 
