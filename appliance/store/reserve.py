@@ -79,6 +79,14 @@ def reserve_bytes(configured: int, total: int) -> int:
     return max(RESERVE_MIN, total * RESERVE_PERCENT // 100)
 
 
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (the mail directory is created by the
+    first delivery; until then its parent's filesystem is the one that will hold it)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 class DiskGuard:
     """Free-space checks and the spare file for one mail directory."""
 
@@ -107,7 +115,7 @@ class DiskGuard:
             cached = self._cached
             if not fresh and cached is not None and now - cached[0] < CACHE_SECONDS:
                 return cached[1], cached[2]
-        st = self._statvfs(self.root)
+        st = self._statvfs(_existing(self.root))
         free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
         with self._lock:
             self._cached = (now, free, total)
@@ -152,7 +160,7 @@ class DiskGuard:
             if st is not None and st.st_blocks * 512 >= size:
                 self.spare_size = size
                 return
-            if room < size:
+            if room < size or not self.root.is_dir():
                 return
             tmp = self.root / f"{SPARE_NAME}.tmp"
             try:

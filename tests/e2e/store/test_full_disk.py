@@ -142,6 +142,21 @@ def test_full_disk_reads_and_deletes_work_new_mail_is_refused(
         # The first delivery created the spare file a delete can use later.
         assert (mail_disk / reserve.SPARE_NAME).stat().st_blocks * 512 >= RESERVE // 4
 
+        # ---- a message that does not fit above the reserve: 452 at the end of DATA
+        _fill(mail_disk, RESERVE + 100 * 1024)
+        time.sleep(reserve.CACHE_SECONDS + 0.1)  # the daemon's statvfs cache
+        big = _message(50) * 20  # ~330 KB
+        with smtplib.SMTP(*daemon.addr("smtp"), timeout=20) as smtp:
+            smtp.ehlo("remote.test")
+            # RFC 1870 6.2: a declared SIZE that does not fit is refused at MAIL ...
+            code, _ = smtp.mail("sender@remote.test", [f"SIZE={len(big)}"])
+            assert code == 452
+            # ... an undeclared one at the end of DATA, with nothing stored
+            assert smtp.mail("sender@remote.test")[0] == 250
+            assert smtp.rcpt(USER)[0] == 250
+            code, text = smtp.data(big)
+            assert (code, text[:5]) == (452, b"4.3.1"), (code, text)
+
         # ---- below the reserve: new mail is refused, nothing is written
         _fill(mail_disk, RESERVE // 2)
         time.sleep(reserve.CACHE_SECONDS + 0.1)  # the daemon's statvfs cache

@@ -80,6 +80,13 @@ def test_spare_file_created_with_real_blocks_and_released(tmp_path: Path) -> Non
     assert spare.exists()
 
 
+def test_a_mail_dir_not_made_yet_is_measured_on_its_parent(tmp_path: Path) -> None:
+    g = reserve.DiskGuard(tmp_path / "mail" / "not-yet")
+    g.check(1)  # the filesystem of tmp_path; no spare file without the directory
+    assert g.space()[1] > 0
+    assert not (tmp_path / "mail").exists()
+
+
 def test_no_spare_without_room_above_the_reserve(tmp_path: Path) -> None:
     g = reserve.DiskGuard(tmp_path, statvfs=FakeVfs(free=9 * MiB))
     g.check(8 * MiB)  # 1 MiB above the reserve: not enough for a 2 MiB spare
