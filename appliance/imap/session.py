@@ -47,16 +47,17 @@ MAX_SMALL_LITERAL = 64 * 1024  # non-APPEND literals (strings in SEARCH, LOGIN .
 MAX_LITERALS = 1000  # literals in one command (each may become a temporary file)
 SPOOL_THRESHOLD = 1024 * 1024  # literals above this go to a temporary file ...
 # ... and so does every literal once a command holds MAX_COMMAND bytes of them in memory,
-# and every APPEND message (see _APPEND_MAILBOX_LITERAL).
+# and every APPEND message (see _APPEND_STRING_LITERAL).
 MAX_FAILED_LOGINS = 3  # failed LOGIN/AUTHENTICATE on one connection, then BYE
 LINGER = 1.0  # seconds to drain input after a closing BYE, so the BYE is not lost to RST
 STREAM_CHUNK = 64 * 1024
 _TOO_LARGE_PREAUTH = "BAD [TOOBIG] Command too large before login"  # RFC 7888 4
 _NO_LITERAL = "BAD Unexpected literal"
 _NAME = re.compile(rb"[^ ]* (?:UID )?([A-Za-z0-9]+)", re.IGNORECASE)
-# APPEND's messages always go to files under the data dir; only a mailbox name given as
-# a literal ("tag APPEND {n}") stays in memory.
-_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]* APPEND \{\d+\+?\}\Z", re.IGNORECASE)
+# APPEND's messages (and CATENATE TEXT parts) always go to files under the data dir;
+# only a mailbox name ("tag APPEND {n}") or a CATENATE URL ("URL {n}") given as a
+# literal stays in memory.
+_APPEND_STRING_LITERAL = re.compile(rb"(?:\A[^ ]* APPEND|[ (]URL) \{\d+\+?\}\Z", re.IGNORECASE)
 _TAG = re.compile(rb"[!#$&'\x2c-\x5b\x5d-\x7a|}~-]+")  # RFC 9051 9: tag, no "+"
 
 
@@ -343,7 +344,7 @@ class Session:
             spool = (
                 size > SPOOL_THRESHOLD
                 or in_memory + size > MAX_COMMAND
-                or (name == "APPEND" and not _APPEND_MAILBOX_LITERAL.match(line))
+                or (name == "APPEND" and not _APPEND_STRING_LITERAL.search(line))
             )
             literal = await asyncio.wait_for(
                 self._read_literal(size, spool), limits.command_timeout
