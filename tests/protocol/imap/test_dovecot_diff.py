@@ -249,15 +249,6 @@ def _ascii(text: str) -> str:
 # Pillarbox is wrong: xfail(strict=True), so a fix turns the test into a failure that asks
 # for the marker to be removed.
 KNOWN_BUGS: dict[str, str] = {
-    **{
-        f"ISO-8859-1-{key}-{_ascii(text)}": "issue 17 item 14: SEARCH CHARSET ISO-8859-1 with"
-        " an 8-bit literal is answered BAD; Dovecot decodes it per the charset"
-        for key, text in (
-            ("BODY {}", "Überweisung"),
-            ("SUBJECT {}", "grüße"),
-            ("FROM {}", "Müller"),
-        )
-    },
     "BODY {}-gr\\xfc\\xdfe": f"{_NOT17}: 8-bit UTF-8 in a part labelled charset=us-ascii (message 3"
     " part 3): Dovecot decodes it as UTF-8 and matches, Pillarbox does not",
 }
