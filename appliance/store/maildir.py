@@ -672,6 +672,7 @@ class MaildirStore(MailboxOps):
         return self._transfer(user, src, uids, dst, move=False, quota_bytes=quota_bytes)
 
     @guarded
+    @reserve.frees_space  # moving to Trash is how many clients delete
     def move(self, user: str, src: str, uids: Sequence[int], dst: str) -> Copied:
         return self._transfer(user, src, uids, dst, move=True)
 
