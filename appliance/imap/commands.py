@@ -172,6 +172,11 @@ class Search(Command):
 
 
 @dataclass(frozen=True)
+class CancelUpdate(Command):
+    tags: tuple[str, ...] = ()  # RFC 5267 4.3: the tags of UPDATE searches to end
+
+
+@dataclass(frozen=True)
 class Fetch(Command):
     seqset: SeqSet = ()
     atts: tuple[FetchAtt, ...] = ()

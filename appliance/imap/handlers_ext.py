@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from appliance.imap import context, search, searchres
 from appliance.imap import handlers_message as hmsg
-from appliance.imap import search, searchres
 from appliance.imap.commands import Command, Search, Sort, Thread
 from appliance.imap.errors import ImapError
 from appliance.imap.selected import SelectedMailbox
@@ -31,10 +31,12 @@ async def search_(s: Session, cmd: Command) -> str | None:
     assert isinstance(cmd, Search)
     sel = _selected(s)
     cmd = dataclasses.replace(cmd, key=searchres.expand(cmd.key, sel.saved))
+    # RFC 5267 4: PARTIAL, CONTEXT and UPDATE are answered by imap.context
+    handler = context.search_ if context.uses_context(cmd.returns) else hmsg.search_
     if not searchres.wants_save(cmd.returns):
-        return await hmsg.search_(s, cmd)
+        return await handler(s, cmd)
     try:
-        return await hmsg.search_(s, cmd)
+        return await handler(s, cmd)
     except ImapError:
         sel.saved = frozenset()  # RFC 5182 2.1: a failed SEARCH ... SAVE empties "$"
         raise
@@ -81,6 +83,7 @@ def esort_line(tag: str, uid: bool, numbers: Sequence[int], returns: tuple[str, 
 async def sort_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Sort)
     sel = _selected(s)
+    context.check_sort_returns(cmd.returns)
     key = searchres.expand(cmd.key, sel.saved)
     save = searchres.wants_save(cmd.returns)
     if save:

@@ -31,12 +31,33 @@ SORT_KEYS = frozenset(
 def _search_returns(cur: Cursor) -> tuple[str, ...] | None:
     if not cur.accept(b"RETURN "):  # RFC 4731 3: ESEARCH result options
         return None
-    opts = tuple(o.upper() for o in cur.paren_list(cur.atom))
-    for opt in opts:
-        if opt not in ("MIN", "MAX", "ALL", "COUNT", "SAVE"):
+    words = [o.upper() for o in cur.paren_list(cur.atom)]
+    opts: list[str] = []
+    while words:
+        opt = words.pop(0)
+        if opt == "PARTIAL":  # RFC 5267 4.4: PARTIAL low:high (a window of the result)
+            if any(o.startswith("PARTIAL ") for o in opts):
+                raise ParseError("PARTIAL can be used only once")
+            opts.append("PARTIAL " + _partial_range(words.pop(0) if words else ""))
+        elif opt in ("MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE"):
+            opts.append(opt)  # RFC 4731 3.1, RFC 5182 2, RFC 5267 4.2
+        else:
             raise ParseError(f"unknown RETURN option {opt}")
+    if "ALL" in opts and any(o.startswith("PARTIAL ") for o in opts):
+        raise ParseError("PARTIAL conflicts with ALL")
     cur.sp()
-    return opts
+    return tuple(opts)
+
+
+def _partial_range(text: str) -> str:
+    """RFC 5267 4.4: partial-range = nz-number ":" nz-number, either order (as Dovecot)."""
+    low, colon, high = text.partition(":")
+    if not (colon and low.isdigit() and high.isdigit()) or len(low) > 10 or len(high) > 10:
+        raise ParseError("PARTIAL range broken")
+    a, b = sorted((int(low), int(high)))
+    if a < 1 or b > 2**32 - 1:
+        raise ParseError("PARTIAL range broken")
+    return f"{a}:{b}"
 
 
 def _charset(cur: Cursor) -> str | None:

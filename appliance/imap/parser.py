@@ -13,6 +13,7 @@ from appliance.imap.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CancelUpdate,
     CatenatePart,
     Command,
     Compress,
@@ -141,6 +142,16 @@ def _enable(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
     if not caps:
         raise ParseError("ENABLE needs a capability")
     return Enable(tag, name, capabilities=tuple(caps))
+
+
+def _cancelupdate(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
+    """RFC 5267 4.3: "CANCELUPDATE" 1*(SP quoted) (the tags of UPDATE searches)."""
+    tags = []
+    while cur.accept(b" "):
+        tags.append(cur.string())
+    if not tags:
+        raise ParseError("CANCELUPDATE needs a tag")
+    return CancelUpdate(tag, name, tags=tuple(tags))
 
 
 def _id(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
@@ -460,4 +471,5 @@ _HANDLERS: dict[str, Callable[[Cursor, str, str, bool], Command]] = {
     "SEARCH": _search,
     "SORT": _sort,
     "THREAD": _thread,
+    "CANCELUPDATE": _cancelupdate,
 }

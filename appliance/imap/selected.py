@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 
 from appliance.events import Subscription
@@ -149,6 +149,8 @@ class SelectedMailbox:
             if not m.flags <= self.known_flags:
                 self.known_flags |= m.flags
         self.saved: frozenset[int] = frozenset()  # RFC 5182: the SEARCHRES result (UIDs)
+        # RFC 5267 4.3 (imap.context): REMOVEFROM lines to send before a message's EXPUNGE
+        self.on_expunge: Callable[[int, int], list[bytes]] | None = None
 
     def _own_uids(self) -> None:
         """Copy a shared UID array before changing it (copy on write)."""
@@ -248,6 +250,8 @@ class SelectedMailbox:
             seq = self.remove(uid)
             if seq is not None:
                 gone.append(uid)
+                if self.on_expunge is not None:
+                    out += self.on_expunge(uid, seq)
                 if not vanished:
                     out.append(b"* %d EXPUNGE\r\n" % seq)
         if vanished and gone:

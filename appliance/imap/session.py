@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.imap import wire
+from appliance.imap import context, wire
 from appliance.imap.commands import Command, Literal
 from appliance.imap.connection import LITERAL_PREFIX, Connection, ConnectionClosed, LineTooLong
 from appliance.imap.errors import ImapError, bad, from_store
@@ -212,6 +212,7 @@ class Session:
             "PREVIEW",  # RFC 8970 (preview)
             "SAVEDATE",  # RFC 8514 (savedate)
             "CATENATE",  # RFC 4469 (catenate)
+            "CONTEXT=SEARCH",  # RFC 5267 4 (context)
             "WITHIN",
             "CONDSTORE",
             "QRESYNC",
@@ -442,6 +443,7 @@ class Session:
                 )  # RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH
                 if command.name not in ("LOGOUT", "SELECT", "EXAMINE"):
                     await self.sync(allow_expunge)
+                    await context.refresh(self)  # RFC 5267 4.3: ADDTO/REMOVEFROM
                 self.send(f"{tag} OK {text}\r\n".encode())
         except ImapError as exc:
             log.info(
@@ -550,6 +552,7 @@ class Session:
                 if waiter is not None and waiter in done:
                     waiter = None
                     await self.sync(True, force=True)
+                    await context.refresh(self)
                     await self.conn.flush()
                 if reader in done:
                     line = reader.result()
