@@ -207,7 +207,10 @@ def _fill(client: RawClient) -> None:
     for index, name in enumerate(MESSAGES):
         data = (CORPUS / f"{name}.eml").read_bytes()
         flags = FLAG_SETS[index % len(FLAG_SETS)]
-        answer = send(client, f'APPEND INBOX {flags} "{internaldate(index)}" {{}}', data)
+        try:
+            answer = send(client, f'APPEND INBOX {flags} "{internaldate(index)}" {{}}', data)
+        except (ConnectionError, OSError) as exc:
+            raise AssertionError(f"APPEND of {name} dropped the connection") from exc
         assert answer.status.startswith("OK"), (name, answer)
     answer = send(client, "SELECT INBOX")
     assert answer.status.startswith("OK"), answer
@@ -557,3 +560,49 @@ def test_thread(pair: Pair, algorithm: str, request: pytest.FixtureRequest) -> N
     ours, theirs = pair.both(f"THREAD {algorithm} UTF-8 ALL")
     got = (ours.status, _numbers(ours, "THREAD"))
     compare(got, (theirs.status, _numbers(theirs, "THREAD")), request)
+
+
+# ------------------------------------------------------------------ the helper itself (no servers)
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        (b'* 1 FETCH (BODY[1] "a\\"b")\r\n', ["*", "1", "FETCH", ["BODY[1]", b'a"b']]),
+        (b'* 1 FETCH (BODY[1] {3}\r\na"b)\r\n', ["*", "1", "FETCH", ["BODY[1]", b'a"b']]),
+        (b"* 1 FETCH (BINARY[1] ~{2}\r\n\x00))\r\n", ["*", "1", "FETCH", ["BINARY[1]", b"\x00)"]]),
+        (
+            b"* 2 FETCH (BODY[HEADER.FIELDS (TO CC)]<0> NIL)\r\n",
+            ["*", "2", "FETCH", ["BODY[HEADER.FIELDS (TO CC)]<0>", None]],
+        ),
+        (b"* THREAD (1 (2)(3))\r\n", ["*", "THREAD", ["1", ["2"], ["3"]]]),
+        (b'* FLAGS (\\Seen $Forwarded "")\r\n', ["*", "FLAGS", ["\\Seen", "$Forwarded", b""]]),
+    ],
+)
+def test_tokenize(line: bytes, want: list[object]) -> None:
+    """Quoted strings and literals (also literal8) are the same value; atoms keep sections."""
+
+    def atoms(value: object) -> object:
+        if isinstance(value, list):
+            return [atoms(v) for v in value]
+        return value.text if isinstance(value, Atom) else value
+
+    assert atoms(tokenize(line)) == want
+
+
+def test_normalize_body_only_removes_representation() -> None:
+    ours = tokenize(
+        b'(("TEXT" "Plain" ("CHARSET" "utf-8") NIL NIL "Quoted-Printable" 10 1 NIL'
+        b' ("Inline" ("FileName" "A.txt")) "en" NIL) "MIXED" ("Boundary" "XyZ") NIL ("de"))'
+    )[0]
+    theirs = tokenize(
+        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 10 1 NIL'
+        b' ("inline" ("filename" "A.txt")) ("en") NIL) "mixed" ("boundary" "XyZ") NIL "de")'
+    )[0]
+    assert normalize("BODYSTRUCTURE", ours) == normalize("BODYSTRUCTURE", theirs)
+    # Values keep their case: a boundary or file name that differs is a difference.
+    other = tokenize(
+        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 10 1 NIL'
+        b' ("inline" ("filename" "a.txt")) ("en") NIL) "mixed" ("boundary" "XyZ") NIL "de")'
+    )[0]
+    assert normalize("BODYSTRUCTURE", other) != normalize("BODYSTRUCTURE", theirs)
