@@ -12,10 +12,13 @@ the octet Dovecot shows in its place.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 import re
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from appliance.mime.summary import summarize_file
 
@@ -32,9 +35,51 @@ def _leaves(part: dict[str, Any]) -> list[dict[str, Any]]:
     return [part]
 
 
-def _base64(body: bytes) -> bytes:
-    text = base64.b64encode(body)
-    return b"\r\n".join(text[i : i + LINE] for i in range(0, len(text), LINE))
+CHUNK = 57 * 1024  # whole 57-octet groups: every 76-character base64 line stays full
+SCAN_BLOCK = 1 << 20
+MAX_HEADER = 1 << 20  # a part header is copied in memory; the summary bounds its fields
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
+    """[start, end) of ``src`` to ``dst``, a NUL becoming 0x80 (Dovecot's stand-in)."""
+    src.seek(start)
+    left = end - start
+    while left > 0:
+        block = src.read(min(SCAN_BLOCK, left))
+        if not block:
+            break
+        left -= len(block)
+        dst.write(block.replace(b"\x00", b"\x80"))
+
+
+def _holds_nul(src: BinaryIO, start: int, end: int) -> bool:
+    src.seek(start)
+    left = end - start
+    while left > 0:
+        block = src.read(min(SCAN_BLOCK, left))
+        if not block:
+            return False
+        if b"\x00" in block:
+            return True
+        left -= len(block)
+    return False
+
+
+def _write_base64(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
+    src.seek(start)
+    left = end - start
+    first = True
+    while left > 0:
+        block = src.read(min(CHUNK, left))
+        if not block:
+            break
+        left -= len(block)
+        text = base64.b64encode(block)
+        for i in range(0, len(text), LINE):
+            if not first:
+                dst.write(b"\r\n")
+            dst.write(text[i : i + LINE])
+            first = False
 
 
 def _header(header: bytes) -> bytes:
@@ -48,48 +93,55 @@ def _header(header: bytes) -> bytes:
         if header and not header.endswith(b"\n"):
             header += b"\r\n"
         end = len(header)
+    header = header.replace(b"\x00", b"\x80")
     return header[:end] + b"Content-Transfer-Encoding: base64\r\n" + header[end:]
+
+
+def _rewrite(src: BinaryIO, dst: BinaryIO) -> None:
+    """Copy ``src`` to ``dst`` with every NUL-holding identity-encoded leaf in base64."""
+    src.seek(0)
+    summary = summarize_file(src)
+    size = summary["size"]
+    pos = 0
+    for leaf in sorted(_leaves(summary["part"]), key=lambda p: p["hs"]):
+        hs, bs, be = leaf["hs"], leaf["bs"], leaf["be"]
+        if leaf.get("e", "7bit") not in _IDENTITY or hs < pos or bs - hs > MAX_HEADER:
+            continue
+        if not _holds_nul(src, bs, be):
+            continue
+        _copy(src, dst, pos, hs)
+        src.seek(hs)
+        dst.write(_header(src.read(bs - hs)))
+        _write_base64(src, dst, bs, be)
+        if be == size:
+            dst.write(b"\r\n")
+        pos = be
+    _copy(src, dst, pos, size)
 
 
 def encode_nul_parts(data: bytes) -> bytes | None:
     """``data`` rewritten so it holds no NUL (None when it holds none already)."""
     if b"\x00" not in data:
         return None
-    summary = summarize_file(io.BytesIO(data))
-    out: list[bytes] = []
-    pos = 0
-    for leaf in sorted(_leaves(summary["part"]), key=lambda p: p["hs"]):
-        hs, bs, be = leaf["hs"], leaf["bs"], leaf["be"]
-        body = data[bs:be]
-        if b"\x00" not in body or leaf.get("e", "7bit") not in _IDENTITY or hs < pos:
-            continue
-        out.append(data[pos:hs])
-        out.append(_header(data[hs:bs]))
-        out.append(_base64(body))
-        if be == len(data):
-            out.append(b"\r\n")
-        pos = be
-    out.append(data[pos:])
-    return b"".join(out).replace(b"\x00", b"\x80")
-
-
-SCAN_BLOCK = 1 << 20
+    out = io.BytesIO()
+    _rewrite(io.BytesIO(data), out)
+    return out.getvalue()
 
 
 def rewrite_file_without_nul(path: Path) -> bool:
-    """Rewrite the message file at ``path`` in place when it holds NUL (blocking; the
-    file is an APPEND literal's own temporary copy). True when it was rewritten."""
-    with path.open("rb") as fh:
-        while block := fh.read(SCAN_BLOCK):
-            if b"\x00" in block:
-                break
-        else:
+    """Rewrite the message file at ``path`` when it holds NUL (blocking; the file is an
+    APPEND literal's own spool copy). Memory stays bounded: both passes stream. True
+    when it was rewritten."""
+    with path.open("rb") as src:
+        if not _holds_nul(src, 0, os.fstat(src.fileno()).st_size):
             return False
-        fh.seek(0)
-        data = fh.read()
-    rewritten = encode_nul_parts(data)
-    if rewritten is None:
-        return False
-    with path.open("wb") as out:
-        out.write(rewritten)
+        fd, name = tempfile.mkstemp(prefix=".nul-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                _rewrite(src, dst)
+            os.replace(name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
     return True

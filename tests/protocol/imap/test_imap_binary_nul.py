@@ -100,3 +100,26 @@ def test_quoted_printable_soft_breaks_and_trailing_space(imap_server: ImapServer
         assert c.ok('SEARCH BODY "trailing soft"')[0] == b"* SEARCH\r\n"
     finally:
         c.close()
+
+
+def test_large_nul_part_streams_through_base64(imap_server: ImapServer) -> None:
+    """A part larger than one encoding chunk: full 76-character lines, octets back."""
+    payload = bytes(range(256)) * 800  # 204,800 octets, NUL among them
+    message = (
+        b"From: a@b\r\nSubject: big\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + payload + b"\r\n--b1--\r\n"
+    )
+    c = _client(imap_server)
+    try:
+        _append8(c, message)
+        c.ok("SELECT INBOX")
+        body = _fetch(c, "BODY.PEEK[1]")
+        encoded = body[body.index(b"}\r\n") + 3 : body.rindex(b")")]
+        lines = encoded.split(b"\r\n")
+        assert all(len(line) == 76 for line in lines[:-1]) and 0 < len(lines[-1]) <= 76
+        assert b"\x00" not in body
+        got = _fetch(c, "(BINARY.SIZE[1] BINARY.PEEK[1])")
+        assert b"BINARY.SIZE[1] %d" % len(payload) in got
+        assert b"BINARY[1] ~{%d}\r\n" % len(payload) + payload in got
+    finally:
+        c.close()
