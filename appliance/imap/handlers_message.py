@@ -4,6 +4,7 @@ THREAD (and their UID forms)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -22,7 +23,7 @@ from appliance.imap.commands import (
 )
 from appliance.imap.errors import ImapError, bad, from_store
 from appliance.imap.selected import SelectedMailbox, compress_uids
-from appliance.store.base import StoreError
+from appliance.store.base import StorageFull, StoreError
 from appliance.store.names import normalize_flag, valid_flag
 
 if TYPE_CHECKING:
@@ -71,10 +72,14 @@ async def fetch_(s: Session, cmd: Command) -> str:
     )
     if sets_seen and not sel.readonly:  # RFC 9051 6.4.5: BODY[...] sets \Seen
         unseen = [u for u in uids if "\\Seen" not in sel.info[u].flags]
+        result = None
         if unseen:
-            result = await s.run_blocking(
-                s.ctx.store.store_flags, s.user, sel.name, unseen, "add", ["\\Seen"]
-            )
+            # A full disk must not stop reading: the data goes out without \Seen.
+            with contextlib.suppress(StorageFull):
+                result = await s.run_blocking(
+                    s.ctx.store.store_flags, s.user, sel.name, unseen, "add", ["\\Seen"]
+                )
+        if result is not None:
             for line in sel.update(result.updated):  # RFC 9051 7.3.5: FLAGS first
                 s.send(line)
             if not any(a.name == "FLAGS" for a in atts):

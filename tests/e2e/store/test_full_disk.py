@@ -233,6 +233,12 @@ def test_full_disk_reads_and_deletes_work_new_mail_is_refused(
         assert expunged == [b"1"], expunged
         [hits] = _ok(c.search(None, "ALL"))
         assert len(hits.split()) == MESSAGES - 3
+
+        # ---- full again, the spare used up: FETCH BODY[] still answers (without \Seen)
+        assert not (mail_disk / reserve.SPARE_NAME).exists()
+        _fill(mail_disk, 0)
+        data = _ok(c.fetch("1", "(BODY[])"))
+        assert data[1].endswith(_message(2)), data[:1]
         c.logout()
 
         log = daemon.log()
