@@ -137,7 +137,9 @@ def test_nonexistent_parent_in_extended_list(imap_server: ImapServer) -> None:
         (userdir / ".Ext.Child" / sub).mkdir(parents=True)  # written by another tool
     c = login(imap_server)
     # Dovecot: plain LIST says \Noselect, extended LIST \NonExistent (RFC 5258 3)
-    assert untagged(c.command('LIST "" "Ext"')) == [b'* LIST (\\Noselect \\HasChildren) "/" Ext\r\n']
+    assert untagged(c.command('LIST "" "Ext"')) == [
+        b'* LIST (\\Noselect \\HasChildren) "/" Ext\r\n'
+    ]
     assert untagged(c.command('LIST () "" "Ext" RETURN (CHILDREN)')) == [
         b'* LIST (\\NonExistent \\HasChildren) "/" Ext\r\n'
     ]
@@ -160,4 +162,16 @@ def test_wildcard_pattern_takes_linear_time(imap_server: ImapServer) -> None:
     other = RawClient(imap_server.host, imap_server.tls_port, imap_server.client_tls())
     assert other.greeting.startswith(b"* OK")
     other.close()
+    c.close()
+
+
+def test_empty_pattern_forms_as_dovecot(imap_server: ImapServer) -> None:
+    c = login(imap_server)
+    # RFC 9051 6.3.9: the plain form asks for the hierarchy delimiter
+    assert untagged(c.command('LIST "" ""')) == [b'* LIST (\\Noselect) "/" ""\r\n']
+    # Dovecot: the extended forms and LSUB match no name with ""
+    for command in ('LIST () "" ""', 'LIST "" ("")', 'LIST "" "" RETURN ()', 'LSUB "" ""'):
+        assert untagged(c.command(command)) == [], command
+    c.ok("SUBSCRIBE INBOX")
+    assert untagged(c.command('LSUB "" "inbox"')) == [b'* LSUB () "/" INBOX\r\n']
     c.close()
