@@ -80,7 +80,7 @@ class ModelSession(imaplib.IMAP4_SSL):
         self.violations.append(f"{self.name} during {self.current or '-'}: {text}: {line!r}")
 
     def _get_line(self) -> bytes:
-        line: bytes = super()._get_line()
+        line: bytes = super()._get_line()  # type: ignore[misc]  # imaplib's reader
         if line.startswith(b"* "):
             self.lines += 1
             self._check(line)
@@ -120,8 +120,8 @@ class ModelSession(imaplib.IMAP4_SSL):
             return
         search = _SEARCH.fullmatch(line)
         if search and self.current == "SEARCH":
-            for n in search.group(1).split():
-                if not 1 <= int(n) <= len(self.view):
+            for number in search.group(1).split():
+                if not 1 <= int(number) <= len(self.view):
                     self._violation("SEARCH returned an unknown number", line)
 
     def _check_fetch(self, seq: int, items: bytes, line: bytes) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,8 @@ from tests.protocol.imap.dovecot_ref import DovecotRef, private_dovecot
 from tests.protocol.imap.rawclient import RawClient
 
 Step = tuple[int, str]  # (session, command); {M} is the script's mailbox
-Norm = tuple[object, ...]
+Norm = tuple[Any, ...]
+Transcript = list[tuple[int, str, str, list[Norm]]]  # (session, command, status, untagged)
 MESSAGE = b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n"
 _mailboxes = itertools.count(1)
 
@@ -77,15 +79,17 @@ class Normalizer:
             items.pop("HIGHESTMODSEQ", None)
             return ("STATUS", tuple(sorted(items.items())))
         if m := re.fullmatch(rb"\* ESEARCH \(TAG \S+\)(.*?)(?: MODSEQ (\d+))?", line):
-            mod = self.modseq(int(m.group(2))) if m.group(2) else None
-            return ("ESEARCH", m.group(1).decode().strip(), mod)
+            owner = self.modseq(int(m.group(2))) if m.group(2) else None
+            return ("ESEARCH", m.group(1).decode().strip(), owner)
         if m := re.fullmatch(rb"\* SEARCH([ \d]*?)(?: \(MODSEQ (\d+)\))?", line):
-            mod = self.modseq(int(m.group(2))) if m.group(2) else None
-            return ("SEARCH", tuple(m.group(1).decode().split()), mod)
+            owner = self.modseq(int(m.group(2))) if m.group(2) else None
+            return ("SEARCH", tuple(m.group(1).decode().split()), owner)
         return ("RAW", line.decode(errors="replace"))
 
 
-def run_script(connect: Callable[[], RawClient], steps: list[Step], sessions: int = 3) -> list:
+def run_script(
+    connect: Callable[[], RawClient], steps: list[Step], sessions: int = 3
+) -> Transcript:
     """Run ``steps`` on fresh sessions of one server; returns the normalized transcript."""
     mailbox = f"Diff{next(_mailboxes)}"
     clients = [connect() for _ in range(sessions)]
@@ -93,7 +97,7 @@ def run_script(connect: Callable[[], RawClient], steps: list[Step], sessions: in
     for _ in range(4):
         clients[0].ok(b"APPEND %s {%d+}\r\n" % (mailbox.encode(), len(MESSAGE)) + MESSAGE)
     norm = Normalizer()
-    transcript: list = []
+    transcript: Transcript = []
     for who, command in steps:
         lines = clients[who].command(command.replace("{M}", mailbox))
         status = lines[-1].split(b" ")[1].decode()
@@ -212,7 +216,7 @@ KNOWN = {
 }
 
 
-def _flags_precede(transcript: list) -> None:
+def _flags_precede(transcript: Transcript) -> None:
     """Per session: FLAGS never shrinks and lists every keyword before a FETCH shows it."""
     known: dict[int, frozenset[str]] = {}
     for who, command, _, untagged in transcript:
