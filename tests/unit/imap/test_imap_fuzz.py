@@ -8,7 +8,8 @@ OK|NO|BAD ..."), or in "* BAD Command line too long" for an over-long line, or i
 after which the server closes; a synchronizing literal announced past the limits must
 never get a "+" (issue 16). After each session a fresh connection must be answered
 within seconds, and the daemon's VmRSS (sampled every 10 ms through the whole run) must
-stay under its warmed-up size + 30 MB. Bounded: 200 sessions, well under 60 s.
+stay under its warmed-up size + 30 MB. Bounded: 200 sessions (140 before login, 60
+after, where each login costs an argon2 hash), about 30 s on two idle cores.
 """
 
 from __future__ import annotations
@@ -455,14 +456,14 @@ FUZZ = settings(
 )
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=140)
 @given(commands=sessions(preauth=True))
 def test_fuzz_before_login(box: Box, commands: list[Command]) -> None:
     run_session(box, True, commands)
     box.check()
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=60)
 @given(commands=sessions(preauth=False))
 def test_fuzz_after_login(box: Box, commands: list[Command]) -> None:
     run_session(box, False, commands)
