@@ -1,7 +1,7 @@
 """Concurrent sessions on one mailbox, every untagged response checked against a model
 (issue 17 "Done means": the concurrency test).
 
-Four imaplib sessions over TLS work on the same INBOX in parallel threads: STORE of
+Four imaplib sessions over TLS work on the same mailbox in parallel threads: STORE of
 system flags and keywords (sequence and UID forms), EXPUNGE and UID EXPUNGE, APPEND,
 SEARCH, FETCH, NOOP and IDLE; two of them with CONDSTORE on. A fifth session watches
 through EXAMINE (FETCH, SEARCH, NOOP, IDLE). Each session keeps a model of its view of
@@ -19,7 +19,8 @@ it arrives:
 At the end every session's model equals the mailbox as a fresh session sees it, and the
 mailbox equals the union of the operations: the initial messages plus every APPENDUID,
 minus every message some session was told was expunged; each session's own keywords
-(only that session changes them) are as it last set them.
+(only that session changes them) are as it last set them. The same run against a private
+Dovecot 2.3 finds no violation, so the model asks nothing a reference server does not do.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ from __future__ import annotations
 import imaplib
 import random
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.protocol.imap.conftest import ImapServer, make_message
+from tests.protocol.imap.conftest import PASSWORD, ImapServer, make_message
+from tests.protocol.imap.dovecot_ref import private_dovecot
 
 SESSIONS = 4  # writers; one read-only watcher besides
 OPS_PER_SESSION = 300  # bounded: the loop also stops at TIME_BUDGET
 TIME_BUDGET = 45.0  # seconds for the parallel phase
 INITIAL_MESSAGES = 30
+MAILBOX = "Shared"
 SHARED_KEYWORDS = ("$Shared1", "$Shared2")
 WATCHER = SESSIONS  # the number of the read-only session
 SYSTEM = ("\\Seen", "\\Flagged", "\\Answered")
@@ -47,6 +51,15 @@ _FLAGS = re.compile(rb"\* FLAGS \(([^)]*)\)")
 _SEARCH = re.compile(rb"\* SEARCH((?: \d+)*)")
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
 _NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH"})  # RFC 9051 7.5.1
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    tls: ssl.SSLContext
+    user: str
+    password: str
 
 
 @dataclass
@@ -61,9 +74,10 @@ class Shared:
 class ModelSession(imaplib.IMAP4_SSL):
     """imaplib with every response line checked, in order, against the session's model."""
 
-    def __init__(self, server: ImapServer, name: str) -> None:
+    def __init__(self, target: Target, name: str) -> None:
         self.setup_model(name)  # before the greeting is read
-        super().__init__(server.host, server.tls_port, ssl_context=server.client_tls(), timeout=30)
+        super().__init__(target.host, target.port, ssl_context=target.tls, timeout=30)
+        self.login(target.user, target.password)
 
     def setup_model(self, name: str) -> None:
         self.name = name
@@ -190,16 +204,15 @@ def _flag_list(flags: list[str]) -> str:
 
 
 def _worker(
-    server: ImapServer, number: int, shared: Shared, deadline: float
+    target: Target, number: int, shared: Shared, deadline: float
 ) -> tuple[ModelSession, dict[int, dict[str, bool]], int]:
     rnd = random.Random(1700 + number)
     own = [f"$S{number}a", f"$S{number}b"]
     intents: dict[int, dict[str, bool]] = {}  # uid -> own keyword -> set?
-    c = ModelSession(server, f"s{number}")
-    c.login(server.user, "correct horse battery staple 7")
+    c = ModelSession(target, f"s{number}")
     if number % 2:
         c.run("ENABLE", c.enable, "CONDSTORE")
-    c.run("SELECT", c.select, "INBOX", number == WATCHER)
+    c.run("SELECT", c.select, MAILBOX, number == WATCHER)
     c.resolve()
     done = 0
     while done < OPS_PER_SESSION and time.monotonic() < deadline:
@@ -228,7 +241,7 @@ def _worker(
         elif op < 0.50:  # APPEND, sometimes with this session's keywords
             kws = rnd.sample(own, rnd.randint(0, 2))
             msg = make_message(f"{c.name} {done}", f"body {done}\r\n")
-            typ, data = c.run("APPEND", c.append, "INBOX", _flag_list(kws), None, msg)
+            typ, data = c.run("APPEND", c.append, MAILBOX, _flag_list(kws), None, msg)
             found = _APPENDUID.search(data[0] or b"") if typ == "OK" else None
             if found is None:
                 c.violations.append(f"{c.name}: APPEND without APPENDUID: {data!r}")
@@ -260,9 +273,9 @@ def _worker(
     return c, intents, done
 
 
-def _truth(server: ImapServer) -> dict[int, set[str]]:
-    c = server.imaps()
-    c.select("INBOX", readonly=True)
+def _truth(target: Target) -> dict[int, set[str]]:
+    c = ModelSession(target, "truth")
+    c.select(MAILBOX, readonly=True)
     typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
     assert typ == "OK"
     out: dict[int, set[str]] = {}
@@ -278,8 +291,39 @@ def _truth(server: ImapServer) -> dict[int, set[str]]:
     return out
 
 
+def _fill(target: Target) -> set[int]:
+    c = ModelSession(target, "fill")
+    c.run("CREATE", c.create, MAILBOX)
+    uids = set()
+    for n in range(INITIAL_MESSAGES):
+        _, data = c.run("APPEND", c.append, MAILBOX, "()", None, make_message(f"start {n}"))
+        found = _APPENDUID.search(data[0] or b"")
+        assert found, data
+        uids.add(int(found.group(1)))
+    c.logout()
+    return uids
+
+
 def test_concurrent_sessions_match_their_models(imap_server: ImapServer) -> None:
-    initial = {imap_server.deliver(make_message(f"start {n}")) for n in range(INITIAL_MESSAGES)}
+    target = Target(
+        imap_server.host,
+        imap_server.tls_port,
+        imap_server.client_tls(),
+        imap_server.user,
+        PASSWORD,
+    )
+    run_concurrently(target)
+
+
+def test_the_model_holds_for_dovecot() -> None:
+    """The same run against a private Dovecot 2.3 finds no violation: the model asks
+    nothing of a server that a reference server does not do."""
+    with private_dovecot() as ref:
+        run_concurrently(Target("127.0.0.1", ref.port, ref.tls(), ref.user, ref.password))
+
+
+def run_concurrently(target: Target) -> None:
+    initial = _fill(target)
     shared = Shared()
     results: list[tuple[ModelSession, dict[int, dict[str, bool]], int] | BaseException] = []
     results_lock = threading.Lock()
@@ -288,7 +332,7 @@ def test_concurrent_sessions_match_their_models(imap_server: ImapServer) -> None
     def run(number: int) -> None:
         try:
             outcome: tuple[ModelSession, dict[int, dict[str, bool]], int] | BaseException
-            outcome = _worker(imap_server, number, shared, deadline)
+            outcome = _worker(target, number, shared, deadline)
         except BaseException as exc:  # reported below, with the thread's session
             outcome = exc
         with results_lock:
@@ -313,7 +357,7 @@ def test_concurrent_sessions_match_their_models(imap_server: ImapServer) -> None
         c.resolve()
         c.run("UID FETCH", c.uid, "FETCH", "1:*", "(FLAGS)")
         shared.expunged |= c.expunged_seen
-    truth = _truth(imap_server)
+    truth = _truth(target)
     violations = [v for c, _, _ in sessions for v in c.violations]
     assert not violations, "\n".join(violations[:40])
 
