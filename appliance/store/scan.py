@@ -336,22 +336,23 @@ def settle_new(conn: sqlite3.Connection, mailbox_id: int, folder: Path) -> None:
     ).fetchall()
     before = dir_mtimes(folder)
     moved = []
-    for uid, base in rows:
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(folder / "new" / base, folder / "cur" / cur_name(base, ""))
-            moved.append((uid, base))
-    if moved:
-        try:
+    try:
+        for uid, base in rows:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(folder / "new" / base, folder / "cur" / cur_name(base, ""))
+                moved.append((uid, base))
+        if moved:
             with index.transaction(conn):
                 conn.executemany(
                     "UPDATE messages SET in_cur = 1, info = '' WHERE mailbox_id = ? AND uid = ?",
                     [(mailbox_id, uid) for uid, _ in moved],
                 )
                 own_change(conn, mailbox_id, before, folder)
-        except BaseException:
-            # Not recorded (a full disk): put the files back where the index has them,
-            # so reads keep finding them without a re-scan that could not be saved.
-            for _, base in moved:
-                with contextlib.suppress(OSError):
-                    os.rename(folder / "cur" / cur_name(base, ""), folder / "new" / base)
-            raise
+    except BaseException:
+        # Not recorded (a full disk: a rename needing a directory block, or the index
+        # write): put the files back where the index has them, so reads keep finding
+        # them without a re-scan that could not be saved.
+        for _, base in moved:
+            with contextlib.suppress(OSError):
+                os.rename(folder / "cur" / cur_name(base, ""), folder / "new" / base)
+        raise

@@ -197,3 +197,34 @@ def test_store_reads_skip_optional_writes_when_the_index_cannot_write(
     monkeypatch.setattr(index, "transaction", real)
     snap = store.snapshot("a@example.org", INBOX, claim_recent=True)
     assert len(snap.messages) == 4 and len(snap.recent) == 4
+
+
+def test_select_when_a_rename_to_cur_hits_enospc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full ext4 a rename into cur/ can need a directory block: SELECT still
+    works and every file stays where the index has it."""
+    store = MaildirStore(tmp_path / "mail", lambda e: None, lambda p: b"summary")
+    src = tmp_path / "m.eml"
+    src.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    for _ in range(3):
+        store.deliver([DeliveryTarget("a@example.org")], src)
+    real_rename = os.rename
+    calls = 0
+
+    def rename(a: object, b: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_rename(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    snap = store.snapshot("a@example.org", INBOX, claim_recent=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert len(snap.messages) == 3
+    folder = store.user_dir("a@example.org")
+    assert len(list((folder / "new").iterdir())) == 3
+    for m in snap.messages:
+        with store.open_message("a@example.org", INBOX, m.uid) as fh:
+            assert fh.read().endswith(b"body\r\n")
