@@ -105,10 +105,16 @@ def test_recent_claimed_exactly_once(make_store: StoreFactory, message: Msg) -> 
     s1, s2 = make_store(), make_store()  # two instances = two daemons/processes
     s1.deliver([DeliveryTarget(USER)], message())
     s1.deliver([DeliveryTarget(USER)], message())
-    assert s1.snapshot(USER, INBOX).recent == frozenset()  # not claiming
+    # Not claiming (EXAMINE, RFC 3501 6.3.2): the unclaimed ones, left for the next claimer.
+    assert s1.snapshot(USER, INBOX).recent == {1, 2}
+    assert s1.status(USER, INBOX).recent == 2  # RFC 3501 6.3.10: STATUS RECENT
     assert s2.snapshot(USER, INBOX, claim_recent=True).recent == {1, 2}
     assert s1.snapshot(USER, INBOX, claim_recent=True).recent == frozenset()
-    s2.deliver([DeliveryTarget(USER)], message())
+    assert s1.snapshot(USER, INBOX).recent == frozenset()
+    assert s1.status(USER, INBOX).recent == 0
+    s1.deliver([DeliveryTarget(USER)], message())
+    assert s2.claim_recent(USER, INBOX, [3], peek=True) == {3}  # a read-only look
+    assert s1.status(USER, INBOX).recent == 1
     assert s1.snapshot(USER, INBOX, claim_recent=True).recent == {3}
     assert s2.snapshot(USER, INBOX, claim_recent=True).recent == frozenset()
 
