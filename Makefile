@@ -5,17 +5,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Two installs: what `make run` needs (the package and its runtime dependencies) and, for
+# test/lint/bench, the dev extras on top (pytest, mypy, ruff, moto, selenium, matplotlib).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit apt-deps venv bench image image-arm64 image-test image-test-arm64 clean
+.PHONY: run test lint unit apt-deps venv bench fresh-check image image-arm64 image-test image-test-arm64 clean
 
 $(PY):
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml
+$(RUN_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
@@ -31,7 +38,7 @@ apt-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/pillarbox run --dev
 
 lint: $(STAMP)
@@ -57,6 +64,11 @@ bench: $(STAMP) apt-deps
 	$(PIP) install -q -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
+# The README's two commands on a fresh minimal Debian 12 tree (image/fresh-check.sh): a
+# missing install step fails here. Needs root; about 25 minutes; never part of `make test`.
+fresh-check:
+	$(SUDO) image/fresh-check.sh
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
@@ -65,7 +77,8 @@ clean:
 # build.sh installs its host tools (image/apt-packages.txt). A build is redone only when
 # a source changed; the build's JSON facts file is written last and stands for it.
 IMAGE_SOURCES := pyproject.toml $(shell find appliance webui firmware-hooks image \
-	-path image/build -prune -o -type f -not -path '*/__pycache__/*' -print 2>/dev/null)
+	-path image/build -prune -o -type f -not -path '*/__pycache__/*' \
+	-not -name fresh-check.sh -print 2>/dev/null)
 IMAGE_AMD64 := image/build/pillarbox-amd64.json
 IMAGE_ARM64 := image/build/pillarbox-arm64-rpi.json
 
