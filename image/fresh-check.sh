@@ -73,8 +73,8 @@ base_tarball() {
 	fi
 	log "base tree: mmdebstrap $SUITE minbase + $BASE_PACKAGES"
 	mkdir -p "$CACHE"
-	rm -f "$tarball" "$stamp"
-	mmdebstrap --mode=root --variant=minbase --include="$BASE_PACKAGES" \
+	rm -rf "$tarball" "$stamp" "$tarball.tmp"
+	mmdebstrap --mode=root --variant=minbase --format=tar --include="$BASE_PACKAGES" \
 		--aptopt='Acquire::Retries "5"' \
 		"$SUITE" "$tarball.tmp" \
 		"deb $MIRROR $SUITE main" \
