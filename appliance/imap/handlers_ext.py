@@ -62,9 +62,17 @@ def ordered_set(numbers: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def esort_line(tag: str, uid: bool, numbers: Sequence[int], returns: tuple[str, ...]) -> bytes:
+def esort_line(
+    tag: str,
+    uid: bool,
+    numbers: Sequence[int],
+    returns: tuple[str, ...],
+    modseqs: Sequence[int] | None = None,
+) -> bytes:
     """RFC 5267 3.2: ``* ESEARCH (TAG "t") [UID] MIN .. MAX .. ALL .. COUNT ..`` where MIN
-    and MAX are the first and last message in sort order. RETURN () means ALL."""
+    and MAX are the first and last message in sort order. RETURN () means ALL. With
+    ``modseqs`` (a MODSEQ search key, in sort order), MODSEQ is the highest of the
+    messages returned (RFC 7162 3.1.5, RFC 4731 3.2), as for SEARCH."""
     wanted = tuple(r for r in returns if r != "SAVE") or ("ALL",)
     parts = [f'* ESEARCH (TAG "{tag}")']
     if uid:
@@ -77,6 +85,14 @@ def esort_line(tag: str, uid: bool, numbers: Sequence[int], returns: tuple[str, 
         parts.append(f"ALL {ordered_set(numbers)}")
     if "COUNT" in wanted:
         parts.append(f"COUNT {len(numbers)}")
+    if modseqs:
+        shown = list(modseqs)
+        if not {"ALL", "COUNT"} & set(wanted):
+            shown = ([modseqs[0]] if "MIN" in wanted else []) + (
+                [modseqs[-1]] if "MAX" in wanted else []
+            )
+        if shown:
+            parts.append(f"MODSEQ {max(shown)}")
     return " ".join(parts).encode() + b"\r\n"
 
 
@@ -89,14 +105,21 @@ async def sort_(s: Session, cmd: Command) -> str:
     if save:
         sel.saved = frozenset()  # RFC 5182 2.1: empty unless this SORT succeeds
     search.check_charset(cmd.charset, s.utf8)  # RFC 6855 3: UTF8=ACCEPT allows only UTF-8
+    modseq = hmsg._uses_modseq(key)
+    if modseq:
+        s.enable_condstore()  # RFC 7162 3.1: SORT with MODSEQ enables CONDSTORE
     found = await hmsg._run_search(s, key)
     ordered = await s.run_blocking(search.sort, s.ctx.store, s.user, sel.name, found, cmd.criteria)
     numbers = [c.info.uid if cmd.uid else c.seq for c in ordered]
+    modseqs = [c.info.modseq for c in ordered] if modseq else None
     if cmd.returns is None:
-        s.send(("* SORT" + "".join(f" {n}" for n in numbers)).encode() + b"\r\n")
+        line = "* SORT" + "".join(f" {n}" for n in numbers)
+        if modseqs:  # RFC 7162 3.1.5: (MODSEQ highest) after the numbers, as Dovecot
+            line += f" (MODSEQ {max(modseqs)})"
+        s.send(line.encode() + b"\r\n")
     else:
         if save:  # RFC 5267 3.2 / RFC 5182: MIN/MAX save the first/last in sort order
             sel.saved = searchres.to_save([c.info.uid for c in ordered], cmd.returns)
         if not searchres.only_save(cmd.returns):
-            s.send(esort_line(cmd.tag, cmd.uid, numbers, cmd.returns))
+            s.send(esort_line(cmd.tag, cmd.uid, numbers, cmd.returns, modseqs))
     return f"{'UID ' if cmd.uid else ''}SORT completed"

@@ -6,6 +6,8 @@ the same commands (see the commit message), except where noted.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.protocol.imap.conftest import PASSWORD, ImapServer
@@ -127,3 +129,29 @@ def test_searchres_follows_expunge_and_commands(client: RawClient) -> None:
     # A new SELECT forgets the saved result.
     c.ok("SELECT INBOX")
     assert untagged(c.ok("SEARCH $")) == [b"* SEARCH\r\n"]
+
+
+def test_esort_modseq(client: RawClient) -> None:
+    """RFC 7162 3.1.5 / RFC 4731 3.2: a MODSEQ key adds the highest modseq of the messages
+    returned: all for SORT and ALL/COUNT, the first/last in sort order for MIN/MAX."""
+    c = client
+    c.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")  # message 2 gets the highest modseq
+    fetched = b"".join(c.ok("FETCH 1:* (MODSEQ)"))
+    pairs = re.findall(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", fetched)
+    modseq = {int(seq): int(value) for seq, value in pairs}
+    assert len(modseq) == 5 and max(modseq.values()) == modseq[2] > modseq[3]
+    lines = c.ok("SORT (SUBJECT) UTF-8 MODSEQ 1")
+    assert [x for x in lines if x.startswith(b"* SORT")] == [
+        b"* SORT 2 4 1 5 3 (MODSEQ %d)\r\n" % modseq[2]
+    ]
+    for returns, data in [
+        ("MIN", f"MIN 2 MODSEQ {modseq[2]}"),
+        ("MAX", f"MAX 3 MODSEQ {modseq[3]}"),
+        ("ALL", f"ALL 2,4,1,5,3 MODSEQ {modseq[2]}"),
+    ]:
+        lines = c.ok(f"SORT RETURN ({returns}) (SUBJECT) UTF-8 MODSEQ 1")
+        tag = lines[-1].split()[0].decode()
+        assert [x for x in lines if x.startswith(b"* ESEARCH")] == [
+            f'* ESEARCH (TAG "{tag}") {data}\r\n'.encode()
+        ]
+    assert untagged(c.ok(f"SORT (SUBJECT) UTF-8 MODSEQ {modseq[2] + 1}")) == [b"* SORT\r\n"]
