@@ -366,7 +366,7 @@ def _binary(att: FetchAtt, summary: Summary, fh: BinaryIO, size: int) -> list[Pi
             raise ImapError("Cannot decode a multipart", "UNKNOWN-CTE")
         fh.seek(node.body_start)
         raw = fh.read(node.body_size)
-        data = raw if node.message is not None else decode_part(node, raw)
+        data = decode_part(node, raw)  # RFC 3516 4.2; a message/rfc822 part is 7bit/8bit/binary
     if att.name == "BINARY.SIZE":  # RFC 3516 4.3
         return [_label(att) + b" %d" % len(data)]
     offset = None

@@ -296,12 +296,10 @@ def _entity(
         part.update(t="text", s="plain", p=[("charset", "us-ascii")])
     if part["t"] == "multipart":
         term = _multipart(reader, part, boundaries, boundary.encode("utf-8"), depth)
-    elif (
-        part["t"] == "message"
-        and part["s"] in ("rfc822", "global")
-        and part["e"] in ("7bit", "8bit", "binary")
-        and depth < MAX_DEPTH
-    ):
+    elif part["t"] == "message" and part["s"] in ("rfc822", "global") and depth < MAX_DEPTH:
+        # RFC 9051 7.5.2 body-type-msg: "message" "rfc822" always carries an envelope, a
+        # body and a line count. One sent base64/QP (RFC 2046 5.2.1 forbids it) is parsed
+        # as it stands, as Dovecot does; BINARY[n] still decodes it.
         inner, inner_fields, term = _entity(reader, boundaries, ("text", "plain"), depth + 1)
         part["m"] = {"env": _envelope(inner_fields), "part": inner}
         part["ln"] = _lines(body_start, newlines_at_start, term)

@@ -51,3 +51,29 @@ def test_mime_header_excludes_the_boundary_crlf(imap_server: ImapServer) -> None
         assert b"BODY[4.HEADER] {12}\r\nSubject: x\r\n" in got
     finally:
         c.close()
+
+
+BASE64_MESSAGE = (
+    b"From: a@b\r\nSubject: t\r\nContent-Type: multipart/mixed; boundary=wrap\r\n\r\n"
+    b"--wrap\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"RnJvbTogaW5uZXJAZXhhbXBsZS5jb20NClN1YmplY3Q6IGlubmVyDQoNCklubmVyIGJvZHkuDQo=\r\n"
+    b"--wrap--\r\n"
+)
+
+
+def test_a_base64_message_part_keeps_the_body_type_msg_grammar(imap_server: ImapServer) -> None:
+    """RFC 9051 7.5.2 body-type-msg: "message" "rfc822" is followed by an envelope, a body
+    and a line count, even for a part sent base64 (RFC 2046 5.2.1 forbids that encoding;
+    Dovecot 2.3.19 also parses the encoded text as the message); BINARY[1] decodes it."""
+    imap_server.deliver(BASE64_MESSAGE)
+    c = _client(imap_server)
+    try:
+        got = c.ok("FETCH 1 (BODYSTRUCTURE BINARY.PEEK[1])")[0]
+        assert (
+            b'("message" "rfc822" NIL NIL NIL "base64" 76 (NIL NIL NIL NIL NIL NIL NIL NIL NIL'
+            b' NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) 0'
+        ) in got
+        inner = b"From: inner@example.com\r\nSubject: inner\r\n\r\nInner body.\r\n"
+        assert b"BINARY[1] {%d}\r\n" % len(inner) + inner in got
+    finally:
+        c.close()
