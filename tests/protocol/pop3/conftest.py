@@ -19,6 +19,7 @@ from appliance.accounts import Accounts, Authenticator
 from appliance.daemon import Context
 from appliance.events import ChangeBus
 from appliance.pop3.service import Pop3Service
+from appliance.queue.spool import Origin
 from appliance.store.base import DeliveryTarget
 from appliance.store.maildir import MaildirStore
 from appliance.tls import TlsManager
@@ -34,7 +35,17 @@ T = TypeVar("T")
 class NoQueue:
     """POP3 never sends mail; a queue that refuses proves it."""
 
-    def enqueue(self, sender: str, recipients: Sequence[str], message: Path) -> str:
+    def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: Path,
+        *,
+        origin: Origin | None = None,
+        wire_sender: str = "",
+        auth_results: str = "",
+        forward_domain: str = "",
+    ) -> str:
         raise OSError("the POP3 tests have no outbound queue")
 
 
