@@ -114,11 +114,37 @@ prepare_tree() {
 	printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 	chmod 755 "$ROOT/usr/sbin/policy-rc.d"
 	cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+	trust_host_cas
 	local head
 	head=$(git -C "$REPO" rev-parse HEAD)
 	log "cloning $REPO at $head"
 	git clone --quiet --no-hardlinks "$REPO" "$ROOT/root/pillarbox"
 	git -C "$ROOT/root/pillarbox" checkout --quiet "$head"
+}
+
+# The host's network, not an install step: a TLS-intercepting proxy's CA that the host
+# trusts (in its system bundle) is trusted in the tree too, and pip uses the system bundle
+# (Debian's pip 23 in a new venv would use its own certifi copy).
+trust_host_cas() {
+	local bundle=/etc/ssl/certs/ca-certificates.crt added
+	[[ -f $bundle ]] || return 0
+	added=$(python3 - "$bundle" "$ROOT$bundle" "$ROOT/usr/local/share/ca-certificates" <<-'EOF'
+		import pathlib, re, sys
+		pem = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+		host = pem.findall(pathlib.Path(sys.argv[1]).read_text())
+		tree = set(pem.findall(pathlib.Path(sys.argv[2]).read_text()))
+		out = pathlib.Path(sys.argv[3])
+		new = [c for c in host if c not in tree]
+		for i, cert in enumerate(new):
+		    (out / f"host-{i}.crt").write_text(cert + "\n")
+		print(len(new))
+	EOF
+	)
+	if ((added)); then
+		log "trusting $added CA certificate(s) of the host in the tree"
+		chroot "$ROOT" update-ca-certificates >/dev/null
+	fi
+	printf '[global]\ncert = %s\n' "$bundle" >"$ROOT/etc/pip.conf"
 }
 
 # The script run inside the namespaces (PID 1 of the new PID namespace is unshare's child).
