@@ -49,7 +49,9 @@ def appended_uid(lines: list[bytes]) -> int:
 
 def test_catenate_builds_the_message(client: RawClient) -> None:
     c = client
-    assert b"CATENATE" in c.ok("CAPABILITY")[0].split()
+    caps = c.ok("CAPABILITY")[0].split()
+    assert b"CATENATE" in caps
+    assert b"URL-PARTIAL" in caps  # RFC 5550: ;PARTIAL= below (start.length and start)
     head = b"From: b@example.org\r\nSubject: fwd\r\n\r\nSee below:\r\n"
     tail = b"\r\n-- end\r\n"
     lines = c.ok(
@@ -77,6 +79,16 @@ def test_catenate_builds_the_message(client: RawClient) -> None:
     assert body_of(c, "Kept", uid) == ORIGINAL[header_end:]
     uid = appended_uid(c.ok('APPEND Kept CATENATE (URL "/INBOX/;UID=1/;PARTIAL=6.13")'))
     assert body_of(c, "Kept", uid) == ORIGINAL[6:19]
+    uid = appended_uid(c.ok('APPEND Kept CATENATE (URL "/INBOX/;UID=1/;PARTIAL=100")'))
+    assert body_of(c, "Kept", uid) == ORIGINAL[100:]
+    uid = appended_uid(
+        c.ok(
+            b'APPEND Kept CATENATE (URL "/INBOX/;UID=1/;SECTION=1/;PARTIAL=6.4" TEXT '
+            + lit(b"!")
+            + b")"
+        )
+    )
+    assert body_of(c, "Kept", uid) == b"part!"
     # With the UIDVALIDITY the URL names, and %-encoding in the mailbox name.
     status = c.ok("STATUS INBOX (UIDVALIDITY)")[0]
     validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))  # type: ignore[union-attr]

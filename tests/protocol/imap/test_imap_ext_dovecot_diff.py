@@ -120,6 +120,8 @@ def test_extensions_answer_as_dovecot(pair: Pair) -> None:
         # CATENATE (RFC 4469): the answers, then the built messages
         'APPEND Built CATENATE (URL "/Sorted/;UID=1")',
         'APPEND Built CATENATE (URL ";UID=2/;SECTION=TEXT")',
+        'APPEND Built CATENATE (URL "/Sorted/;UID=3/;PARTIAL=6.10")',
+        'APPEND Built CATENATE (URL "/Sorted/;UID=4/;SECTION=TEXT/;PARTIAL=2")',
         'APPEND Built CATENATE (URL "/Sorted/;UID=99")',
         "APPEND Built CATENATE ()",
         "EXAMINE Built",
