@@ -212,7 +212,7 @@ class Session:
             "PREVIEW",  # RFC 8970 (preview)
             "SAVEDATE",  # RFC 8514 (savedate)
             "CATENATE",  # RFC 4469 (catenate)
-            "URL-PARTIAL",  # RFC 5550 2.3.2: ;PARTIAL= in CATENATE URLs (catenate)
+            "URL-PARTIAL",  # RFC 5550: ;PARTIAL= in CATENATE URLs (catenate)
             "CONTEXT=SEARCH",  # RFC 5267 4 (context)
             "WITHIN",
             "CONDSTORE",
