@@ -1,7 +1,9 @@
 """The per-user message index: SQLite in WAL mode, ``<user>/pillarbox-index.sqlite``.
 
 Why SQLite per user (and not a compact file per mailbox): one transaction covers every
-mailbox of the user, so COPY/MOVE and multi-folder delivery commit atomically; WAL lets
+mailbox of the user, so the rows of a COPY/MOVE or a multi-folder delivery commit
+together (what a crash leaves on disk is settled by the intent log, ``pending``:
+see ``add_pending`` and ``scan.py``); WAL lets
 IMAP readers proceed while delivery writes; a crash mid-write leaves the last committed
 state, never a half-written record (``synchronous=FULL``: a committed UID, flag or
 MODSEQ survives power loss). A 100k-message snapshot is one indexed range scan of a

@@ -8,12 +8,25 @@ Keywords: the first 26 keywords of a folder get letters a-z in its ``dovecot-key
 file and travel in the file names (so mutt or Dovecot see them and a rebuilt index
 keeps them); further keywords are kept in the index only.
 
-Writes are durable before they return: message data fsynced in tmp/, linked into
-new/ or cur/, directories fsynced, then the index committed. Delivery to several
-targets is two-phase (all tmp files written first, then all links under the locks of
-every target mailbox); any failure unlinks what was linked, so no target keeps a copy.
-A crash between link and index commit leaves a file whose name carries its UID, and
-the next scan adopts it with that UID: an acknowledged message is never lost.
+Writes are durable before they return: message data fsynced in tmp/; then, under the
+mailbox locks, the UIDs and the names about to appear are committed to the index
+(UIDNEXT reserved, the names in its intent log ``pending``); then linked into new/ or
+cur/, directories fsynced, and the rows committed in one transaction that also clears
+the intent records. Delivery to several targets is two-phase (all tmp files written
+first, then all links under the locks of every target mailbox); any failure unlinks
+what was linked, so no target keeps a copy. A crash before the row commit wastes the
+reserved UIDs (never re-used) and the next re-scan removes the linked files (nothing
+was acknowledged; SMTP resends); a crash after it loses nothing acknowledged.
+
+COPY and MOVE (``_transfer``) follow the same steps in one user index: COPY links,
+MOVE rename(2)s each file from the source into the destination's cur/ under its new
+UID-bearing name, and one transaction adds the destination rows and (MOVE) expunges
+the source rows. What holds after a crash at any point: a COPY shows all its copies
+with their UIDs or none; a MOVE leaves every message in exactly one of the two
+mailboxes (a file already renamed is adopted by the destination with its reserved UID,
+its source row is expunged; the others stay in the source), so a MOVE cut short is
+partial but never duplicates (RFC 6851 3.3); no UID is handed out twice. A MOVE into
+the source mailbox gives each message a new UID (RFC 9051 2.3.1.1).
 
 Reading: a mailbox whose new/ and cur/ mtimes are unchanged is served from the index
 without listing them (``scan.py``); recently used snapshots are kept in memory and
