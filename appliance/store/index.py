@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     scanned_at REAL NOT NULL DEFAULT 0,
     verify_at REAL NOT NULL DEFAULT 0,
     total_bytes INTEGER NOT NULL DEFAULT 0,
-    total_messages INTEGER NOT NULL DEFAULT 0
+    total_messages INTEGER NOT NULL DEFAULT 0,
+    uid_reserved INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL,
@@ -440,22 +441,39 @@ def set_mailbox_state(
 
 
 def reserve_uids(conn: sqlite3.Connection, mailbox_id: int, count: int) -> int:
-    """Take ``count`` UIDs from the mailbox's UIDNEXT (caller holds the mailbox lock and
-    a write transaction); returns the first. Committed before any file named with one
-    of them appears, so a crash wastes UIDs and never hands one out twice."""
-    row = conn.execute("SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    """Reserve ``count`` UIDs at or above UIDNEXT and every earlier reservation (caller
+    holds the mailbox lock and a write transaction); returns the first. Committed
+    before any file named with one of them appears, so a crash wastes UIDs and never
+    hands one out twice. UIDNEXT itself moves only with the rows (:func:`advance_uidnext`):
+    RFC 9051 2.3.1.1, it changes only when messages are added."""
+    try:
+        row = conn.execute(
+            "SELECT uidnext, uid_reserved FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # an index from before the column (added here, a write)
+        conn.execute("ALTER TABLE mailboxes ADD COLUMN uid_reserved INTEGER NOT NULL DEFAULT 0")
+        row = conn.execute(
+            "SELECT uidnext, uid_reserved FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
     if row is None:
         raise sqlite3.IntegrityError(f"no mailbox {mailbox_id}")
-    first = int(row[0])
-    conn.execute("UPDATE mailboxes SET uidnext = ? WHERE id = ?", (first + count, mailbox_id))
+    first = max(int(row[0]), int(row[1]))
+    conn.execute("UPDATE mailboxes SET uid_reserved = ? WHERE id = ?", (first + count, mailbox_id))
     return first
+
+
+def advance_uidnext(conn: sqlite3.Connection, mailbox_id: int, uidnext: int) -> None:
+    """Raise UIDNEXT to ``uidnext`` (in the transaction that adds the rows)."""
+    conn.execute(
+        "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?", (uidnext, mailbox_id)
+    )
 
 
 def release_uids(conn: sqlite3.Connection, mailbox_id: int, first: int, count: int) -> None:
     """Give back UIDs reserved by an operation that failed cleanly, when no file with
     one of them is left and nothing was reserved after them (mailbox lock held)."""
     conn.execute(
-        "UPDATE mailboxes SET uidnext = ? WHERE id = ? AND uidnext = ?",
+        "UPDATE mailboxes SET uid_reserved = ? WHERE id = ? AND uid_reserved = ?",
         (first, mailbox_id, first + count),
     )
 

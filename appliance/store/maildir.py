@@ -555,6 +555,8 @@ class MaildirStore(MailboxOps):
                 for mailbox, modseq in modseqs.items():
                     key = (user, mailbox)
                     index.set_mailbox_state(conn, rows[key].id, highest_modseq=modseq)
+                    top = max(row.uid for p, row in items if p.mailbox == mailbox)
+                    index.advance_uidnext(conn, rows[key].id, top + 1)
                     index.clear_pending(conn, rows[key].id, bases[key])
                     folder = next(p.folder for p, _ in items if p.mailbox == mailbox)
                     scan.own_change(conn, rows[key].id, before[key], folder)
@@ -772,6 +774,7 @@ class MaildirStore(MailboxOps):
                             (dbox.mbx.id, row.uid, sbox.mbx.id, r.uid),
                         )
                     index.set_mailbox_state(conn, dbox.mbx.id, highest_modseq=dmodseq)
+                    index.advance_uidnext(conn, dbox.mbx.id, uid)
                     index.clear_pending(conn, dbox.mbx.id, bases)
                     if move:
                         index.remove_messages(conn, sbox.mbx.id, [r.uid for r in rows], smodseq)
