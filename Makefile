@@ -17,13 +17,16 @@ $(PY):
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 
+# -qq on the project's own installs: setuptools announces every editable install with an
+# "InformationOnly" BuildBackendWarning (the same text on every run, nothing to act on);
+# errors are still printed. tests/unit/test_packaging.py checks the metadata itself.
 $(RUN_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -qq -e .
 	touch $@
 
 $(STAMP): $(RUN_STAMP)
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -qq -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from appliance import config, daemon
@@ -19,18 +21,22 @@ from appliance import log as applog
 log = logging.getLogger(__name__)
 
 DEV_DOMAIN = "pillarbox.test"
+# The banner is printed once every listener, the web server's included, accepts
+# connections; the web process gets this long to bind before the banner says it is down.
+WEB_WAIT_SECONDS = 60.0
+BANNER_FIRST_WORDS = "Pillarbox is running"
 
 
-def _banner(cfg: config.Config) -> str:
+def _banner(cfg: config.Config, web: str) -> str:
+    """The start banner. ``web`` is the web line(s): see :func:`_web_lines`."""
     ls = cfg.listeners
 
     def first(addrs: tuple[config.Listen, ...]) -> str:
         return str(addrs[0]) if addrs else "(off)"
 
     return f"""
-Pillarbox is running ({"dev mode, " if cfg.dev else ""}data in {cfg.data_dir})
-  Web wizard      http://{first(ls.web)}/ and https://{first(ls.webs)}/
-                  (unlock secret: pillarbox setup-secret -c {cfg.source})
+{BANNER_FIRST_WORDS} ({"dev mode, " if cfg.dev else ""}data in {cfg.data_dir})
+{web}
   SMTP (MX)       {first(ls.smtp)}
   Submission      {first(ls.submission)} STARTTLS, {first(ls.submissions)} TLS
   IMAP            {first(ls.imap)} STARTTLS, {first(ls.imaps)} TLS
@@ -39,6 +45,65 @@ Pillarbox is running ({"dev mode, " if cfg.dev else ""}data in {cfg.data_dir})
 Add a user:       .venv/bin/pillarbox user add you@{DEV_DOMAIN} -c {cfg.source}
 Stop:             Ctrl-C
 """
+
+
+def _web_lines(cfg: config.Config, state: str) -> str:
+    """state: "setup" (no admin yet), "done" (an admin exists), "off", "down"."""
+    urls = [f"http://{a}/" for a in cfg.listeners.web] + [
+        f"https://{a}/" for a in cfg.listeners.webs
+    ]
+    if state == "off":
+        return "  Web wizard      not started (--no-web)"
+    if state == "down":
+        return "  Web wizard      NOT ANSWERING on " + " ".join(urls) + " (see the log above)"
+    if state == "done":
+        return "  Web dashboard   setup done \u2014 sign in at " + " or ".join(urls)
+    return (
+        "  Web wizard      "
+        + " and ".join(urls)
+        + f"\n                  (unlock secret: .venv/bin/pillarbox setup-secret -c {cfg.source})"
+    )
+
+
+async def _answers(host: str, port: int, tls: bool) -> bool:
+    """True once host:port accepts a connection (with a finished TLS handshake for HTTPS,
+    so the web server logs no aborted handshake)."""
+    ctx: ssl.SSLContext | None = None
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # only "does it answer": the dev cert is self-signed
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), 2.0)
+    except (OSError, ssl.SSLError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
+async def _web_state(cfg: config.Config, web_proc: subprocess.Popen[bytes] | None) -> str:
+    """Wait until every web listener accepts connections (the web runs in its own
+    process), at most WEB_WAIT_SECONDS; then whether setup is done."""
+    if web_proc is None:
+        return "off"
+    addrs = [(a, False) for a in cfg.listeners.web] + [(a, True) for a in cfg.listeners.webs]
+    deadline = time.monotonic() + WEB_WAIT_SECONDS
+    while addrs:
+        if web_proc.poll() is not None:
+            log.error("dev=web-exited code=%s", web_proc.returncode)
+            return "down"
+        if time.monotonic() > deadline:
+            log.error("dev=web-not-answering seconds=%s", WEB_WAIT_SECONDS)
+            return "down"
+        if await _answers(addrs[0][0].host, addrs[0][0].port, addrs[0][1]):
+            addrs.pop(0)
+        else:
+            await asyncio.sleep(0.1)
+    from webui.setup import box_is_set_up
+
+    return "done" if await asyncio.to_thread(box_is_set_up, cfg) else "setup"
 
 
 def _prepare_dev(path: Path) -> None:
@@ -66,9 +131,16 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
     web_proc: subprocess.Popen[bytes] | None = None
     if web and (cfg.listeners.web or cfg.listeners.webs):
         web_proc = subprocess.Popen([sys.executable, "-m", "webui", "--config", str(cfg.source)])
+    announce: set[asyncio.Task[None]] = set()
 
-    def ready() -> None:
-        print(_banner(cfg), file=sys.stderr, flush=True)
+    async def announce_when_web_answers() -> None:
+        state = await _web_state(cfg, web_proc)
+        print(_banner(cfg, _web_lines(cfg, state)), file=sys.stderr, flush=True)
+
+    def ready() -> None:  # called in the daemon's loop once its own listeners are bound
+        task = asyncio.get_running_loop().create_task(announce_when_web_answers())
+        announce.add(task)
+        task.add_done_callback(announce.discard)
 
     try:
         asyncio.run(daemon.serve(ctx, ready))

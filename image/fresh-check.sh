@@ -167,13 +167,12 @@ inner_script() {
 		mount --bind "$cache/apt-archives" "$root/var/cache/apt/archives"
 		mkdir -p "$root/root/.cache/pip"
 		mount --bind "$cache/pip" "$root/root/.cache/pip"
-		in_tree() {
-			chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
-				PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-				DEBIAN_FRONTEND=noninteractive /bin/bash -c "cd /root/pillarbox && $1"
-		}
 		echo "== make run (until '$banner')"
-		in_tree 'exec make run' >"$root/../run.log" 2>&1 &
+		# Its own process group, so the stop below is what Ctrl-C in a terminal does.
+		setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+			DEBIAN_FRONTEND=noninteractive /bin/bash -c 'cd /root/pillarbox && exec make run' \
+			>"$root/../run.log" 2>&1 </dev/null &
 		run_pid=$!
 		deadline=$((SECONDS + run_timeout))
 		until grep -q "$banner" "$root/../run.log"; do
@@ -183,20 +182,28 @@ inner_script() {
 			if ((SECONDS > deadline)); then
 				echo "no banner after ${run_timeout}s:"; tail -n 40 "$root/../run.log"; exit 1
 			fi
-			sleep 2
+			sleep 1
 		done
+		sleep 1
 		grep -A12 "$banner" "$root/../run.log" | head -n 14
-		echo "== make run: banner after $SECONDS s; stopping it"
-		pkill -TERM -P "$run_pid" 2>/dev/null || true
-		kill -TERM "$run_pid" 2>/dev/null || true
-		wait "$run_pid" || true
-		# Anything the daemon left (it should leave nothing) would hold the ports. /proc is
-		# this PID namespace's own (unshare --mount-proc); only processes in the tree count.
+		echo "== make run: banner after $SECONDS s; Ctrl-C"
+		kill -INT -- "-$run_pid" 2>/dev/null || true
+		stopped=0
+		for _ in $(seq 30); do
+			kill -0 "$run_pid" 2>/dev/null || { stopped=1; break; }
+			sleep 1
+		done
+		((stopped)) || { echo "make run still running 30 s after Ctrl-C"; exit 1; }
+		# /proc is this PID namespace's own (unshare --mount-proc); nothing in the tree may
+		# be left behind (the web process included): it would hold the dev ports.
 		for pid in $(ls /proc | grep -E '^[0-9]+$'); do
 			[[ $(readlink "/proc/$pid/root" 2>/dev/null) == "$root" ]] || continue
 			echo "left behind by make run: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
-			kill -KILL "$pid" 2>/dev/null || true
+			exit 1
 		done
+		if grep -n -E 'Traceback|Warning|WARNING' "$root/../run.log"; then
+			echo "make run printed a warning or a traceback (above)"; exit 1
+		fi
 		echo "== make test"
 		start=$SECONDS
 		timeout --signal=TERM --kill-after=60 "$test_timeout" \

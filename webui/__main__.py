@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import signal
 from pathlib import Path
 
+from appliance import log as applog
 from webui.serve import serve
 
 
@@ -15,7 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-c", "--config", dest="config_opt", type=Path, help="pillarbox.toml")
     args = parser.parse_args(argv)
     path: Path = args.config_opt or args.config or Path("var/pillarbox.toml")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    applog.setup()  # the daemon's format: one log format in dev (mixed on one stderr)
+    # Ctrl-C in `make run` reaches this process too: end quietly, as SIGTERM does, not
+    # with a KeyboardInterrupt traceback (the parent daemon stops it anyway).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     serve(path)
 
 
