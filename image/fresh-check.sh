@@ -23,7 +23,9 @@
 # Environment: PILLARBOX_MIRROR, PILLARBOX_SECURITY_MIRROR (as image/build.sh),
 # FRESH_KEEP=1 keeps the tree (image/build/fresh/root) for a look after a failure,
 # FRESH_RUN_TIMEOUT (seconds to the banner, default 900), FRESH_TEST_TIMEOUT (default 2700),
-# FRESH_PYTEST_ARGS (passed as PYTEST_ARGS to `make test` inside).
+# FRESH_PYTEST_ARGS (passed as PYTEST_ARGS to `make test` inside), FRESH_ONLY_RUN=1 stops
+# after the `make run` part (a quick check of the first command), FRESH_WORK (work
+# directory, default image/build/fresh).
 set -euo pipefail
 
 IMAGE_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +34,7 @@ REPO=$(dirname "$IMAGE_DIR")
 readonly REPO
 readonly OUT=$IMAGE_DIR/build
 readonly CACHE=$OUT/cache
-readonly WORK=$OUT/fresh
+readonly WORK=${FRESH_WORK:-$OUT/fresh}
 readonly ROOT=$WORK/root
 readonly SUITE=bookworm
 readonly MIRROR=${PILLARBOX_MIRROR:-http://deb.debian.org/debian}
@@ -85,8 +87,14 @@ base_tarball() {
 	echo "$tarball"
 }
 
+INNER_PID=""
+
 cleanup() {
 	local rc=$?
+	if [[ -n $INNER_PID ]]; then
+		kill -TERM "$INNER_PID" 2>/dev/null || true
+		wait "$INNER_PID" 2>/dev/null || true
+	fi
 	# The namespace took its mounts with it; these catch a namespace that never started.
 	local m
 	for m in dev/shm dev/pts dev sys proc root/.cache/pip var/cache/apt/archives; do
@@ -152,6 +160,7 @@ inner_script() {
 	cat <<-'EOF'
 		set -euo pipefail
 		root=$1; cache=$2; run_timeout=$3; test_timeout=$4; banner=$5; pytest_args=$6
+		only_run=$7
 		mount --make-rprivate /
 		mount -t proc proc "$root/proc"
 		mount -t sysfs sysfs "$root/sys"
@@ -204,6 +213,10 @@ inner_script() {
 		if grep -n -E 'Traceback|Warning|WARNING' "$root/../run.log"; then
 			echo "make run printed a warning or a traceback (above)"; exit 1
 		fi
+		if [[ $only_run == 1 ]]; then
+			echo "== FRESH_ONLY_RUN=1: not running make test"
+			exit 0
+		fi
 		echo "== make test"
 		start=$SECONDS
 		timeout --signal=TERM --kill-after=60 "$test_timeout" \
@@ -225,14 +238,21 @@ main() {
 	local tarball
 	tarball=$(base_tarball)
 	trap cleanup EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
 	prepare_tree "$tarball"
 	log "make run, then make test, inside the tree (log: $WORK/check.log)"
-	# --kill-child: if this script dies, the namespace's PID 1 and with it every process
-	# started inside (daemons included) are killed; the mount namespace and its mounts go too.
+	# --kill-child: when unshare ends (or is killed, below) its child, PID 1 of the new
+	# namespace, is killed, and with it every process started inside (daemons included);
+	# the mount namespace and its mounts go too.
 	unshare --mount --pid --fork --kill-child --mount-proc --propagation private \
 		/bin/bash -c "$(inner_script)" inner "$ROOT" "$CACHE" "$RUN_TIMEOUT" \
-		"$TEST_TIMEOUT" "$BANNER" "${FRESH_PYTEST_ARGS:-}" 2>&1 | tee "$WORK/check.log"
-	return "${PIPESTATUS[0]}"
+		"$TEST_TIMEOUT" "$BANNER" "${FRESH_PYTEST_ARGS:-}" "${FRESH_ONLY_RUN:-0}" > >(tee "$WORK/check.log") 2>&1 &
+	INNER_PID=$!
+	local rc=0
+	wait "$INNER_PID" || rc=$?
+	INNER_PID=""
+	return "$rc"
 }
 
 main "$@"
