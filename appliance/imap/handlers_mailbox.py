@@ -27,6 +27,7 @@ from appliance.imap.listing import (
     check_options,
     list_entries,
 )
+from appliance.imap.notify import publish_list_change
 from appliance.imap.selected import SelectedMailbox, compress_uids
 from appliance.mime.binary import rewrite_file_without_nul
 from appliance.store import reserve
@@ -147,6 +148,7 @@ async def create(s: Session, cmd: Command) -> str:
         await s.run_blocking(s.ctx.store.create_mailbox, s.user, name, special)
     except StoreError as exc:
         raise from_store(exc) from exc
+    publish_list_change(s, "create", name)  # RFC 5465 5.4: MailboxName
     return "CREATE completed"
 
 
@@ -158,6 +160,7 @@ async def delete(s: Session, cmd: Command) -> str:
     if s.selected is not None and s.selected.name == name:
         s.deselect()
     await s.run_blocking(s.ctx.store.delete_mailbox, s.user, name)
+    publish_list_change(s, "delete", name)  # RFC 5465 5.4: MailboxName
     return "DELETE completed"
 
 
@@ -165,6 +168,8 @@ async def rename(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Rename)
     old, new = s.mailbox_in(cmd.old), s.mailbox_in(cmd.new)
     await s.run_blocking(s.ctx.store.rename_mailbox, s.user, old, new)
+    # RFC 5465 5.4: MailboxName (renaming INBOX creates the new name, INBOX stays)
+    publish_list_change(s, "create" if old == INBOX else "rename", new, old)
     sel = s.selected
     if sel is not None and old != INBOX and (sel.name == old or sel.name.startswith(old + "/")):
         # The selected mailbox moved with its messages and UIDs: follow it.
@@ -179,6 +184,7 @@ async def subscribe(s: Session, cmd: Command) -> str:
     name = s.mailbox_in(cmd.mailbox)
     subscribed = cmd.name == "SUBSCRIBE"
     await s.run_blocking(s.ctx.store.subscribe, s.user, name, subscribed)
+    publish_list_change(s, cmd.name.lower(), name)  # RFC 5465 5.5: SubscriptionChange
     return f"{cmd.name} completed"
 
 

@@ -44,6 +44,7 @@ from appliance.imap.cursor import (
     Segment,
     literal_suffix,
 )
+from appliance.imap.notify import parse_notify
 from appliance.imap.parse_search import _search, _sort, _thread, search_program
 
 __all__ = ["ParseError", "Segment", "literal_suffix", "parse_command", "search_program"]
@@ -472,4 +473,5 @@ _HANDLERS: dict[str, Callable[[Cursor, str, str, bool], Command]] = {
     "SORT": _sort,
     "THREAD": _thread,
     "CANCELUPDATE": _cancelupdate,
+    "NOTIFY": parse_notify,  # RFC 5465 8
 }

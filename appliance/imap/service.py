@@ -12,7 +12,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from appliance.config import Listen
-from appliance.imap import context
+from appliance.imap import context, notify
 from appliance.imap import handlers_auth as ha
 from appliance.imap import handlers_ext as hext
 from appliance.imap import handlers_mailbox as hm
@@ -72,6 +72,7 @@ HANDLERS: dict[str, tuple[frozenset[str], Handler]] = {
     "SORT": (SELECTED, hext.sort_),
     "THREAD": (SELECTED, hext.thread_),
     "CANCELUPDATE": (SELECTED, context.cancelupdate),
+    "NOTIFY": (AUTH, notify.notify_),  # RFC 5465
 }
 
 

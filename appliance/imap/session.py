@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from appliance.events import MailboxChanged
 from appliance.imap import context, wire
 from appliance.imap.commands import Command, Literal
 from appliance.imap.connection import LITERAL_PREFIX, Connection, ConnectionClosed, LineTooLong
@@ -32,6 +33,7 @@ from appliance.store.names import canonical_mailbox
 if TYPE_CHECKING:
     from appliance.config import Config
     from appliance.daemon import Context
+    from appliance.imap.notify import NotifyState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,6 +138,7 @@ class Session:
         self.closing = False
         self.failed_logins = 0
         self.bye_after: str | None = None  # set by a handler: BYE after its tagged reply
+        self.notify: NotifyState | None = None  # RFC 5465 NOTIFY SET in force
 
     # ------------------------------------------------------------ helpers for handlers
 
@@ -217,6 +220,7 @@ class Session:
             "WITHIN",
             "CONDSTORE",
             "QRESYNC",
+            "NOTIFY",  # RFC 5465 (notify)
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "SORT",
@@ -250,6 +254,8 @@ class Session:
         except Exception:  # a bug outside a command: drop this session, keep the server
             log.exception("event=session-failed")
         finally:
+            if self.notify is not None:
+                self.notify.close()
             self.deselect()
             self._cleanup_temp()
             await self.conn.close()
@@ -313,7 +319,7 @@ class Session:
         in_memory = 0  # literal bytes held in memory (the rest went to files)
         literals = 0
         refused: str | None = None
-        line = await self.conn.read_line(line_max)
+        line = await self._first_line(line_max)
         name = command_name(line)
         while True:
             segments.append(line)
@@ -361,6 +367,41 @@ class Session:
             await self.conn.flush()
             return None
         return segments
+
+    async def _first_line(self, line_max: int) -> bytes:
+        """The first line of the next command. With NOTIFY set, mailbox events that
+        arrive meanwhile are sent now (RFC 5465 3: at any time, but only between commands:
+        never inside a response or while a literal is read)."""
+        if self.notify is None:
+            return await self.conn.read_line(line_max)
+        reader = asyncio.ensure_future(self.conn.read_line(line_max))
+        waiter: asyncio.Future[Any] | None = None
+        try:
+            while self.notify is not None:
+                waiter = asyncio.ensure_future(self.notify.wait())
+                done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done:
+                    events, waiter = waiter.result(), None
+                    await self._notify_deliver(events)
+                if reader in done:
+                    break
+            return await reader
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+
+    async def _notify_deliver(self, events: list[MailboxChanged], idling: bool = False) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify.deliver(events, idling)
+        except (StoreError, ImapError) as exc:  # a mailbox vanished meanwhile: skip it
+            log.info("event=notify-skipped reason=%r", exc)
+        await self.conn.flush()
 
     def _literal_refusal(self, name: str, size: int, used: int, count: int) -> str | None:
         """The answer to a literal announced in command ``name``, or None to take it.
@@ -537,11 +578,16 @@ class Session:
         deadline = loop.time() + self._idle_timeout()
         reader = asyncio.ensure_future(self.conn.read_line(MAX_LINE))
         waiter: asyncio.Future[Any] | None = None
+        noticer: asyncio.Future[Any] | None = None  # RFC 5465: NOTIFY events while idling
         try:
             while True:
-                if waiter is None and self.selected is not None:
+                # NOTIFY SELECTED reports the selected mailbox itself (with its fetch-att)
+                notified = self.notify is not None and self.notify.selected is not None
+                if waiter is None and self.selected is not None and not notified:
                     waiter = asyncio.ensure_future(self.selected.subscription.wait())
-                pending = {reader} | ({waiter} if waiter is not None else set())
+                if noticer is None and self.notify is not None:
+                    noticer = asyncio.ensure_future(self.notify.wait())
+                pending = {reader} | {w for w in (waiter, noticer) if w is not None}
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self.closing:
                     await self.bye("Autologout; idle for too long")
@@ -555,14 +601,18 @@ class Session:
                     await self.sync(True, force=True)
                     await context.refresh(self)
                     await self.conn.flush()
+                if noticer is not None and noticer in done:
+                    events, noticer = noticer.result(), None
+                    await self._notify_deliver(events, idling=True)
                 if reader in done:
                     line = reader.result()
                     if line.strip().upper() != b"DONE":
                         raise bad("Expected DONE")
                     return "IDLE terminated"
         finally:
-            if waiter is not None:
-                waiter.cancel()
+            for future in (waiter, noticer):
+                if future is not None:
+                    future.cancel()
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,0 +1,173 @@
+"""IMAP NOTIFY (RFC 5465) on real sockets: two sessions of one user; events for the
+watching session arrive without it sending a command."""
+
+from __future__ import annotations
+
+import time
+
+from tests.protocol.imap.conftest import PASSWORD, ImapServer, make_message
+from tests.protocol.imap.rawclient import RawClient
+
+ALL = "(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)"
+
+
+def connect(server: ImapServer) -> RawClient:
+    client = RawClient(server.host, server.tls_port, server.client_tls())
+    client.ok(f'LOGIN "{server.user}" "{PASSWORD}"')
+    return client
+
+
+def unsolicited(client: RawClient, want: int = 1, timeout: float = 1.0) -> list[bytes]:
+    """Lines the server sends within ``timeout`` while the client sends nothing
+    (returns early once ``want`` lines arrived and nothing follows for 0.2 s)."""
+    lines: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            client.sock.settimeout(left if len(lines) < want else min(left, 0.2))
+            lines.append(client.line())
+    except TimeoutError:
+        pass
+    finally:
+        client.sock.settimeout(15)
+    return lines
+
+
+def append(client: RawClient, mailbox: str, subject: str = "n") -> None:
+    msg = make_message(subject)
+    client.ok(b"APPEND " + mailbox.encode() + b" {%d+}\r\n" % len(msg) + msg)
+
+
+def test_notify_is_advertised_after_login(imap_server: ImapServer) -> None:
+    a = connect(imap_server)
+    caps = a.ok("CAPABILITY")[0]
+    assert b" NOTIFY" in caps
+
+
+def test_events_for_other_mailboxes_arrive_unsolicited(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok(f"NOTIFY SET (PERSONAL {ALL})")
+    b.ok("CREATE N1")
+    assert unsolicited(a) == [b'* LIST () "/" N1\r\n']
+    append(b, "N1")
+    [line] = unsolicited(a)
+    assert line.startswith(b"* STATUS N1 (MESSAGES 1 UIDNEXT 2 UIDVALIDITY ")
+    assert line.endswith(b" UNSEEN 1)\r\n")
+    b.ok("SELECT N1")
+    b.ok("STORE 1 +FLAGS.SILENT (\\Seen)")
+    [line] = unsolicited(a)
+    assert line.startswith(b"* STATUS N1 (MESSAGES 1 UIDNEXT 2 ") and b"UNSEEN 0)" in line
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    [line] = unsolicited(a)  # FlagChange
+    assert line.startswith(b"* STATUS N1 (MESSAGES 1 UIDNEXT 2 ")
+    b.ok("EXPUNGE")
+    [line] = unsolicited(a)
+    assert line.startswith(b"* STATUS N1 (MESSAGES 0 UIDNEXT 2 ") and b"UNSEEN 0)" in line
+    b.ok("UNSELECT")
+    b.ok("SUBSCRIBE N1")
+    assert unsolicited(a) == [b'* LIST (\\Subscribed) "/" N1\r\n']
+    b.ok("UNSUBSCRIBE N1")
+    assert unsolicited(a) == [b'* LIST () "/" N1\r\n']
+    b.ok("RENAME N1 N2")
+    assert unsolicited(a) == [b'* LIST () "/" N2 ("OLDNAME" (N1))\r\n']
+    b.ok("DELETE N2")
+    assert unsolicited(a) == [b'* LIST (\\NonExistent) "/" N2\r\n']
+    # the session that made the change is not told (it has the tagged OK)
+    assert unsolicited(b, timeout=0.3) == []
+    a.ok("LOGOUT")
+
+
+def test_selected_mailbox_events_with_fetch_att(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok("SELECT INBOX")
+    a.ok("NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
+    imap_server.deliver(make_message("one"))
+    got = unsolicited(a, want=3)
+    assert got[0] == b"* 1 EXISTS\r\n"
+    assert got[-1] == b"* 1 FETCH (UID 1 FLAGS (\\Recent))\r\n"
+    b.ok("SELECT INBOX")
+    b.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
+    assert unsolicited(a) == [b"* 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1)\r\n"]
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert unsolicited(a) == [b"* 1 FETCH (FLAGS (\\Deleted \\Flagged \\Recent) UID 1)\r\n"]
+    b.ok("EXPUNGE")
+    assert unsolicited(a) == [b"* 1 EXPUNGE\r\n"]
+
+
+def test_selected_delayed_holds_expunge_until_a_command(imap_server: ImapServer) -> None:
+    imap_server.deliver(make_message("one"))
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok("SELECT INBOX")
+    a.ok("NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge FlagChange))")
+    b.ok("SELECT INBOX")
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert unsolicited(a) == [b"* 1 FETCH (FLAGS (\\Deleted \\Recent) UID 1)\r\n"]
+    b.ok("EXPUNGE")
+    assert unsolicited(a, timeout=0.7) == []  # RFC 5465 5.1: not until a command allows it
+    lines = a.ok("NOOP")
+    assert b"* 1 EXPUNGE\r\n" in lines
+
+
+def test_events_arrive_during_idle(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok(f"NOTIFY SET (PERSONAL {ALL})")
+    a.write(b"i1 IDLE\r\n")
+    assert a.line().startswith(b"+ ")
+    b.ok("CREATE Idle")
+    assert unsolicited(a) == [b'* LIST () "/" Idle\r\n']
+    a.write(b"DONE\r\n")
+    assert a.until(b"i1")[-1].startswith(b"i1 OK")
+
+
+def test_notify_none_stops_events(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok(f"NOTIFY SET (PERSONAL {ALL})")
+    b.ok("CREATE Before")
+    assert unsolicited(a) == [b'* LIST () "/" Before\r\n']
+    a.ok("NOTIFY NONE")
+    b.ok("CREATE After")
+    append(b, "Before")
+    assert unsolicited(a, timeout=0.7) == []
+    assert imap_server.ctx.bus.subscriber_count() == 0  # no session holds a subscription
+
+
+def test_filters_limit_which_mailboxes_are_reported(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    b.ok("CREATE Watched")
+    b.ok("CREATE Other")
+    a.ok("NOTIFY SET (MAILBOXES Watched (MessageNew MessageExpunge))")
+    append(b, "Other")
+    assert unsolicited(a, timeout=0.5) == []
+    append(b, "Watched")
+    [line] = unsolicited(a)
+    assert line.startswith(b"* STATUS Watched (MESSAGES 1 ")
+
+
+def test_status_indicator_sends_status_at_once(imap_server: ImapServer) -> None:
+    a = connect(imap_server)
+    a.ok("CREATE Box")
+    lines = a.ok("NOTIFY SET STATUS (SUBTREE Box (MessageNew MessageExpunge))")
+    assert lines[0].startswith(b"* STATUS Box (MESSAGES 0 UIDNEXT 1 ")
+
+
+def test_unsupported_events_and_bad_syntax(imap_server: ImapServer) -> None:
+    a = connect(imap_server)
+    events = b"(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)"
+    for spec in (
+        "(PERSONAL (AnnotationChange))",
+        "(PERSONAL (MessageNew MessageExpunge MailboxMetadataChange))",
+    ):
+        [line] = a.command(f"NOTIFY SET {spec}")
+        assert line.startswith(b"c%d NO [BADEVENT " % a.counter + events + b"]"), line
+    for spec in (
+        "SET (PERSONAL (MessageNew))",  # RFC 5465 5.2: needs MessageExpunge
+        "SET (PERSONAL (FlagChange))",  # needs MessageNew and MessageExpunge
+        "SET (FOO (MessageNew MessageExpunge))",
+        "SET (SELECTED (MailboxName)) (SELECTED-DELAYED (MailboxName))",
+        "SET",
+        "",
+    ):
+        [line] = a.command(f"NOTIFY {spec}".strip())
+        assert line.startswith(b"c%d BAD " % a.counter), (spec, line)
+    a.ok("NOTIFY SET (INBOXES (MessageNew MessageExpunge)) (PERSONAL NONE)")
+    a.ok("NOTIFY NONE")
