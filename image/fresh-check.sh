@@ -127,7 +127,7 @@ prepare_tree() {
 	head=$(git -C "$REPO" rev-parse HEAD)
 	log "cloning $REPO at $head"
 	git clone --quiet --no-hardlinks "$REPO" "$ROOT/root/pillarbox"
-	git -C "$ROOT/root/pillarbox" checkout --quiet "$head"
+	git -C "$ROOT/root/pillarbox" -c advice.detachedHead=false checkout --quiet "$head"
 }
 
 # The host's network, not an install step: a TLS-intercepting proxy's CA that the host
@@ -150,7 +150,7 @@ trust_host_cas() {
 	)
 	if ((added)); then
 		log "trusting $added CA certificate(s) of the host in the tree"
-		chroot "$ROOT" update-ca-certificates >/dev/null
+		chroot "$ROOT" update-ca-certificates >/dev/null 2>&1
 	fi
 	printf '[global]\ncert = %s\n' "$bundle" >"$ROOT/etc/pip.conf"
 }
