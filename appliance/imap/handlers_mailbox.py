@@ -27,7 +27,7 @@ from appliance.imap.listing import (
     check_options,
     list_entries,
 )
-from appliance.imap.notify import publish_list_change
+from appliance.imap.notify import inferiors, publish_list_change
 from appliance.imap.selected import SelectedMailbox, compress_uids
 from appliance.mime.binary import rewrite_file_without_nul
 from appliance.store import reserve
@@ -167,9 +167,14 @@ async def delete(s: Session, cmd: Command) -> str:
 async def rename(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Rename)
     old, new = s.mailbox_in(cmd.old), s.mailbox_in(cmd.new)
+    moving = [] if old == INBOX else [old, *await inferiors(s, old)]
     await s.run_blocking(s.ctx.store.rename_mailbox, s.user, old, new)
-    # RFC 5465 5.4: MailboxName (renaming INBOX creates the new name, INBOX stays)
-    publish_list_change(s, "create" if old == INBOX else "rename", new, old)
+    # RFC 5465 5.4: MailboxName for the mailbox and each inferior (renaming INBOX creates
+    # the new name, INBOX stays)
+    if old == INBOX:
+        publish_list_change(s, "create", new)
+    for name in moving:
+        publish_list_change(s, "rename", new + name[len(old) :], name)
     sel = s.selected
     if sel is not None and old != INBOX and (sel.name == old or sel.name.startswith(old + "/")):
         # The selected mailbox moved with its messages and UIDs: follow it.

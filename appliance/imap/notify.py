@@ -70,7 +70,6 @@ class ListChange:
     kind: str  # "create" "delete" "rename" "subscribe" "unsubscribe"
     name: str
     old: str = ""  # rename: the old name
-    by: object | None = None  # the session that made it (it is not told)
 
 
 # ------------------------------------------------------------------ grammar
@@ -147,7 +146,7 @@ def _event_group(cur: Cursor, unsupported: list[str], fetch_att: Callable[[], Fe
     elif cur.atom().upper() != "NONE":
         raise ParseError("NOTIFY events must be a list or NONE")
     cur.expect(b")")
-    # RFC 5465 5.2/5.3: MessageNew and MessageExpunge go together, and FlagChange (or
+    # RFC 5465 5.1-5.3: MessageNew and MessageExpunge go together, and FlagChange (or
     # AnnotationChange) needs both; otherwise the command is BAD.
     if ("MessageNew" in events) != ("MessageExpunge" in events):
         raise ParseError("MessageNew and MessageExpunge must be given together")
@@ -162,7 +161,8 @@ def _event_group(cur: Cursor, unsupported: list[str], fetch_att: Callable[[], Fe
 async def notify_(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Notify)
     if cmd.unsupported:
-        # RFC 5465 8: NO [BADEVENT (the events this server supports)]; state unchanged.
+        # RFC 5465 3.1/8: NO [BADEVENT (the events this server supports)]; the earlier
+        # NOTIFY stays in force.
         code = "BADEVENT (" + " ".join(SUPPORTED_EVENTS) + ")"
         raise ImapError("Unsupported NOTIFY events: " + " ".join(cmd.unsupported), code)
     if s.notify is not None:
@@ -174,7 +174,7 @@ async def notify_(s: Session, cmd: Command) -> str:
         Filter(f.kind, tuple(s.mailbox_in(n) for n in f.names), f.events, f.fetch_atts)
         for f in cmd.filters
     )
-    state = NotifyState(s, filters)
+    state = NotifyState(s, filters, cmd.status)
     s.notify = state
     await state.start(cmd.status)
     return "NOTIFY completed"
@@ -183,8 +183,9 @@ async def notify_(s: Session, cmd: Command) -> str:
 class NotifyState:
     """One session's NOTIFY request and what it has reported so far."""
 
-    def __init__(self, s: Session, filters: tuple[Filter, ...]) -> None:
+    def __init__(self, s: Session, filters: tuple[Filter, ...], status: bool) -> None:
         self.s = s
+        self.uidvalidity = status  # Dovecot 2.3 adds UIDVALIDITY after NOTIFY SET STATUS
         self.filters = filters
         self.selected = next((f for f in filters if f.kind.startswith("SELECTED")), None)
         self.others = tuple(f for f in filters if not f.kind.startswith("SELECTED"))
@@ -217,17 +218,16 @@ class NotifyState:
         store = s.ctx.store
         self.subscriptions = await s.run_blocking(store.subscriptions, s.user)
         boxes = await s.run_blocking(store.list_mailboxes, s.user)
+        # The selected mailbox too: once another is selected, its changes are STATUS.
         watched = [
-            b.name
-            for b in boxes
-            if b.selectable
-            and not self._is_selected(b.name)
-            and self._events_for(b.name) & MESSAGE_EVENTS
+            b.name for b in boxes if b.selectable and self._events_for(b.name) & MESSAGE_EVENTS
         ][:MAX_TRACKED]
         for name in watched:
             with contextlib.suppress(StoreError):
                 self.reported[name] = await s.run_blocking(store.status, s.user, name)
-                if send_status:  # RFC 5465 6: STATUS indicator, one STATUS per mailbox now
+                # RFC 5465 3.1: STATUS indicator, one STATUS per mailbox now (not the
+                # selected one: EXISTS and FETCH tell about it)
+                if send_status and not self._is_selected(name):
                     s.send(self._status_line(self.reported[name]))
 
     # -------------------------------------------------------------- delivery
@@ -246,8 +246,8 @@ class NotifyState:
         for event in events:
             change = event.origin
             if isinstance(change, ListChange):
-                if change.by is not s:
-                    self._list_change(change)
+                # Also the session's own changes, as Dovecot 2.3 does.
+                self._list_change(change)
                 continue
             if not event.mailbox:
                 continue
@@ -265,7 +265,7 @@ class NotifyState:
         sel = s.selected
         assert sel is not None and self.selected is not None
         top = sel.uids[-1] if sel.uids else 0
-        # RFC 5465 5.1: SELECTED-DELAYED holds EXPUNGE back until a command allows it
+        # RFC 5465 6: SELECTED-DELAYED holds EXPUNGE back until a command allows it
         # (IDLE does).
         await s.sync(idling or self.selected.kind == "SELECTED", force=True)
         sel = s.selected
@@ -307,14 +307,13 @@ class NotifyState:
         s.send(self._status_line(now))
 
     def _status_line(self, st: MailboxStatus) -> bytes:
-        # The items Dovecot 2.3 sends for MessageNew, MessageExpunge and FlagChange alike.
-        items = b"MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN %d" % (
-            st.messages,
-            st.uidnext,
-            st.uidvalidity,
-            st.unseen,
-        )
-        if self.s.condstore:  # RFC 7162 3.1.2.1 / RFC 5465 5.2: with CONDSTORE enabled
+        # RFC 5465 5.1-5.3: MESSAGES and UIDNEXT (and UNSEEN), the items Dovecot 2.3
+        # sends for MessageNew, MessageExpunge and FlagChange alike.
+        items = b"MESSAGES %d UIDNEXT %d" % (st.messages, st.uidnext)
+        if self.uidvalidity:
+            items += b" UIDVALIDITY %d" % st.uidvalidity
+        items += b" UNSEEN %d" % st.unseen
+        if self.s.condstore:  # RFC 5465 5.1-5.3 / RFC 7162 3.1.2.1: with CONDSTORE on
             items += b" HIGHESTMODSEQ %d" % st.highest_modseq
         return b"* STATUS " + self.s.mailbox_out(st.name) + b" (" + items + b")\r\n"
 
@@ -376,7 +375,13 @@ def _matches(f: Filter, name: str, subscribed: frozenset[str]) -> bool:
     return False
 
 
+async def inferiors(s: Session, name: str) -> list[str]:
+    """The mailboxes below ``name`` (a RENAME moves them too)."""
+    boxes = await s.run_blocking(s.ctx.store.list_mailboxes, s.user)
+    return sorted(b.name for b in boxes if b.name.startswith(name + SEPARATOR))
+
+
 def publish_list_change(s: Session, kind: str, name: str, old: str = "") -> None:
     """Tell the user's other sessions (NOTIFY MailboxName / SubscriptionChange)."""
-    change = ListChange(kind, name, old, by=s)
+    change = ListChange(kind, name, old)
     s.ctx.bus.publish(MailboxChanged(s.user, "", origin=change))

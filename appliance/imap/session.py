@@ -370,7 +370,7 @@ class Session:
 
     async def _first_line(self, line_max: int) -> bytes:
         """The first line of the next command. With NOTIFY set, mailbox events that
-        arrive meanwhile are sent now (RFC 5465 3: at any time, but only between commands:
+        arrive meanwhile are sent now (RFC 5465 1: at any time; here only between commands:
         never inside a response or while a literal is read)."""
         if self.notify is None:
             return await self.conn.read_line(line_max)
