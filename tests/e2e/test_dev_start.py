@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from appliance import config
 from tests.harness import REPO, pillarbox, write_config
 
@@ -92,6 +94,7 @@ def _log_lines(stderr: str) -> list[str]:
     return lines
 
 
+@pytest.mark.timeout(300)  # two starts, each up to 90 s to the banner and 30 s to stop
 def test_dev_start_banner_logs_and_setup_done(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path / "box")
 
