@@ -115,6 +115,7 @@ class Context:
 
 def build_context(cfg: config.Config) -> Context:
     """Construct the shared objects (blocking: call before the loop starts serving)."""
+    from appliance.mime.summary import is_current as summary_is_current
     from appliance.mime.summary import summarize
     from appliance.queue.spool import Spool
     from appliance.store.maildir import MaildirStore
@@ -126,7 +127,9 @@ def build_context(cfg: config.Config) -> Context:
     # everything, devrun adds the dev domain) opens it read-write.
     accounts = Accounts(cfg.accounts_db, readonly=not cfg.dev)
     bus = ChangeBus()
-    store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=summarize)
+    store = MaildirStore(
+        cfg.mail_dir, notify=bus.publish, summarizer=summarize, summary_current=summary_is_current
+    )
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, cfg.tls.self_signed)
     ctx = Context(
         config=cfg,

@@ -54,9 +54,15 @@ def user_lock(store: MailStore) -> UserLock | None:
 
 def open_store(mail_dir: Path) -> MaildirStore:
     """A store on ``mail_dir`` for a process without the daemon's (CLI, timer)."""
+    from appliance.mime.summary import is_current as summary_is_current
     from appliance.mime.summary import summarize
 
-    return MaildirStore(mail_dir, notify=lambda _event: None, summarizer=summarize)
+    return MaildirStore(
+        mail_dir,
+        notify=lambda _event: None,
+        summarizer=summarize,
+        summary_current=summary_is_current,
+    )
 
 
 def file_user_lock(mail_dir: Path) -> UserLock | None:

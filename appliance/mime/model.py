@@ -7,6 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Version of the serialized summary (mime.summary writes it, load_summary reads it). Raise
+# it whenever the parse changes what a summary holds: cached summaries of another version
+# are made again from the message file (MaildirStore summary_current).
+VERSION = 2
+
 Address = tuple[str | None, str | None, str | None, str | None]
 
 
@@ -167,7 +172,7 @@ def _pair(raw: Any) -> tuple[str, str] | None:
 def load_summary(data: bytes) -> Summary:
     try:
         raw = json.loads(data)
-        if raw.get("v") != 1:
+        if raw.get("v") != VERSION:
             raise SummaryError(f"unknown summary version {raw.get('v')!r}")
         x = raw["x"]
         return Summary(

@@ -28,8 +28,8 @@ from appliance.mime.headers import (
     to_text,
     unfold,
 )
+from appliance.mime.model import VERSION
 
-VERSION = 1
 CHUNK = 65536
 MAX_HEADER_BYTES = 256 * 1024
 MAX_DEPTH = 40
@@ -403,3 +403,11 @@ def summarize(path: Path) -> bytes:
     with path.open("rb") as fh:
         data = summarize_file(fh)
     return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
+_CURRENT = b'{"v":%d,' % VERSION  # summarize() writes "v" first, without spaces
+
+
+def is_current(data: bytes) -> bool:
+    """Whether a cached summary was made by this version of the parse."""
+    return data.startswith(_CURRENT)

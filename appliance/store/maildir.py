@@ -121,11 +121,13 @@ class MaildirStore(MailboxOps):
         notify: Notifier,
         summarizer: Callable[[Path], bytes],
         *,
+        summary_current: Callable[[bytes], bool] = lambda _data: True,
         lock_timeout: float = 30.0,
         snapshot_cache: int = DEFAULT_ENTRIES,
     ) -> None:
         super().__init__(root, notify, lock_timeout)
         self._summarizer = summarizer
+        self._summary_current = summary_current  # False: a cached summary is made again
         self._snapshots = SnapshotCache(snapshot_cache)
 
     # ------------------------------------------------------------ reading
@@ -254,7 +256,7 @@ class MaildirStore(MailboxOps):
                 "SELECT data FROM summaries WHERE mailbox_id = ? AND uid = ?",
                 (mailbox_id, uid),
             ).fetchone()
-        if cached is not None:
+        if cached is not None and self._summary_current(bytes(cached[0])):
             return bytes(cached[0])
         path = self.message_path(user, name, uid)
         try:
@@ -315,7 +317,8 @@ class MaildirStore(MailboxOps):
                     f"SELECT uid, data FROM summaries WHERE mailbox_id = ? AND uid IN ({marks})",  # noqa: S608
                     (mailbox_id, *chunk),
                 ):
-                    found[uid] = bytes(data)
+                    if self._summary_current(bytes(data)):
+                        found[uid] = bytes(data)
             missing = [u for u in wanted if u not in found]
             rows = index.get_messages(box.conn, mailbox_id, missing) if missing else []
             folder = box.folder
