@@ -174,7 +174,7 @@ async def notify_(s: Session, cmd: Command) -> str:
         Filter(f.kind, tuple(s.mailbox_in(n) for n in f.names), f.events, f.fetch_atts)
         for f in cmd.filters
     )
-    state = NotifyState(s, filters, cmd.status)
+    state = NotifyState(s, filters)
     s.notify = state
     await state.start(cmd.status)
     return "NOTIFY completed"
@@ -183,14 +183,17 @@ async def notify_(s: Session, cmd: Command) -> str:
 class NotifyState:
     """One session's NOTIFY request and what it has reported so far."""
 
-    def __init__(self, s: Session, filters: tuple[Filter, ...], status: bool) -> None:
+    def __init__(self, s: Session, filters: tuple[Filter, ...]) -> None:
         self.s = s
-        self.uidvalidity = status  # Dovecot 2.3 adds UIDVALIDITY after NOTIFY SET STATUS
+        # UIDVALIDITY of each mailbox at NOTIFY SET: STATUS carries UIDVALIDITY only for
+        # a mailbox whose UIDVALIDITY is not this one (created later), as Dovecot 2.3.
+        self.uidvalidity: dict[str, int] = {}
         self.filters = filters
         self.selected = next((f for f in filters if f.kind.startswith("SELECTED")), None)
         self.others = tuple(f for f in filters if not f.kind.startswith("SELECTED"))
         self.sub: Subscription = s.ctx.bus.subscribe(s.user)  # every mailbox of the user
-        self.reported: dict[str, MailboxStatus] = {}
+        self.reported: dict[str, MailboxStatus] = {}  # the last STATUS per mailbox
+        self.created: set[str] = set()  # created since NOTIFY SET, still empty
         self.subscriptions: frozenset[str] = frozenset()
 
     def close(self) -> None:
@@ -224,11 +227,13 @@ class NotifyState:
         ][:MAX_TRACKED]
         for name in watched:
             with contextlib.suppress(StoreError):
-                self.reported[name] = await s.run_blocking(store.status, s.user, name)
+                status = await s.run_blocking(store.status, s.user, name)
+                self.reported[name] = status
                 # RFC 5465 3.1: STATUS indicator, one STATUS per mailbox now (not the
                 # selected one: EXISTS and FETCH tell about it)
                 if send_status and not self._is_selected(name):
-                    s.send(self._status_line(self.reported[name]))
+                    s.send(self._status_line(status))
+                self.uidvalidity[name] = status.uidvalidity
 
     # -------------------------------------------------------------- delivery
 
@@ -292,17 +297,22 @@ class NotifyState:
             self.reported.pop(name, None)
             return
         before = self.reported.get(name)
-        if before is None and len(self.reported) < MAX_TRACKED:
-            # Not seen before (renamed to this name, or made by another program): what
-            # changed is unknown, so this is the baseline and nothing is sent.
+        if before is None and name in self.created:
+            if now.messages == 0 and now.uidnext <= 1:
+                return  # created after NOTIFY SET and nothing in it yet
+            self.created.discard(name)  # its first message: MessageNew
+        elif before is None and len(self.reported) < MAX_TRACKED:
+            # Not seen before (made by another program): what changed is unknown, so
+            # this is the baseline and nothing is sent.
             self.reported[name] = now
             return
-        if before is not None:
+        elif before is not None:
             if now.highest_modseq == before.highest_modseq and now.messages == before.messages:
                 return
             counts = (now.messages, now.uidnext) != (before.messages, before.uidnext)
             if not counts and "FlagChange" not in wanted:
                 return
+        if before is not None or len(self.reported) < MAX_TRACKED:
             self.reported[name] = now
         s.send(self._status_line(now))
 
@@ -310,7 +320,7 @@ class NotifyState:
         # RFC 5465 5.1-5.3: MESSAGES and UIDNEXT (and UNSEEN), the items Dovecot 2.3
         # sends for MessageNew, MessageExpunge and FlagChange alike.
         items = b"MESSAGES %d UIDNEXT %d" % (st.messages, st.uidnext)
-        if self.uidvalidity:
+        if self.uidvalidity.get(st.name) != st.uidvalidity:
             items += b" UIDVALIDITY %d" % st.uidvalidity
         items += b" UNSEEN %d" % st.unseen
         if self.s.condstore:  # RFC 5465 5.1-5.3 / RFC 7162 3.1.2.1: with CONDSTORE on
@@ -331,9 +341,9 @@ class NotifyState:
             return
         if change.kind == "delete":
             self.reported.pop(change.name, None)
-        elif change.kind == "create" and len(self.reported) < MAX_TRACKED:
-            # A new mailbox starts empty: its first message is MessageNew.
-            self.reported[change.name] = MailboxStatus(change.name, 0, 1, 0, 0, 0, 0)
+            self.created.discard(change.name)
+        elif change.kind == "create" and len(self.created) < MAX_TRACKED:
+            self.created.add(change.name)  # starts empty: its first message is MessageNew
         if "MailboxName" not in (
             self._events_for(change.name) | self._events_for(change.old or change.name)
         ):
@@ -345,6 +355,9 @@ class NotifyState:
             line += b' ("OLDNAME" (' + s.mailbox_out(change.old) + b"))"
             if change.old in self.reported:
                 self.reported[change.name] = self.reported.pop(change.old)
+            if change.old in self.created:
+                self.created.discard(change.old)
+                self.created.add(change.name)
         s.send(line + b"\r\n")
 
 
