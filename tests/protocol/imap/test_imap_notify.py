@@ -235,3 +235,37 @@ def test_badevent_keeps_the_earlier_notify(imap_server: ImapServer) -> None:
     assert b"NO [BADEVENT " in line
     b.ok("CREATE Still")
     assert unsolicited(a) == [b'* LIST () "/" Still\r\n']
+
+
+def test_own_changes_in_the_selected_mailbox_are_not_repeated(imap_server: ImapServer) -> None:
+    imap_server.deliver(make_message("one"))
+    imap_server.deliver(make_message("two"))
+    a = connect(imap_server)
+    a.ok("SELECT INBOX")
+    a.ok("NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
+    lines = a.ok("STORE 1 +FLAGS (\\Flagged)")
+    assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged")
+    lines = a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    assert lines[:-1] == []
+    lines = a.ok("EXPUNGE")
+    assert lines[0] == b"* 2 EXPUNGE\r\n"
+    append(a, "INBOX")
+    assert unsolicited(a, timeout=0.7) == []  # the replies said it all
+
+
+def test_overflow_turns_notify_off(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    a.ok(f"NOTIFY SET (PERSONAL {ALL})")
+    msg = make_message("slow")
+    a.write(b"l1 APPEND INBOX {%d}\r\n" % len(msg))
+    assert a.line().startswith(b"+ ")
+    for i in range(60):  # 120 events (store + IMAP) pile up while A's literal is read
+        b.ok(f"CREATE Many{i}")
+    a.write(msg + b"\r\n")
+    assert a.until(b"l1")[-1].startswith(b"l1 OK")
+    # RFC 5465 5.8: NOTIFICATIONOVERFLOW, then NOTIFY is off
+    assert unsolicited(a) == [
+        b"* OK [NOTIFICATIONOVERFLOW] Too many changes, NOTIFY is now off\r\n"
+    ]
+    b.ok("CREATE Later")
+    assert unsolicited(a, timeout=0.5) == []
