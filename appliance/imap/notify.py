@@ -15,6 +15,7 @@ EXISTS / FETCH / EXPUNGE.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 from collections.abc import Callable
@@ -165,15 +166,15 @@ async def notify_(s: Session, cmd: Command) -> str:
         # NOTIFY stays in force.
         code = "BADEVENT (" + " ".join(SUPPORTED_EVENTS) + ")"
         raise ImapError("Unsupported NOTIFY events: " + " ".join(cmd.unsupported), code)
+    filters = tuple(
+        Filter(f.kind, tuple(s.mailbox_in(n) for n in f.names), f.events, f.fetch_atts)
+        for f in cmd.filters or ()
+    )
     if s.notify is not None:
         s.notify.close()
         s.notify = None
-    if cmd.filters is None or not any(f.events for f in cmd.filters):
+    if not any(f.events for f in filters):  # NOTIFY NONE, or every group NONE
         return "NOTIFY completed"
-    filters = tuple(
-        Filter(f.kind, tuple(s.mailbox_in(n) for n in f.names), f.events, f.fetch_atts)
-        for f in cmd.filters
-    )
     state = NotifyState(s, filters)
     s.notify = state
     await state.start(cmd.status)
@@ -189,7 +190,9 @@ class NotifyState:
         # a mailbox whose UIDVALIDITY is not this one (created later), as Dovecot 2.3.
         self.uidvalidity: dict[str, int] = {}
         self.filters = filters
-        self.selected = next((f for f in filters if f.kind.startswith("SELECTED")), None)
+        selected = next((f for f in filters if f.kind.startswith("SELECTED")), None)
+        # SELECTED / SELECTED-DELAYED with message events (SELECTED NONE: as if absent)
+        self.selected = selected if selected and selected.events & MESSAGE_EVENTS else None
         self.others = tuple(f for f in filters if not f.kind.startswith("SELECTED"))
         self.sub: Subscription = s.ctx.bus.subscribe(s.user)  # every mailbox of the user
         self.reported: dict[str, MailboxStatus] = {}  # the last STATUS per mailbox
@@ -276,7 +279,7 @@ class NotifyState:
         sel = s.selected
         if sel is None or not self.selected.fetch_atts:
             return
-        arrived = [u for u in sel.uids if u > top]
+        arrived = sel.uids[bisect.bisect_right(sel.uids, top) :]
         if arrived:  # RFC 5465 5.2: MessageNew with fetch-att: FETCH after the EXISTS
             from appliance.imap import handlers_message
 

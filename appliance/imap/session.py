@@ -383,6 +383,8 @@ class Session:
                 if waiter in done:
                     events, waiter = waiter.result(), None
                     await self._notify_deliver(events)
+                    if self.state == "logout":  # the selected mailbox was deleted: BYE sent
+                        raise ConnectionClosed()
                 if reader in done:
                     break
             return await reader

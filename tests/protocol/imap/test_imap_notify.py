@@ -27,7 +27,7 @@ def unsolicited(client: RawClient, want: int = 1, timeout: float = 1.0) -> list[
         while (left := deadline - time.monotonic()) > 0:
             client.sock.settimeout(left if len(lines) < want else min(left, 0.2))
             lines.append(client.line())
-    except TimeoutError:
+    except (TimeoutError, ConnectionError):  # nothing more, or the server closed
         pass
     finally:
         client.sock.settimeout(15)
@@ -269,3 +269,14 @@ def test_overflow_turns_notify_off(imap_server: ImapServer) -> None:
     ]
     b.ok("CREATE Later")
     assert unsolicited(a, timeout=0.5) == []
+
+
+def test_selected_mailbox_deleted_elsewhere_ends_the_session(imap_server: ImapServer) -> None:
+    a, b = connect(imap_server), connect(imap_server)
+    b.ok("CREATE Doomed")
+    a.ok("SELECT Doomed")
+    a.ok("NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange))")
+    b.ok("DELETE Doomed")
+    assert unsolicited(a) == [b"* BYE Selected mailbox no longer exists\r\n"]
+    a.sock.settimeout(5)
+    assert a.sock.recv(100) == b""  # RFC 9051 7.1.5: the server closes after BYE
