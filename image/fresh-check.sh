@@ -6,8 +6,10 @@
 #    a user brings: make, python3, git (to clone) and ca-certificates. The tree is cached
 #    as a tarball in image/build/cache/ (rebuilt when older than a week or when the
 #    package list below changes); every run unpacks a new copy of it.
-# 2. `git clone` of this repository's committed HEAD into the tree (uncommitted changes
-#    are not checked).
+# 2. `git clone` of this repository's committed HEAD into the tree's /srv/pillarbox
+#    (uncommitted changes are not checked). Not /root (0700): as root the suite drops to
+#    nobody (setpriv) to check the root helper refuses it, running the checkout's venv
+#    python and firmware-hooks/root_helper.py, which nobody must be able to reach.
 # 3. Inside the tree, as root, in its own PID and mount namespace (unshare; every process
 #    a test starts there, daemons included, dies with it and every mount goes with the
 #    namespace): `make run` until the "running" banner appears, then `make test`.
@@ -122,12 +124,16 @@ prepare_tree() {
 	printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 	chmod 755 "$ROOT/usr/sbin/policy-rc.d"
 	cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+	# Every installed machine (and container) has these; mmdebstrap leaves them out.
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+		>"$ROOT/etc/hosts"
+	echo fresh-check >"$ROOT/etc/hostname"
 	trust_host_cas
 	local head
 	head=$(git -C "$REPO" rev-parse HEAD)
 	log "cloning $REPO at $head"
-	git clone --quiet --no-hardlinks "$REPO" "$ROOT/root/pillarbox"
-	git -C "$ROOT/root/pillarbox" -c advice.detachedHead=false checkout --quiet "$head"
+	git clone --quiet --no-hardlinks "$REPO" "$ROOT/srv/pillarbox"
+	git -C "$ROOT/srv/pillarbox" -c advice.detachedHead=false checkout --quiet "$head"
 }
 
 # The host's network, not an install step: a TLS-intercepting proxy's CA that the host
@@ -180,7 +186,7 @@ inner_script() {
 		# Its own process group, so the stop below is what Ctrl-C in a terminal does.
 		setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-			DEBIAN_FRONTEND=noninteractive /bin/bash -c 'cd /root/pillarbox && exec make run' \
+			DEBIAN_FRONTEND=noninteractive /bin/bash -c 'cd /srv/pillarbox && exec make run' \
 			>"$root/../run.log" 2>&1 </dev/null &
 		run_pid=$!
 		deadline=$((SECONDS + run_timeout))
@@ -223,7 +229,7 @@ inner_script() {
 			chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 			DEBIAN_FRONTEND=noninteractive PYTEST_ARGS="$pytest_args" \
-			/bin/bash -c 'cd /root/pillarbox && make test'
+			/bin/bash -c 'cd /srv/pillarbox && make test'
 		echo "== make test passed in $((SECONDS - start)) s"
 	EOF
 }
