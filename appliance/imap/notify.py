@@ -354,7 +354,7 @@ class NotifyState:
         line = b"* LIST "
         line += b"(\\NonExistent)" if change.kind == "delete" else b"()"
         line += b' "/" ' + s.mailbox_out(change.name)
-        if change.kind == "rename":  # RFC 5465 5.4 / RFC 5258 6: ("OLDNAME" (old))
+        if change.kind == "rename":  # RFC 5465 5.4 / RFC 9051 9 (OLDNAME): ("OLDNAME" (old))
             line += b' ("OLDNAME" (' + s.mailbox_out(change.old) + b"))"
             if change.old in self.reported:
                 self.reported[change.name] = self.reported.pop(change.old)
