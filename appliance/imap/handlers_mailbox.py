@@ -93,9 +93,9 @@ async def select(s: Session, cmd: Command) -> str:
         s.send(line)
     s.send(b"* %d EXISTS\r\n" % len(sel))
     if not s.rev2:
-        s.send(b"* %d RECENT\r\n" % len(sel.recent))
         # RFC 3501 6.3.1/6.3.2: SELECT claims \Recent; EXAMINE reports the messages no
         # session has claimed yet without claiming them.
+        s.send(b"* %d RECENT\r\n" % len(sel.recent))
         first_unseen = next(
             (i + 1 for i, uid in enumerate(sel.uids) if "\\Seen" not in sel.info[uid].flags), None
         )
