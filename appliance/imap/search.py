@@ -6,6 +6,7 @@ Everything here runs in a worker thread: header and body keys read the message f
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
 import time
@@ -239,13 +240,22 @@ class _Message:
                         data = decode_part(part, raw)
                     except ImapError:
                         data = raw
-                    charset = part.param("charset") or "utf-8"
-                    try:
-                        texts.append(data.decode(charset, "replace"))
-                    except LookupError:
-                        texts.append(data.decode("utf-8", "replace"))
+                    texts.append(_decode_text(data, part.param("charset")))
             self._body = "\n".join(texts).casefold()
         return self._body
+
+
+def _decode_text(data: bytes, charset: str | None) -> str:
+    """A body part's text for SEARCH. 8-bit bytes in a part labelled US-ASCII (or not
+    labelled) are read as UTF-8, which is what such mail carries in practice (Dovecot
+    matches them too); an unknown charset falls back to UTF-8."""
+    try:
+        codec = codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        codec = "utf-8"
+    if codec == "ascii":
+        codec = "utf-8"
+    return data.decode(codec, "replace")
 
 
 def _inner_headers(part: Part) -> Iterable[tuple[int, int]]:

@@ -241,7 +241,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 # Keys are test ids ("<message>-<item>", "<search key>-<literals>", "<sort criteria>",
 # "<thread algorithm>"). Run the file with -rxX to see them.
 
-_NOT17 = "Pillarbox differs from Dovecot; not an issue 17 item (reported to the lead)"
 
 
 def _ascii(text: str) -> str:
@@ -251,10 +250,7 @@ def _ascii(text: str) -> str:
 
 # Pillarbox is wrong: xfail(strict=True), so a fix turns the test into a failure that asks
 # for the marker to be removed.
-KNOWN_BUGS: dict[str, str] = {
-    "BODY {}-gr\\xfc\\xdfe": f"{_NOT17}: 8-bit UTF-8 in a part labelled charset=us-ascii (message 3"
-    " part 3): Dovecot decodes it as UTF-8 and matches, Pillarbox does not",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 _BARE_LF = (
     "RFC 9051 6.3.12: 'The APPEND command appends the literal argument as a new message';"
