@@ -242,7 +242,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 # "<thread algorithm>"). Run the file with -rxX to see them.
 
 
-
 def _ascii(text: str) -> str:
     """pytest escapes non-ASCII test ids; the tables use the escaped form."""
     return text.encode("ascii", "backslashreplace").decode()
