@@ -197,7 +197,12 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the connection now (server shutdown after BYE)."""
-        self.writer.transport.abort()
+        transport = self.writer.transport
+        # A closed TLS transport cannot be aborted on Python 3.11.2 (Debian 12, the
+        # image's Python): a second close() drops its protocol and abort() then raises
+        # AttributeError, which made IMAP's stop() fail at shutdown.
+        if not transport.is_closing():
+            transport.abort()
 
     async def close(self) -> None:
         try:
