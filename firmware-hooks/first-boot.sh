@@ -110,12 +110,27 @@ find_seed() {
 }
 
 show_secret() {
-	local secret
+	local secret errors
+	errors=$(mktemp)
 	if ! secret=$(runuser -u pillarbox-web -- /opt/pillarbox/bin/pillarbox setup-secret \
-		--config "$CONFIG" 2>/dev/null); then
-		say "could not create the setup secret (pillarbox setup-secret failed)"
+		--config "$CONFIG" 2>"$errors"); then
+		if grep -q "is set up" "$errors"; then
+			# The seed file made an admin: the wizard is closed, there is no secret to show.
+			rm -f "$errors"
+			mkdir -p /etc/issue.d
+			cat >"$ISSUE" <<-EOF
+				Pillarbox mail appliance - \4 - \n
+				  Dashboard:      http://\n.local/  or  http://\4/
+
+			EOF
+			say "set up by the seed file: no setup secret; dashboard at http://$(hostname).local/"
+			return 0
+		fi
+		say "could not create the setup secret (pillarbox setup-secret failed: $(head -c 300 "$errors"))"
+		rm -f "$errors"
 		return 1
 	fi
+	rm -f "$errors"
 	mkdir -p /etc/issue.d
 	cat >"$ISSUE" <<-EOF
 		Pillarbox mail appliance - \4 - \n

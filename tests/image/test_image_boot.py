@@ -341,9 +341,13 @@ def check_first_boot(vm: Vm) -> None:
     assert size > 6 * 1024**3, f"root filesystem not grown to the 8 GiB disk: {size} bytes"
     vm.ssh_ok("runuser -u pillarbox -- pillarbox config check -c /etc/pillarbox/pillarbox.toml")
     assert vm.ssh_ok("hostname").strip() == "pillarbox"
+    # The seed made an admin, so the box is set up: the console shows where the dashboard
+    # is and no setup secret (one would no longer unlock anything).
+    assert "set up by the seed file: no setup secret" in journal
     issue = vm.serial_log.read_text(errors="replace")
-    assert re.search(r"Setup secret:\s+[A-Z0-9]{4}(-[A-Z0-9]{4}){4}", issue), (
-        "the setup secret is not on the console"
+    assert "Dashboard:" in issue, "the dashboard address is not on the console"
+    assert not re.search(r"[Ss]etup secret:\s+[A-Z0-9]{4}(-[A-Z0-9]{4}){4}", issue), (
+        "a setup secret is on the console of a box that is set up"
     )
 
 
