@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -184,3 +185,23 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def rss(pid: int) -> int:
+    """A process's resident memory in bytes (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def connect(addr: tuple[str, int], *, tls: bool, timeout: float) -> socket.socket:
+    """A client socket to a dev listener; with ``tls``, wrapped without verifying the
+    daemon's self-signed certificate."""
+    raw = socket.create_connection(addr, timeout=timeout)
+    if not tls:
+        return raw
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(raw)

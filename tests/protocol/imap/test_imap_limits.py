@@ -21,7 +21,7 @@ import pytest
 from appliance import config
 from appliance.accounts import Accounts
 from appliance.tls import client_context
-from tests.harness import Daemon, write_config
+from tests.harness import Daemon, rss, write_config
 from tests.protocol.imap.conftest import ImapServer
 from tests.protocol.imap.rawclient import RawClient
 
@@ -30,13 +30,6 @@ PASSWORD = "limits-Password-1234"
 MAX_MESSAGE = 2 * 1024 * 1024
 MiB = 1024 * 1024
 BYE_LITERAL = b"* BYE Literal refused before login, closing connection\r\n"
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 class PeakRss:

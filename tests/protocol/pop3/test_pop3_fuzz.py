@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import re
 import socket
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from appliance import config
 from appliance.accounts import Accounts
 from appliance.store.base import INBOX, DeliveryTarget
 from appliance.store.maildir import MaildirStore
-from tests.harness import Daemon, write_config
+from tests.harness import Daemon, rss, write_config
+from tests.harness import connect as harness_connect
 
 USER = "alice@example.org"
 OTHER = "bob@example.org"
@@ -44,13 +44,6 @@ MESSAGES = [
     b"Subject: empty body\r\n\r\n",
     b"Subject: 8bit \xc3\xa9\r\n\r\n\xff\xfe raw\r\n",
 ]
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def note(text: str) -> None:
@@ -212,13 +205,8 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 
 def connect(box: Box, tls: bool) -> Client:
-    if not tls:
-        return Client(socket.create_connection(box.daemon.addr("pop3"), timeout=REPLY_TIMEOUT))
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection(box.daemon.addr("pop3s"), timeout=REPLY_TIMEOUT)
-    return Client(ctx.wrap_socket(raw))
+    addr = box.daemon.addr("pop3s" if tls else "pop3")
+    return Client(harness_connect(addr, tls=tls, timeout=REPLY_TIMEOUT))
 
 
 def run_session(box: Box, login: bool, lines: list[bytes]) -> None:

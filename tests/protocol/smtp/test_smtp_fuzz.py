@@ -19,7 +19,6 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
@@ -27,20 +26,14 @@ from hypothesis import strategies as st
 
 from appliance import config
 from appliance.accounts import Accounts
-from tests.harness import Daemon, write_config
+from tests.harness import Daemon, rss, write_config
+from tests.harness import connect as harness_connect
 
 PASSWORD = "fuzz-Password-1234"
 USERS = ("alice@example.org", "bob@example.org")
 RSS_HEADROOM = 30 * 1024 * 1024
 REPLY_TIMEOUT = 15.0
 REPLY_LINE = re.compile(rb"[2-5][0-9][0-9]([ -][^\r\n]*)?\r\n")
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 @dataclass
@@ -252,13 +245,8 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 
 def connect(box: Box, submission: bool) -> Client:
-    if not submission:
-        return Client(socket.create_connection(box.daemon.addr("smtp"), timeout=REPLY_TIMEOUT))
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection(box.daemon.addr("submissions"), timeout=REPLY_TIMEOUT)
-    return Client(ctx.wrap_socket(raw))
+    addr = box.daemon.addr("submissions" if submission else "smtp")
+    return Client(harness_connect(addr, tls=submission, timeout=REPLY_TIMEOUT))
 
 
 def run_session(box: Box, submission: bool, steps: list[Step]) -> None:

@@ -34,8 +34,8 @@ from appliance.accounts import Accounts
 from appliance.store.base import DeliveryTarget
 from appliance.store.maildir import MaildirStore
 from appliance.tls import client_context
-from tests.harness import Daemon, write_config
-from tests.protocol.imap.test_imap_limits import PeakRss, rss
+from tests.harness import Daemon, rss, write_config
+from tests.protocol.imap.test_imap_limits import PeakRss
 
 USER = "fuzz@example.org"
 PASSWORD = "fuzz-Password-1234"
