@@ -35,17 +35,20 @@ class _Writer:
         return default
 
 
-def _conn(transport: _Transport) -> Connection:
-    return Connection(asyncio.StreamReader(), _Writer(transport))  # type: ignore[arg-type]
+async def _abort(transport: _Transport) -> None:
+    # Built inside a running loop: a StreamReader made outside one fails when an
+    # earlier test left no current event loop.
+    conn = Connection(asyncio.StreamReader(), _Writer(transport))  # type: ignore[arg-type]
+    conn.abort()
 
 
 def test_abort_of_a_closed_connection_is_a_no_op() -> None:
     transport = _Transport(closing=True)
-    _conn(transport).abort()
+    asyncio.run(_abort(transport))
     assert transport.aborted == 0
 
 
 def test_abort_of_an_open_connection_drops_it() -> None:
     transport = _Transport(closing=False)
-    _conn(transport).abort()
+    asyncio.run(_abort(transport))
     assert transport.aborted == 1
