@@ -30,6 +30,7 @@ from webui import (
     dnsviews,
     hardware,
     mailboxes,
+    me,
     queueviews,
     security,
     twofactor,
@@ -132,6 +133,7 @@ def create_app(
         hardware,
         certviews,
         backup,
+        me,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

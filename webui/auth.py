@@ -1,5 +1,7 @@
-"""Sign in and out. Only admin accounts may use the web UI, with their account password
-(never an app password) and, when they turned it on, a second factor (webui.twofactor).
+"""Sign in and out. Every mailbox user signs in with their account password (never an
+app password) and, when they turned it on, a second factor (webui.twofactor). Admins
+land on the dashboard, everyone else on their own page (webui.me); which pages a user who
+is not an admin may open is decided in webui.security.
 Failures are throttled per canonical account and address (appliance.accounts.throttle)."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from appliance.accounts import User
 from webui.context import WebContext, web
-from webui.security import current_user, login_session, new_session, setup_done
+from webui.security import current_user, home_endpoint, login_session, new_session, setup_done
 from webui.totp import TotpStore
 from webui.twofactor import start_second_step
 
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
-GENERIC_FAILURE = "The email address or password is wrong, or this account is not an admin."
+GENERIC_FAILURE = "The email address or password is wrong."
 
 
 # Past the per-account ceiling every attempt waits throttle.slowdown() (up to 8 s) in a
@@ -52,13 +54,14 @@ def _check_password(ctx: WebContext, account: str, email: str, password: str) ->
     return ctx.accounts.authenticate(email, password, app_passwords=False)
 
 
-def _safe_next(target: str | None) -> str:
+def _safe_next(target: str | None, user: User) -> str:
     """Only same-site paths: never redirect to another host after sign-in."""
+    home = url_for("dashboard.index" if user.is_admin else "me.index")
     if not target:
-        return url_for("dashboard.index")
+        return home
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("dashboard.index")
+        return home
     return target
 
 
@@ -67,7 +70,7 @@ def login() -> Response | str | tuple[str, int]:
     if not setup_done():
         return redirect(url_for("setup.unlock"))
     if current_user() is not None and request.method == "GET":
-        return redirect(url_for("dashboard.index"))
+        return redirect(url_for(home_endpoint()))
     ctx = web()
     email = request.form.get("email", "").strip()
     error = ""
@@ -86,8 +89,8 @@ def login() -> Response | str | tuple[str, int]:
                 user = _check_password(ctx, account, email, request.form.get("password", ""))
             except _Busy:
                 return render_template("login.html", email=email, error=BUSY), 429
-            if user is not None and user.is_admin:
-                target = _safe_next(request.args.get("next"))
+            if user is not None:
+                target = _safe_next(request.args.get("next"), user)
                 if TotpStore(ctx.webdb, ctx.clock).enabled(user.email):
                     log.info("web-login=password-ok user=%s ip=%s", user.email, ip)
                     return start_second_step(user.email, target)

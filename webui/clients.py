@@ -92,8 +92,9 @@ def autoconfig_wellknown() -> Response:
     return _autoconfig()
 
 
-def mobileconfig(cfg: config.Config, email: str) -> bytes:
-    """An unsigned Apple configuration profile with one IMAP account (password asked)."""
+def mobileconfig(cfg: config.Config, email: str, password: str | None = None) -> bytes:
+    """An unsigned Apple configuration profile with one IMAP account; the device asks for
+    the password unless ``password`` (an app password, webui.me) is given."""
     imap, smtp = _first(cfg, "imap"), _first(cfg, "smtp")
     if imap is None or smtp is None:
         raise ValueError("IMAP or SMTP submission is switched off")
@@ -124,10 +125,14 @@ def mobileconfig(cfg: config.Config, email: str) -> bytes:
         "PayloadUUID": account_uuid,
         "PayloadVersion": 1,
     }
+    if password is not None:
+        account["IncomingPassword"] = password
+        account["OutgoingPassword"] = password
+    asked = "the device asks for the password" if password is None else "with an app password"
     profile = {
         "PayloadContent": [account],
         "PayloadDisplayName": f"Mail for {domain}",
-        "PayloadDescription": f"Sets up {email}; the device asks for the password.",
+        "PayloadDescription": f"Sets up {email}; {asked}.",
         "PayloadIdentifier": f"{ident}.profile.{profile_uuid}",
         "PayloadOrganization": domain,
         "PayloadRemovalDisallowed": False,

@@ -6,6 +6,10 @@
   idle for longer than ``idle_timeout`` (30 min) or older than 12 h is deleted.
 - Until the first admin exists every page except the setup wizard, static files and the
   public client-autoconfiguration files redirects to the wizard.
+- Every mailbox user may sign in; the pages they may use are listed here, in
+  ``SELF_SERVICE_BLUEPRINTS`` and ``SELF_SERVICE_ENDPOINTS``. Every other endpoint is an
+  admin page: a signed-in user who is not an admin gets 403 (``/`` sends them to ``/me``),
+  decided here once per request, not in each view.
 """
 
 from __future__ import annotations
@@ -38,6 +42,29 @@ PUBLIC_ENDPOINTS = frozenset(
         "health",
     }
 )
+
+
+# Endpoints every signed-in mailbox user may use (issue 20): their own pages. Nothing
+# here may take another user's address: these views act on the session's user only.
+SELF_SERVICE_BLUEPRINTS = frozenset({"me"})
+SELF_SERVICE_ENDPOINTS = frozenset(
+    {
+        "twofactor.page",
+        "twofactor.start",
+        "twofactor.confirm",
+        "twofactor.disable",
+        "twofactor.recovery",
+    }
+)
+ADMIN_ONLY = "This page is for the admins of this box. Your own settings are under My account."
+
+
+def self_service(endpoint: str) -> bool:
+    """True for a page any signed-in mailbox user may open (see SELF_SERVICE_*)."""
+    blueprint, dot, _ = endpoint.partition(".")
+    return endpoint in SELF_SERVICE_ENDPOINTS or (
+        bool(dot) and blueprint in SELF_SERVICE_BLUEPRINTS
+    )
 
 
 def csrf_token() -> str:
@@ -73,12 +100,27 @@ def new_session() -> None:
 
 
 def login_session(email: str) -> None:
-    """Start a fresh session for ``email``: new id and CSRF token (no session fixation)."""
+    """Start a fresh session for ``email``: new id and CSRF token (no session fixation).
+    The address and browser it signed in from are kept for the user's list of sessions."""
     new_session()
     session["user"] = email
     session["pw"] = web().accounts.password_stamp(email)
+    session["ip"] = (request.remote_addr or "")[:64]
+    session["ua"] = request.headers.get("User-Agent", "")[:300]
     session.permanent = True
     csrf_token()
+
+
+def is_admin() -> bool:
+    """The signed-in user is an admin (checked against accounts.sqlite, not the session)."""
+    email = current_user()
+    user = web().accounts.get_user(email) if email else None
+    return bool(user and user.is_admin and not user.disabled)
+
+
+def home_endpoint() -> str:
+    """Where a signed-in user starts: the dashboard for admins, their own page for others."""
+    return "dashboard.index" if is_admin() else "me.index"
 
 
 def before_request() -> Response | None:
@@ -97,7 +139,7 @@ def before_request() -> Response | None:
     if email is None:
         return redirect(url_for("auth.login", next=request.path))
     user = ctx.accounts.get_user(email)
-    if user is None or not user.is_admin or user.disabled:
+    if user is None or user.disabled:
         new_session()
         return redirect(url_for("auth.login"))
     if session.get("pw") != ctx.accounts.password_stamp(email):
@@ -106,6 +148,11 @@ def before_request() -> Response | None:
         new_session()
         flash("Your password was changed. Sign in with the new one.", "info")
         return redirect(url_for("auth.login"))
+    if not user.is_admin and not self_service(endpoint):
+        if endpoint == "dashboard.index" and request.method == "GET":
+            return redirect(url_for("me.index"))
+        log.info("web=admin-only user=%s endpoint=%s", email, endpoint)
+        abort(403, description=ADMIN_ONLY)
     return None
 
 
@@ -130,3 +177,5 @@ def install(app: Flask) -> None:
     app.after_request(after_request)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["current_user"] = current_user
+    app.jinja_env.globals["is_admin"] = is_admin
+    app.jinja_env.globals["home_endpoint"] = home_endpoint

@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Request
@@ -34,6 +35,17 @@ ID_BYTES = 32
 
 def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One signed-in session as its user sees it in their list of devices."""
+
+    key: str  # the row's id hash: names the row, is no cookie
+    created: float
+    seen: float
+    ip: str
+    user_agent: str
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
@@ -161,6 +173,54 @@ class SessionStore:
         if ended:
             log.info("web=sessions-revoked user=%s count=%d", email, ended)
         return ended
+
+    def list_user(self, email: str) -> list[SessionInfo]:
+        """The live sessions of ``email``, most recently used first."""
+        now = self.clock()
+        rows = (
+            self.db.conn()
+            .execute(
+                "SELECT id_hash, data, created, seen FROM sessions WHERE lower(user)=lower(?)"
+                " AND seen >= ? AND created >= ? ORDER BY seen DESC",
+                (email, now - self.idle(), now - max(self.lifetime, self.idle())),
+            )
+            .fetchall()
+        )
+        out = []
+        for key, data, created, seen in rows:
+            try:
+                values = json.loads(data)
+            except ValueError:
+                values = {}
+            if not isinstance(values, dict):
+                values = {}
+            ip, ua = values.get("ip"), values.get("ua")
+            out.append(
+                SessionInfo(
+                    key,
+                    created,
+                    seen,
+                    ip if isinstance(ip, str) else "",
+                    ua if isinstance(ua, str) else "",
+                )
+            )
+        return out
+
+    def end_one(self, email: str, key: str) -> bool:
+        """End the session whose id hash is ``key`` if it belongs to ``email``."""
+        with self.db.tx() as db:
+            cur = db.execute(
+                "DELETE FROM sessions WHERE id_hash=? AND lower(user)=lower(?)", (key, email)
+            )
+            ended = cur.rowcount == 1
+        if ended:
+            log.info("web=session-ended user=%s", email)
+        return ended
+
+    @staticmethod
+    def key_of(sid: str | None) -> str:
+        """The id hash (row key) of a session id."""
+        return _hash(sid) if sid else ""
 
     def count(self) -> int:
         (n,) = self.db.conn().execute("SELECT COUNT(*) FROM sessions").fetchone()

@@ -1,4 +1,4 @@
-"""Admins' optional second factor for the web UI: TOTP (RFC 6238) and recovery codes.
+"""Every user's optional second factor for the web UI: TOTP (RFC 6238) and recovery codes.
 
 RFC 6238 with the defaults every authenticator app uses: HMAC-SHA-1, 30 s steps,
 6 digits (RFC 4226 5.3 truncation). A code is accepted for the current step and one step
@@ -131,18 +131,33 @@ class TotpStore:
 
     def confirm(self, email: str, code: str) -> list[str] | None:
         """Turn the pending secret on with a first code; the recovery codes (shown once)."""
+        with self.db.tx() as db:
+            if not self._match(db, email, code, confirmed=0):
+                return None
+            return self._new_recovery_codes(db, email)
+
+    def regenerate_recovery(self, email: str) -> list[str] | None:
+        """Ten new recovery codes (shown once) in place of every old one; None when
+        two-step sign-in is off."""
+        with self.db.tx() as db:
+            row = db.execute(
+                "SELECT confirmed FROM totp WHERE email=?", (email.lower(),)
+            ).fetchone()
+            if not (row and row[0]):
+                return None
+            return self._new_recovery_codes(db, email)
+
+    @staticmethod
+    def _new_recovery_codes(db: sqlite3.Connection, email: str) -> list[str]:
         codes = [
             "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LEN))
             for _ in range(RECOVERY_CODES)
         ]
-        with self.db.tx() as db:
-            if not self._match(db, email, code, confirmed=0):
-                return None
-            db.execute("DELETE FROM recovery_codes WHERE email=?", (email.lower(),))
-            db.executemany(
-                "INSERT INTO recovery_codes(email, code_hash) VALUES (?, ?)",
-                [(email.lower(), _code_hash(c)) for c in codes],
-            )
+        db.execute("DELETE FROM recovery_codes WHERE email=?", (email.lower(),))
+        db.executemany(
+            "INSERT INTO recovery_codes(email, code_hash) VALUES (?, ?)",
+            [(email.lower(), _code_hash(c)) for c in codes],
+        )
         return [f"{c[:4]}-{c[4:8]}-{c[8:]}" for c in codes]
 
     def locked_for(self, email: str) -> float:

@@ -1,7 +1,8 @@
-"""Two-step sign-in for admins (optional, per admin): enrol with a QR code, confirm with a
-first code, keep ten one-time recovery codes; turning it off takes the password and a code.
+"""Two-step sign-in for every mailbox user (optional, per user): enrol with a QR code,
+confirm with a first code, keep ten one-time recovery codes (new ones, replacing the
+old, take the password); turning it off takes the password and a code.
 
-The sign-in's second step (``/login/code``) follows a correct password when the admin has
+The sign-in's second step (``/login/code``) follows a correct password when the user has
 it on: the session holds only the pending address for ``PENDING_SECONDS``, and wrong
 codes count toward the same per-(account, address) throttle as wrong passwords.
 """
@@ -128,6 +129,51 @@ def confirm() -> Page:
     keep = session.sid if isinstance(session, ServerSession) else None
     web().sessions.revoke_user(email, keep=keep)  # a stolen session does not outlive this
     log.info("web=two-step-on user=%s", email)
+    return render_template(
+        "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
+    )
+
+
+def _password_ok(email: str, password: str) -> bool | None:
+    """The account password checked under the sign-in throttle; None while throttled."""
+    ctx = web()
+    ip = request.remote_addr or "-"
+    account = ctx.accounts.canonical_login(email)
+    if ctx.throttle.retry_after(account, ip) > 0:
+        return None
+    if ctx.accounts.authenticate(email, password, app_passwords=False) is None:
+        ctx.throttle.failure(account, ip)
+        return False
+    ctx.throttle.success(account, ip)
+    return True
+
+
+@bp.route("/account/two-step/recovery", methods=["POST"])
+def recovery() -> Page:
+    """Ten new recovery codes in place of the old ones (the password is asked again)."""
+    email = current_user() or ""
+    totp = store()
+    ok = _password_ok(email, request.form.get("password", ""))
+    codes = totp.regenerate_recovery(email) if ok else None
+    if codes is None:
+        error = (
+            "Too many failed attempts. Wait a few minutes and try again."
+            if ok is None
+            else "The password is wrong."
+            if not ok
+            else "Two-step sign-in is off."
+        )
+        return render_template(
+            "two_step.html",
+            enabled=totp.enabled(email),
+            secret=None,
+            uri="",
+            qr="",
+            left=totp.recovery_left(email),
+            codes=None,
+            error=error,
+        ), 403
+    log.info("web=recovery-codes-renewed user=%s", email)
     return render_template(
         "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
     )

@@ -573,6 +573,13 @@ class Accounts:
                 return user
         return None
 
+    def check_app_password(self, email: str, password: str) -> int | None:
+        """The id of ``email``'s app password ``password``, None if it is none of them;
+        not recorded as a use (the web UI checks one before putting it in a profile).
+        Blocking (argon2)."""
+        user = self.get_user(email)
+        return None if user is None else self._check_app_password(user.email, password)
+
     def _check_app_password(self, email: str, password: str) -> int | None:
         """The id of the app password ``password`` is, checking at most one hash
         (app passwords from before public ids excepted, see below)."""

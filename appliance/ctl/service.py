@@ -44,6 +44,7 @@ class CtlService:
         register(ctx, "version", self._version)
         register(ctx, "reload", self._reload)
         register(ctx, "stop", self._stop)
+        register(ctx, "mailbox.usage", self._usage)
 
     async def _status(self, args: dict[str, Any]) -> Any:
         return self.ctx.status()
@@ -56,6 +57,14 @@ class CtlService:
         if error:
             raise CommandError(f"config not reloaded, the old one stays in force: {error}")
         return {"reloaded": True}
+
+    async def _usage(self, args: dict[str, Any]) -> Any:
+        """One user's stored bytes and messages (the quota's usage) for their web page."""
+        user = await asyncio.to_thread(self.ctx.accounts.get_user, str(args.get("user", "")))
+        if user is None:
+            raise CommandError("no such mailbox")
+        used = await asyncio.to_thread(self.ctx.store.usage, user.email)
+        return {"bytes": used.bytes, "messages": used.messages, "quota": user.quota_bytes}
 
     async def _stop(self, args: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(self.ctx.request_stop)

@@ -40,11 +40,14 @@ def test_wrong_password_is_generic_403(admin: FlaskClient) -> None:
     assert client.get("/").status_code == 302
 
 
-def test_non_admin_cannot_sign_in(admin: FlaskClient, env: Env) -> None:
+def test_non_admin_signs_in_to_their_own_page_only(admin: FlaskClient, env: Env) -> None:
+    """Issue 20: every mailbox user signs in; one who is not an admin lands on /me and
+    gets 403 from admin pages (tests/web/test_web_me_authz.py checks every route)."""
     Accounts(env.cfg.accounts_db).add_user("bob@pillarbox.test", PASSWORD)
     client = _fresh(admin)
     r = post(client, "/login", {"email": "bob@pillarbox.test", "password": PASSWORD})
-    assert r.status_code == 403
+    assert r.status_code == 302 and r.location == "/me"
+    assert client.get("/users").status_code == 403
 
 
 def test_login_throttled_after_failures(admin: FlaskClient, env: Env) -> None:
