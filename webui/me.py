@@ -87,6 +87,7 @@ def _account_page(errors: dict[str, str] | None = None, status: int = 200) -> Pa
         percent = min(100, round(100 * usage["bytes"] / user.quota_bytes))
     return render_template(
         "me/index.html",
+        section="me.index",
         user=user,
         usage=usage,
         percent=percent,
@@ -147,6 +148,7 @@ def _app_page(
         qr = segno.make(new[1], error="m").svg_data_uri(scale=5)
     return render_template(
         "me/app_passwords.html",
+        section="me.app_passwords",
         user=user,
         app_passwords=ctx.accounts.list_app_passwords(user.email),
         errors=errors or {},
