@@ -148,7 +148,8 @@ def before_request() -> Response | None:
         new_session()
         flash("Your password was changed. Sign in with the new one.", "info")
         return redirect(url_for("auth.login"))
-    if not user.is_admin and not self_service(endpoint):
+    # No route matched (request.url_rule is None): the 404/405 follows, it names no page.
+    if not user.is_admin and request.url_rule is not None and not self_service(endpoint):
         if endpoint == "dashboard.index" and request.method == "GET":
             return redirect(url_for("me.index"))
         log.info("web=admin-only user=%s endpoint=%s", email, endpoint)

@@ -1,5 +1,5 @@
 """The web UI's own SQLite file, ``<data_dir>/web.sqlite`` (mode 0600): server-side
-sessions and admins' second factors. accounts.sqlite stays the accounts' alone.
+sessions and users' second factors. accounts.sqlite stays the accounts' alone.
 
 Threading: one connection per thread (the server runs views in a pool); writes are
 short ``BEGIN IMMEDIATE`` transactions; WAL lets readers go on meanwhile.

@@ -108,6 +108,8 @@ def test_storage_and_last_use_come_from_the_real_daemon(
             c.login(BOB, secret)
         page = bob.get("/me/app-passwords").get_data(as_text=True)
         assert "never" not in page
+        with pytest.raises(CtlError, match="no such mailbox"):
+            default_ctl(env.cfg.ctl_socket).call("mailbox.usage", user="nobody@pillarbox.test")
 
 
 def test_password_change_needs_the_current_one_and_ends_other_sessions(

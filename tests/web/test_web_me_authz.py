@@ -161,6 +161,7 @@ def test_no_admin_route_answers_a_signed_in_user(
     assert _state(env) == before  # nothing changed: no user, password, alias, disk, config
     commands = {"queue.delete", "queue.retry", "queue.flush", "reload", "backup_run"}
     assert not commands & set(env.ctl.calls[calls_before:])
+    assert bob.get("/no-such-page").status_code == 404  # an unknown path is no admin page
 
 
 def test_admin_gets_the_same_get_routes(
