@@ -28,7 +28,7 @@ from appliance.accounts import AccountError, User, WeakPassword
 from appliance.ctl.protocol import CtlError
 from webui.clients import mobileconfig
 from webui.context import web
-from webui.security import current_user
+from webui.security import current_user, reauthenticate
 from webui.sessions import ServerSession, SessionStore
 from webui.useragent import summary as ua_summary
 
@@ -104,19 +104,12 @@ def index() -> Page:
 def password() -> Page:
     ctx = web()
     user = _me()
-    ip = request.remote_addr or "-"
-    account = ctx.accounts.canonical_login(user.email)
     new = request.form.get("password", "")
-    if ctx.throttle.retry_after(account, ip) > 0:
+    ok = reauthenticate(user.email, request.form.get("current", ""))
+    if ok is None:
         return _account_page({"current": "Too many failed attempts. Wait and try again."}, 429)
-    if (
-        ctx.accounts.authenticate(user.email, request.form.get("current", ""), app_passwords=False)
-        is None
-    ):
-        ctx.throttle.failure(account, ip)
-        log.info("web=password-change-refused user=%s ip=%s", user.email, ip)
+    if not ok:
         return _account_page({"current": "That is not your current password."}, 403)
-    ctx.throttle.success(account, ip)
     if new != request.form.get("confirm", ""):
         return _account_page({"confirm": "The two new passwords are not the same."})
     try:

@@ -118,6 +118,22 @@ def is_admin() -> bool:
     return bool(user and user.is_admin and not user.disabled)
 
 
+def reauthenticate(email: str, password: str) -> bool | None:
+    """The signed-in user's account password asked again (before a sensitive change),
+    under the sign-in throttle: True or False, None while throttled (unchecked)."""
+    ctx = web()
+    ip = request.remote_addr or "-"
+    account = ctx.accounts.canonical_login(email)
+    if ctx.throttle.retry_after(account, ip) > 0:
+        return None
+    if ctx.accounts.authenticate(email, password, app_passwords=False) is None:
+        ctx.throttle.failure(account, ip)
+        log.info("web=reauth-failed user=%s ip=%s", account, ip)
+        return False
+    ctx.throttle.success(account, ip)
+    return True
+
+
 def home_endpoint() -> str:
     """Where a signed-in user starts: the dashboard for admins, their own page for others."""
     return "dashboard.index" if is_admin() else "me.index"

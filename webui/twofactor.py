@@ -16,7 +16,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from werkzeug.wrappers import Response
 
 from webui.context import web
-from webui.security import current_user, login_session
+from webui.security import current_user, login_session, reauthenticate
 from webui.sessions import ServerSession
 from webui.totp import TotpStore, provisioning_uri
 
@@ -134,26 +134,12 @@ def confirm() -> Page:
     )
 
 
-def _password_ok(email: str, password: str) -> bool | None:
-    """The account password checked under the sign-in throttle; None while throttled."""
-    ctx = web()
-    ip = request.remote_addr or "-"
-    account = ctx.accounts.canonical_login(email)
-    if ctx.throttle.retry_after(account, ip) > 0:
-        return None
-    if ctx.accounts.authenticate(email, password, app_passwords=False) is None:
-        ctx.throttle.failure(account, ip)
-        return False
-    ctx.throttle.success(account, ip)
-    return True
-
-
 @bp.route("/account/two-step/recovery", methods=["POST"])
 def recovery() -> Page:
     """Ten new recovery codes in place of the old ones (the password is asked again)."""
     email = current_user() or ""
     totp = store()
-    ok = _password_ok(email, request.form.get("password", ""))
+    ok = reauthenticate(email, request.form.get("password", ""))
     codes = totp.regenerate_recovery(email) if ok else None
     if codes is None:
         error = (
