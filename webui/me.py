@@ -79,7 +79,8 @@ def _usage(email: str) -> dict[str, int] | None:
     return {k: int(got.get(k) or 0) for k in ("bytes", "messages")}
 
 
-def _account_page(errors: dict[str, str] | None = None, status: int = 200) -> Page:
+def _account_page(errors: dict[str, str] | None = None, status: int | None = None) -> Page:
+    """The account page; with ``errors`` answered 400 unless ``status`` says otherwise."""
     user = _me()
     usage = _usage(user.email)
     percent = None
@@ -92,7 +93,7 @@ def _account_page(errors: dict[str, str] | None = None, status: int = 200) -> Pa
         usage=usage,
         percent=percent,
         errors=errors or {},
-    ), status if not errors or status != 200 else 400
+    ), status or (400 if errors else 200)
 
 
 @bp.route("", methods=["GET"])
