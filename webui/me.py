@@ -6,8 +6,8 @@ webui.security lets users who are not admins in here (``SELF_SERVICE_BLUEPRINTS`
 nowhere else. The frame's navigation is ``NAV``: a page in another module adds itself
 with one line there.
 
-- Account: address, storage used against the limit (the daemon counts it: ctl
-  ``mailbox.usage``), change of password (the current one is asked, under the sign-in
+- Account: address, storage used against the limit in force (the daemon counts both:
+  ctl ``mailbox.usage``), change of password (the current one is asked, under the sign-in
   throttle; the user's other web sessions end, this one stays signed in).
 - App passwords: create with a label (shown once, with a QR code of the password and,
   for Apple devices, a configuration profile holding it), list with created and last
@@ -67,8 +67,8 @@ def _this_session() -> str | None:
 
 
 def _usage(email: str) -> dict[str, int] | None:
-    """Bytes and messages stored for ``email`` as the daemon counts them; None when it
-    does not answer."""
+    """Bytes and messages stored for ``email`` and the limit in force (their own, else
+    the box's default; 0: none) as the daemon counts them; None when it does not answer."""
     try:
         got = web().ctl().call("mailbox.usage", user=email)
     except (CtlError, OSError) as exc:
@@ -76,7 +76,7 @@ def _usage(email: str) -> dict[str, int] | None:
         return None
     if not isinstance(got, dict):
         return None
-    return {k: int(got.get(k) or 0) for k in ("bytes", "messages")}
+    return {k: int(got.get(k) or 0) for k in ("bytes", "messages", "quota")}
 
 
 def _account_page(errors: dict[str, str] | None = None, status: int | None = None) -> Page:
@@ -84,8 +84,8 @@ def _account_page(errors: dict[str, str] | None = None, status: int | None = Non
     user = _me()
     usage = _usage(user.email)
     percent = None
-    if usage is not None and user.quota_bytes:
-        percent = min(100, round(100 * usage["bytes"] / user.quota_bytes))
+    if usage is not None and usage["quota"]:
+        percent = min(100, round(100 * usage["bytes"] / usage["quota"]))
     return render_template(
         "me/index.html",
         section="me.index",

@@ -46,7 +46,12 @@ PUBLIC_ENDPOINTS = frozenset(
 
 # Endpoints every signed-in mailbox user may use (issue 20): their own pages. Nothing
 # here may take another user's address: these views act on the session's user only.
-SELF_SERVICE_BLUEPRINTS = frozenset({"me"})
+SELF_SERVICE_BLUEPRINTS = frozenset(
+    {
+        "me",  # webui/me.py: account, app passwords, devices
+        "me_mail",  # webui/me_mail.py: mail settings
+    }
+)
 SELF_SERVICE_ENDPOINTS = frozenset(
     {
         "twofactor.page",

@@ -44,7 +44,6 @@ class CtlService:
         register(ctx, "version", self._version)
         register(ctx, "reload", self._reload)
         register(ctx, "stop", self._stop)
-        register(ctx, "mailbox.usage", self._usage)
 
     async def _status(self, args: dict[str, Any]) -> Any:
         return self.ctx.status()
@@ -57,14 +56,6 @@ class CtlService:
         if error:
             raise CommandError(f"config not reloaded, the old one stays in force: {error}")
         return {"reloaded": True}
-
-    async def _usage(self, args: dict[str, Any]) -> Any:
-        """One user's stored bytes and messages (the quota's usage) for their web page."""
-        user = await asyncio.to_thread(self.ctx.accounts.get_user, str(args.get("user", "")))
-        if user is None:
-            raise CommandError("no such mailbox")
-        used = await asyncio.to_thread(self.ctx.store.usage, user.email)
-        return {"bytes": used.bytes, "messages": used.messages, "quota": user.quota_bytes}
 
     async def _stop(self, args: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(self.ctx.request_stop)
@@ -135,4 +126,13 @@ class CtlService:
 
 
 def create(ctx: Context) -> list[Service]:
+    from appliance.ctl.mailbox import mailbox_handlers
+    from appliance.delivery.recipients import quota_of
+
+    def quota(user: str) -> int | None:
+        if ctx.accounts.get_user(user) is None:
+            return None
+        return quota_of(ctx.accounts, user, ctx.config.limits.default_quota)
+
+    ctx.ctl_handlers.update(mailbox_handlers(ctx.store, quota))  # the web UI's mail page
     return [CtlService(ctx)]

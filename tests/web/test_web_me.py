@@ -63,7 +63,7 @@ def _login(admin: FlaskClient, ua: str = "", password: str = BOB_PASSWORD) -> Fl
 
 
 def test_account_page_shows_address_and_storage(admin: FlaskClient, env: Env) -> None:
-    env.ctl = UsageCtl({BOB: {"bytes": 85 * MB, "messages": 1234}})
+    env.ctl = UsageCtl({BOB: {"bytes": 85 * MB, "messages": 1234, "quota": 100 * MB}})
     bob = _bob(admin, env)
     body = bob.get("/me").get_data(as_text=True)
     assert BOB in body
@@ -71,8 +71,13 @@ def test_account_page_shows_address_and_storage(admin: FlaskClient, env: Env) ->
     assert f'max="{100 * MB}" value="{85 * MB}"' in body  # the <meter> bar
     assert "getting full" in body
     assert "/users" not in body and "Mailboxes" not in body  # no admin navigation
-    env.ctl.usage[BOB] = {"bytes": 3 * MB, "messages": 2}
+    # The limit shown is the one in force as the daemon says (the user's own, else the
+    # box's default), not the user's own setting alone.
+    env.ctl.usage[BOB] = {"bytes": 3 * MB, "messages": 2, "quota": 1024 * MB}
     Accounts(env.cfg.accounts_db).set_quota(BOB, 0)
+    body = bob.get("/me").get_data(as_text=True)
+    assert "3.0 MB of 1024.0 MB used (0 %) in 2 messages." in body
+    env.ctl.usage[BOB] = {"bytes": 3 * MB, "messages": 2, "quota": 0}
     body = bob.get("/me").get_data(as_text=True)
     assert "3.0 MB used in 2 messages. Your mailbox has no storage limit." in body
     env.ctl.running = False
@@ -108,7 +113,7 @@ def test_storage_and_last_use_come_from_the_real_daemon(
             c.login(BOB, secret)
         page = bob.get("/me/app-passwords").get_data(as_text=True)
         assert "never" not in page
-        with pytest.raises(CtlError, match="no such mailbox"):
+        with pytest.raises(CtlError, match="no mailbox"):
             default_ctl(env.cfg.ctl_socket).call("mailbox.usage", user="nobody@pillarbox.test")
 
 

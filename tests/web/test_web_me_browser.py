@@ -47,7 +47,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Env]]:
     accounts.add_domain("pillarbox.test")
     accounts.add_user(ADMIN, PASSWORD, is_admin=True)
     accounts.add_user(BOB, BOB_PASSWORD, quota_bytes=500 * MB)
-    env.ctl = UsageCtl({BOB: {"bytes": 412 * MB, "messages": 5321}})
+    env.ctl = UsageCtl({BOB: {"bytes": 412 * MB, "messages": 5321, "quota": 500 * MB}})
     with served(make_app(env)) as base:
         yield base, env
 
