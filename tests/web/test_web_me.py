@@ -125,6 +125,9 @@ def test_password_change_needs_the_current_one_and_ends_other_sessions(
     new = "a new horse battery staple"
     r = post(bob, "/me/password", {"current": "wrong", "password": new, "confirm": new})
     assert r.status_code == 403 and "not your current password" in r.get_data(as_text=True)
+    _, app_secret = Accounts(env.cfg.accounts_db).add_app_password(BOB, "phone")
+    r = post(bob, "/me/password", {"current": app_secret, "password": new, "confirm": new})
+    assert r.status_code == 403  # an app password is no current password
     r = post(bob, "/me/password", {"current": BOB_PASSWORD, "password": new, "confirm": new + "x"})
     assert r.status_code == 400 and "not the same" in r.get_data(as_text=True)
     r = post(
@@ -183,6 +186,10 @@ def test_app_password_shown_once_with_qr_and_profile(admin: FlaskClient, env: En
     assert post(bob, f"/me/app-passwords/{app.id}/revoke", {}, form_page="/me").status_code == 302
     assert accounts.list_app_passwords(BOB) == []
     assert accounts.authenticate(BOB, secret.group(1)) is None
+    for n in range(20):
+        accounts.add_app_password(BOB, f"device {n}")
+    r = post(bob, "/me/app-passwords", {"label": "one too many"})
+    assert r.status_code == 400 and "at most 20" in r.get_data(as_text=True)
 
 
 def test_devices_list_and_sign_out(admin: FlaskClient, env: Env) -> None:
