@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance.accounts import Accounts
-from tests.web.test_web_browser import browser, fill, pytestmark, submit, text
+from tests.web.test_web_browser import browser, fill, pytestmark, text
 from tests.web.test_web_me import UsageCtl
 from tests.web.web_helpers import ADMIN, CSRF_RE, PASSWORD, Env, make_app, new_env, served
 from webui.totp import decode_secret, hotp, step_at
@@ -73,10 +73,18 @@ def sign_in(b: WebDriver, base: str, password: str = BOB_PASSWORD) -> None:
 
 
 def click(b: WebDriver, button: WebElement) -> None:
-    """Click a button in a form and wait for the page that answers it."""
+    """Click a link or a form's button and wait until the page that answers it is loaded
+    (on a busy machine the next find could otherwise meet the half-replaced document)."""
     old = b.find_element(By.TAG_NAME, "html")
     button.click()
     WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
+def submit(b: WebDriver, label: str) -> None:
+    click(b, b.find_element(By.XPATH, f"//button[normalize-space()='{label}']"))
 
 
 def code(secret: str, t: float) -> str:
