@@ -40,7 +40,7 @@ from appliance.delivery.forwarding import ForwardDecision, decide
 from appliance.delivery.recipients import Recipient, Resolver, quota_of
 from appliance.delivery.srs import SrsError, srs_for
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
-from appliance.queue.dsn import RecipientReport, build_dsn, original_header
+from appliance.mime.dsn import RecipientReport, build_dsn, original_header
 from appliance.store import reserve
 from appliance.store.base import (
     INBOX,

@@ -18,7 +18,7 @@ from email.utils import getaddresses
 from typing import Protocol
 
 from appliance.config import Config
-from appliance.queue.dsn import RecipientReport, build_dsn, original_header
+from appliance.mime.dsn import RecipientReport, build_dsn, original_header
 from appliance.queue.routes import Route, RouteError, Router, pick_smarthost, smarthost_target
 from appliance.queue.smtpclient import Outcome, SessionError, SmtpClient
 from appliance.queue.spool import Entry, EntryNotFound, Recipient, Spool, SpoolError

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.queue.dsn import RecipientReport, build_dsn, original_header
+from appliance.mime.dsn import RecipientReport, build_dsn, original_header
 from appliance.queue.mtasts import PolicyError, mx_matches, parse_policy, parse_txt
 
 
