@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from appliance import __version__, config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
+from appliance.dns import DnsCache, DnsResolver
 from appliance.events import ChangeBus
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.queue.base import OutboundQueue
@@ -69,6 +70,8 @@ class Context:
     bus: ChangeBus
     tls: TlsManager
     queue: OutboundQueue
+    # One resolver and cache for queue and filters (filters use it with their own timeout).
+    dns: DnsResolver = field(default_factory=lambda: DnsResolver(cache=DnsCache()))
     filters: list[Filter] = field(default_factory=list)
     recipient_filters: list[RecipientFilter] = field(default_factory=list)
     started: float = field(default_factory=time.time)

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from appliance import config
 from appliance.accounts import Accounts, LoginThrottle
+from appliance.dns import DnsResolver, SyncLookup, SyncResolver
 from webui import (
     auth,
     backup,
@@ -39,7 +40,6 @@ from webui import setup as setup_views
 from webui.acme_issue import AcmeSettings
 from webui.context import Ctl, WebContext, default_ctl
 from webui.disks import Disk, list_disks
-from webui.dnscheck import DnsPythonResolver, Resolver
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
 from webui.sessions import SessionStore
@@ -76,7 +76,7 @@ def _session_key(cfg: config.Config) -> bytes:
 def create_app(
     config_path: Path,
     *,
-    resolver: Resolver | None = None,
+    resolver: SyncLookup | None = None,
     helper: RootHelper | None = None,
     ctl_factory: Callable[[Path], Ctl] | None = None,
     disks: Callable[[], list[Disk]] | None = None,
@@ -108,7 +108,8 @@ def create_app(
         sessions=SessionStore(webdb, clock, lambda: ctx.idle_timeout, lifetime.total_seconds()),
         accounts=Accounts(cfg.accounts_db),
         throttle=throttle or LoginThrottle.from_limits(cfg.limits),  # as the daemon
-        resolver=resolver or DnsPythonResolver(),
+        # Uncached: a record just published shows on the next check.
+        resolver=resolver or SyncResolver(DnsResolver(timeout=3.0)),
         helper=helper or RootHelper(),
         jobs=JobRunner(),
         ctl_factory=ctl_factory or default_ctl,

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy.jwk import JWKRSA
 
 from appliance import config
-from webui.dnscheck import LookupFailed, Resolver
+from appliance.dns import DnsError, SyncLookup
+from webui.dnscheck import published
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,14 @@ def _client(cfg: config.Config, settings: AcmeSettings, email: str) -> client.Cl
     return acme
 
 
-def policy_hosts(hostname: str, domains: Iterable[str], resolver: Resolver) -> list[str]:
+def policy_hosts(hostname: str, domains: Iterable[str], resolver: SyncLookup) -> list[str]:
     """The ``mta-sts.<domain>`` names that already point at this box (same IPv4
     addresses as ``hostname``): those can join the certificate so the MTA-STS policy is
     served over valid HTTPS. A name that does not resolve here is left out, because one
     failing name fails the whole order."""
     try:
-        ours = set(resolver.query(hostname, "A"))
-    except LookupFailed:
+        ours = set(published(resolver, hostname, "A"))
+    except DnsError:
         return []
     if not ours:
         return []
@@ -115,8 +116,8 @@ def policy_hosts(hostname: str, domains: Iterable[str], resolver: Resolver) -> l
     for domain in domains:
         name = f"mta-sts.{domain}"
         try:
-            addrs = set(resolver.query(name, "A"))
-        except LookupFailed:
+            addrs = set(published(resolver, name, "A"))
+        except DnsError:
             continue
         if addrs and addrs <= ours:
             names.append(name)

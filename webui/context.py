@@ -21,9 +21,10 @@ from flask import current_app
 from appliance import config
 from appliance.accounts import Accounts, LoginThrottle
 from appliance.ctl.client import CtlClient
+from appliance.dns import SyncLookup
 from webui.acme_issue import AcmeSettings, ChallengeStore
 from webui.disks import Disk
-from webui.dnscheck import Resolver, Status
+from webui.dnscheck import Status
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
 from webui.sessions import SessionStore
@@ -41,7 +42,7 @@ class WebContext:
     config_path: Path
     accounts: Accounts
     throttle: LoginThrottle
-    resolver: Resolver
+    resolver: SyncLookup
     helper: RootHelper
     jobs: JobRunner
     ctl_factory: Callable[[Path], Ctl]

@@ -1,8 +1,9 @@
 """The DNS records a domain needs for this box, and a live check of each one.
 
 :func:`expected_records` says what to publish; :func:`check_all` looks each record up
-through a :class:`Resolver` (dnspython in production, a dictionary in tests) and rates
-it ok / warning / error with the value found. Lookups run in a small thread pool so one
+through the box's DNS interface (:class:`appliance.dns.SyncLookup`: dnspython in
+production, the test suite's fake in tests) and rates it ok / warning / error with the
+value found. Lookups run in a small thread pool so one
 slow name server does not add up across fifteen records.
 """
 
@@ -13,13 +14,12 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-import dns.exception
-import dns.resolver
 import dns.reversename
 
 from appliance import config
+from appliance.dns import DnsError, NoData, NoSuchDomain, RdType, SyncLookup
 from appliance.queue import dkim
 
 log = logging.getLogger(__name__)
@@ -27,45 +27,13 @@ log = logging.getLogger(__name__)
 Status = Literal["ok", "warning", "error"]
 
 
-class LookupFailed(Exception):
-    """The name servers did not answer (timeout, SERVFAIL): neither yes nor no."""
-
-
-class Resolver(Protocol):
-    def query(self, name: str, rdtype: str) -> list[str]:
-        """Values as text ('10 mx.example.org' for MX, joined strings for TXT);
-        [] when the name or type does not exist; LookupFailed when nobody answers."""
-        ...
-
-
-class DnsPythonResolver:
-    def __init__(self, lifetime: float = 3.0, nameservers: list[str] | None = None) -> None:
-        self._resolver = dns.resolver.Resolver()
-        self._resolver.lifetime = lifetime
-        if nameservers:
-            self._resolver.nameservers = nameservers
-
-    def query(self, name: str, rdtype: str) -> list[str]:
-        try:
-            answer = self._resolver.resolve(name, rdtype, search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        except dns.exception.DNSException as exc:
-            raise LookupFailed(f"{name} {rdtype}: {exc.__class__.__name__}") from None
-        return [_text(rr, rdtype) for rr in answer]
-
-
-def _text(rr: Any, rdtype: str) -> str:
-    if rdtype == "TXT":
-        return b"".join(rr.strings).decode("utf-8", "replace")
-    if rdtype == "MX":
-        return f"{rr.preference} {rr.exchange.to_text(omit_final_dot=True).lower()}"
-    if rdtype == "SRV":
-        target = rr.target.to_text(omit_final_dot=True).lower()
-        return f"{rr.priority} {rr.weight} {rr.port} {target}"
-    if rdtype in ("CNAME", "PTR"):
-        return str(rr.target.to_text(omit_final_dot=True).lower())
-    return str(rr.to_text())
+def published(resolver: SyncLookup, name: str, rdtype: RdType) -> list[str]:
+    """The values published; [] when the name or type does not exist. Raises DnsError
+    (temporary) when the name servers did not answer: neither yes nor no."""
+    try:
+        return resolver.lookup(name, rdtype)
+    except (NoSuchDomain, NoData):
+        return []
 
 
 @dataclass(frozen=True)
@@ -74,7 +42,7 @@ class Record:
 
     purpose: str
     name: str
-    rdtype: str
+    rdtype: RdType
     value: str
     required: bool
     help: str
@@ -246,20 +214,20 @@ def _norm_txt(value: str) -> str:
     return " ".join(value.replace(";", "; ").split()).lower()
 
 
-def check_record(rec: Record, resolver: Resolver, cfg: config.Config) -> Check:
+def check_record(rec: Record, resolver: SyncLookup, cfg: config.Config) -> Check:
     try:
         return _check(rec, resolver, cfg)
-    except LookupFailed as exc:
+    except DnsError as exc:
         return Check(rec, "warning", (), f"The DNS servers did not answer ({exc}). Try later.")
 
 
-def _check(rec: Record, resolver: Resolver, cfg: config.Config) -> Check:
+def _check(rec: Record, resolver: SyncLookup, cfg: config.Config) -> Check:
     missing: Status = "error" if rec.required else "warning"
     if rec.rdtype == "PTR":
         return _check_ptr(rec, resolver, cfg)
-    found = resolver.query(rec.name, rec.rdtype)
+    found = published(resolver, rec.name, rec.rdtype)
     if rec.rdtype == "CNAME" and not found:
-        found = resolver.query(rec.name, "A")
+        found = published(resolver, rec.name, "A")
         if found:
             return Check(rec, "ok", tuple(found), "Found as an address record; fine.")
     got = tuple(found)
@@ -306,19 +274,19 @@ def _check_txt(rec: Record, got: tuple[str, ...], cfg: config.Config, missing: S
     return Check(rec, "ok", matching, "Published.")
 
 
-def _check_ptr(rec: Record, resolver: Resolver, cfg: config.Config) -> Check:
-    addresses = resolver.query(cfg.hostname, "A")
+def _check_ptr(rec: Record, resolver: SyncLookup, cfg: config.Config) -> Check:
+    addresses = published(resolver, cfg.hostname, "A")
     if not addresses:
         return Check(rec, "error", (), "Publish the box's IPv4 address (A record) first.")
     names: list[str] = []
     for ip in addresses:
-        names += resolver.query(dns.reversename.from_address(ip).to_text(), "PTR")
+        names += published(resolver, dns.reversename.from_address(ip).to_text(), "PTR")
     if cfg.hostname in {n.rstrip(".").lower() for n in names}:
         return Check(rec, "ok", tuple(names), "Your provider has set it.")
     return Check(rec, "error", tuple(names), "Not set to this box's name yet.")
 
 
-def check_all(cfg: config.Config, domain: str, resolver: Resolver) -> list[Check]:
+def check_all(cfg: config.Config, domain: str, resolver: SyncLookup) -> list[Check]:
     """Every record checked at once: the page waits for the slowest lookup, not the sum."""
     records = expected_records(cfg, domain)
     with ThreadPoolExecutor(max_workers=len(records), thread_name_prefix="dns-check") as pool:

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
+from appliance.dns import DnsError, NoData, NoSuchDomain, Resolver
 from appliance.filters.base import InboundMessage, Verdict
-from appliance.mailauth.dns import AuthResolver, DnsError, NoData, NoSuchDomain
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class DnsblFilter:
 
     def __init__(
         self,
-        resolver: AuthResolver,
+        resolver: Resolver,
         zones: Sequence[str],
         action: Literal["reject", "junk"] = "reject",
     ) -> None:

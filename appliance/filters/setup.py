@@ -12,18 +12,18 @@ from __future__ import annotations
 from typing import Protocol
 
 from appliance import config
+from appliance.dns import DnsResolver, Resolver
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.filters.clamav import ClamavFilter, ClamdClient
 from appliance.filters.dnsbl import DnsblFilter
 from appliance.filters.greylist import Greylist, GreylistFilter, GreylistSettings
 from appliance.filters.learning import client_for
+from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.filters.rspamd import RspamdFilter, SpamThresholds
 from appliance.filters.sieve_ctl import sieve_handlers
 from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_store import SieveStore, store_for
 from appliance.filters.sieve_vacation import VacationTracker
-from appliance.mailauth.dns import AuthResolver, DnsAuthResolver
-from appliance.mailauth.filter import MailAuthFilter, MailAuthSettings
 from appliance.queue.base import OutboundQueue
 
 
@@ -36,6 +36,9 @@ class Context(Protocol):
     @property
     def queue(self) -> OutboundQueue: ...
 
+    @property
+    def dns(self) -> DnsResolver: ...
+
 
 def sieve_store(ctx: Context) -> SieveStore:
     """The per-user script store (the web UI builds the same from config.data_dir)."""
@@ -43,12 +46,12 @@ def sieve_store(ctx: Context) -> SieveStore:
 
 
 def build_filters(
-    ctx: Context, resolver: AuthResolver | None = None
+    ctx: Context, resolver: Resolver | None = None
 ) -> tuple[list[Filter], list[RecipientFilter]]:
     """Blocking (opens SQLite files): call before the loop serves, or in a thread."""
     cfg = ctx.config
     f = cfg.filters
-    dns = resolver or DnsAuthResolver(timeout=float(f.dns_timeout))
+    dns = resolver or ctx.dns.with_timeout(float(f.dns_timeout))  # the daemon's one cache
     filters: list[Filter] = []
     if f.dnsbl and not f.rspamd:
         filters.append(DnsblFilter(dns, f.dnsbl, f.dnsbl_action))

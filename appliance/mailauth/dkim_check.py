@@ -1,7 +1,7 @@
 """DKIM (RFC 6376) and ARC (RFC 8617) verification with dkimpy on the injected resolver.
 
 dkimpy is synchronous: verification runs in a worker thread, and its ``dnsfunc`` hands
-each key lookup back to the event loop's :class:`AuthResolver`. A DNS failure while
+each key lookup back to the event loop's :class:`Resolver`. A DNS failure while
 fetching a key gives ``temperror`` for that signature, never an exception.
 """
 
@@ -17,7 +17,7 @@ from typing import Literal
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from appliance.mailauth.dns import AuthResolver, DnsError, NoData, NoSuchDomain
+from appliance.dns import DnsError, NoData, NoSuchDomain, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ class ArcOutcome:
 class _KeyFetcher:
     """A dkimpy ``dnsfunc`` that runs each TXT lookup on the event loop."""
 
-    def __init__(
-        self, resolver: AuthResolver, loop: asyncio.AbstractEventLoop, timeout: float
-    ) -> None:
+    def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.resolver = resolver
         self.loop = loop
         self.timeout = timeout
@@ -139,7 +137,7 @@ def _verify_all(message: bytes, fetch_factory: Callable[[], _KeyFetcher]) -> lis
 
 
 async def verify_dkim(
-    resolver: AuthResolver, message: bytes, key_timeout: float = 10.0
+    resolver: Resolver, message: bytes, key_timeout: float = 10.0
 ) -> list[DkimOutcome]:
     """One outcome per DKIM-Signature field (empty list: the message is unsigned)."""
     loop = asyncio.get_running_loop()
@@ -175,9 +173,7 @@ def _arc(message: bytes, fetch: _KeyFetcher) -> ArcOutcome:
     return ArcOutcome("fail", str(reason), count)
 
 
-async def verify_arc(
-    resolver: AuthResolver, message: bytes, key_timeout: float = 10.0
-) -> ArcOutcome:
+async def verify_arc(resolver: Resolver, message: bytes, key_timeout: float = 10.0) -> ArcOutcome:
     """RFC 8617 5.2: validate the ARC chain; none when the message carries no ARC set."""
     fetch = _KeyFetcher(resolver, asyncio.get_running_loop(), key_timeout)
     return await asyncio.to_thread(_arc, message, fetch)

@@ -17,8 +17,8 @@ from typing import Literal
 
 from publicsuffixlist import PublicSuffixList
 
+from appliance.dns import DnsError, NoData, NoSuchDomain, Resolver
 from appliance.mailauth.dkim_check import DkimOutcome
-from appliance.mailauth.dns import AuthResolver, DnsError, NoData, NoSuchDomain
 from appliance.mailauth.spf import SpfOutcome
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def from_domain(headers: Message) -> tuple[str, str]:
     return domains.pop(), ""
 
 
-async def _fetch(resolver: AuthResolver, domain: str) -> DmarcRecord | None:
+async def _fetch(resolver: Resolver, domain: str) -> DmarcRecord | None:
     try:
         texts = await resolver.lookup(f"_dmarc.{domain}", "TXT")
     except (NoSuchDomain, NoData):
@@ -127,7 +127,7 @@ async def _fetch(resolver: AuthResolver, domain: str) -> DmarcRecord | None:
     return parse_record(records[0])
 
 
-async def discover(resolver: AuthResolver, domain: str) -> tuple[DmarcRecord | None, bool]:
+async def discover(resolver: Resolver, domain: str) -> tuple[DmarcRecord | None, bool]:
     """RFC 7489 6.6.3: query the From domain, then its organizational domain.
 
     Returns (record, found_at_org_domain). Raises DnsError (temporary) and
@@ -148,7 +148,7 @@ def _lower(policy: Policy) -> Policy:
 
 
 async def evaluate(
-    resolver: AuthResolver,
+    resolver: Resolver,
     headers: Message,
     spf: SpfOutcome,
     dkim_results: Sequence[DkimOutcome],

@@ -1,4 +1,4 @@
-"""SPF (RFC 7208) evaluation on an injected :class:`AuthResolver`.
+"""SPF (RFC 7208) evaluation on an injected :class:`Resolver`.
 
 ``check_host`` returns one of none, neutral, pass, fail, softfail, temperror, permerror.
 Every DNS query runs under the resolver's own timeout and an overall deadline; a DNS
@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Literal
 
-from appliance.mailauth.dns import AuthResolver, DnsError, NoData, NoSuchDomain
+from appliance.dns import DnsError, NoData, NoSuchDomain, RdType, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def valid_domain(domain: str) -> bool:
 
 
 class _Check:
-    def __init__(self, resolver: AuthResolver, ip: IpAddress, sender: str, helo: str) -> None:
+    def __init__(self, resolver: Resolver, ip: IpAddress, sender: str, helo: str) -> None:
         self.resolver = resolver
         self.ip = ip
         self.sender = sender
@@ -77,7 +77,7 @@ class _Check:
         self.voids = 0
 
     # ---------------------------------------------------------------- DNS
-    async def _query(self, name: str, rdtype: str) -> list[str]:
+    async def _query(self, name: str, rdtype: RdType) -> list[str]:
         try:
             return await self.resolver.lookup(name, rdtype)
         except (NoSuchDomain, NoData):
@@ -94,7 +94,7 @@ class _Check:
             raise PermError("more than 10 DNS-querying terms")
 
     async def _addresses(self, host: str) -> list[IpAddress]:
-        rdtype = "A" if self.ip.version == 4 else "AAAA"
+        rdtype: RdType = "A" if self.ip.version == 4 else "AAAA"
         out: list[IpAddress] = []
         for text in await self._query(host, rdtype):
             try:
@@ -332,7 +332,7 @@ def _safe_ip(text: str) -> IpAddress | None:
 
 
 async def check_host(
-    resolver: AuthResolver,
+    resolver: Resolver,
     ip: str,
     domain: str,
     sender: str,
@@ -357,7 +357,7 @@ async def check_host(
 
 
 async def check_spf(
-    resolver: AuthResolver, ip: str, mail_from: str, helo: str, deadline: float = 20.0
+    resolver: Resolver, ip: str, mail_from: str, helo: str, deadline: float = 20.0
 ) -> SpfOutcome:
     """Check the MAIL FROM identity, or the HELO identity for the null sender (RFC 7208 2.4)."""
     helo = helo.strip().lower().rstrip(".")

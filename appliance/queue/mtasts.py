@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from appliance.queue.resolver import DnsError, Resolver
+from appliance.dns import DnsError, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class MtaSts:
         await self._ensure_loaded()
         cached = self._cached(domain)
         try:
-            ident = parse_txt(await self.resolver.txt(f"_mta-sts.{domain}"))
+            ident = parse_txt(await self.resolver.lookup(f"_mta-sts.{domain}", "TXT"))
         except DnsError:
             ident = None
         if ident is None:

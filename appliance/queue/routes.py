@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import Smarthost
+from appliance.dns import DnsError, NoData, Resolver, addresses
 from appliance.queue.mtasts import MtaSts, Policy
-from appliance.queue.resolver import DnsError, NoData, NullMx, Resolver, mx_hosts
+from appliance.queue.mx import NullMx, mx_hosts
 from appliance.queue.smtpclient import Target
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Router:
                 if policy.mode == "enforce":
                     continue  # RFC 8461 4.1: enforce -> never deliver to an unlisted MX
             try:
-                addresses = await self.resolver.addresses(mx.name)
+                found = await addresses(self.resolver, mx.name)
             except NoData:
                 continue
             except DnsError:
@@ -132,7 +133,7 @@ class Router:
                 continue
             # RFC 8461 5: enforce -> the TLS session must be verified.
             tls = "verified" if policy is not None and policy.mode == "enforce" else "opportunistic"
-            for address in addresses[:MAX_ADDRESSES_PER_HOST]:
+            for address in found[:MAX_ADDRESSES_PER_HOST]:
                 targets.append(
                     Target(
                         name=mx.name,

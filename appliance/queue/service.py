@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from appliance.dns import Resolver
 from appliance.queue import dkim
 from appliance.queue.engine import DeliveryEngine, RetryPolicy
 from appliance.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyFetcher
-from appliance.queue.resolver import DnsResolver, Resolver
 from appliance.queue.routes import Router
 from appliance.queue.smtpclient import SmtpClient
 from appliance.queue.spool import Entry, EntryNotFound, Spool
@@ -95,7 +95,7 @@ class QueueService:
         self.spool = queue if isinstance(queue, Spool) else Spool(ctx.config.queue_dir)
         self.clock = clock
         self.poll = poll
-        resolver = resolver or DnsResolver()
+        resolver = resolver or ctx.dns  # the daemon's one resolver and cache
         rng = rng or random.Random()  # noqa: S311 - MX order and jitter, not secrets
         mtasts = MtaSts(
             resolver,

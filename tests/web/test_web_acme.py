@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask.testing import FlaskClient
 
+from appliance.dns import SyncResolver
+from tests.dnsfake import FakeResolver
 from tests.harness import free_port, wait_port
 from tests.web.web_helpers import (
     ADMIN,
@@ -40,7 +42,6 @@ from tests.web.web_helpers import (
 )
 from webui import acme_issue, acme_renew, certs, certviews
 from webui.acme_issue import AcmeProblem, AcmeSettings
-from webui.dnscheck import LookupFailed
 from webui.jobs import JobRunner
 
 PEBBLE = shutil.which("pebble")
@@ -271,18 +272,13 @@ def test_renew_failure_keeps_old_certificate(admin: FlaskClient, env: Env) -> No
 
 
 def test_policy_hosts_only_names_that_point_here() -> None:
-    class Dns:
-        records = {
-            ("mail.a.test", "A"): ["192.0.2.1"],
-            ("mta-sts.a.test", "A"): ["192.0.2.1"],
-            ("mta-sts.b.test", "A"): ["198.51.100.7"],  # hosted elsewhere
-        }
-
-        def query(self, name: str, rdtype: str) -> list[str]:
-            if name == "mta-sts.d.test":
-                raise LookupFailed(name)
-            return self.records.get((name, rdtype), [])
-
-    names = acme_issue.policy_hosts("mail.a.test", ["a.test", "b.test", "c.test", "d.test"], Dns())
+    records = {
+        ("mail.a.test", "A"): ["192.0.2.1"],
+        ("mta-sts.a.test", "A"): ["192.0.2.1"],
+        ("mta-sts.b.test", "A"): ["198.51.100.7"],  # hosted elsewhere
+    }
+    resolver = SyncResolver(FakeResolver(records, failing={"mta-sts.d.test"}))
+    domains = ["a.test", "b.test", "c.test", "d.test"]
+    names = acme_issue.policy_hosts("mail.a.test", domains, resolver)
     assert names == ["mta-sts.a.test"]
-    assert acme_issue.policy_hosts("mail.none.test", ["a.test"], Dns()) == []
+    assert acme_issue.policy_hosts("mail.none.test", ["a.test"], resolver) == []

@@ -7,9 +7,9 @@ import stat
 import pytest
 from flask.testing import FlaskClient
 
+from appliance.dns import DnsResolver, SyncResolver
 from tests.web.web_helpers import DOMAIN, HOST, Env, FakeResolver, complete_zone, post
 from webui import dnscheck
-from webui.dnscheck import LookupFailed
 
 
 def by_purpose(checks: list[dnscheck.Check]) -> dict[str, dnscheck.Check]:
@@ -29,14 +29,14 @@ def test_expected_records_include_every_kind(env: Env) -> None:
 
 def test_everything_published_is_all_ok(env: Env) -> None:
     cfg = env.cfg
-    checks = dnscheck.check_all(cfg, DOMAIN, FakeResolver(complete_zone(cfg)))
+    checks = dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver(complete_zone(cfg))))
     bad = [(c.record.name, c.status, c.detail) for c in checks if c.status != "ok"]
     assert bad == []
     assert dnscheck.summary(checks) == "ok"
 
 
 def test_empty_zone_required_red_optional_amber(env: Env) -> None:
-    checks = dnscheck.check_all(env.cfg, DOMAIN, FakeResolver())
+    checks = dnscheck.check_all(env.cfg, DOMAIN, SyncResolver(FakeResolver()))
     for c in checks:
         assert c.status == ("error" if c.record.required else "warning"), c.record
     assert dnscheck.summary(checks) == "error"
@@ -64,7 +64,7 @@ def test_wrong_values_flagged(
     cfg = env.cfg
     zone = complete_zone(cfg)
     zone[key] = values
-    checks = dnscheck.check_all(cfg, DOMAIN, FakeResolver(zone))
+    checks = dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver(zone)))
     (check,) = [c for c in checks if c.record.name == key[0] and c.record.rdtype == key[1]]
     assert check.status == status
     assert detail in check.detail
@@ -76,7 +76,7 @@ def test_cname_answered_by_a_record_is_fine(env: Env) -> None:
     zone = complete_zone(cfg)
     del zone[(f"autoconfig.{DOMAIN}", "CNAME")]
     zone[(f"autoconfig.{DOMAIN}", "A")] = ["192.0.2.10"]
-    checks = by_purpose(dnscheck.check_all(cfg, DOMAIN, FakeResolver(zone)))
+    checks = by_purpose(dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver(zone))))
     assert checks[f"Client setup (autoconfig) autoconfig.{DOMAIN}"].status == "ok"
 
 
@@ -84,18 +84,13 @@ def test_ptr_wrong_name(env: Env) -> None:
     cfg = env.cfg
     zone = complete_zone(cfg)
     zone[("10.2.0.192.in-addr.arpa", "PTR")] = ["dsl-192-0-2-10.isp.example"]
-    checks = dnscheck.check_all(cfg, DOMAIN, FakeResolver(zone))
+    checks = dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver(zone)))
     ptr = next(c for c in checks if c.record.rdtype == "PTR")
     assert ptr.status == "error" and "dsl-192-0-2-10.isp.example" in ptr.found
 
 
-class FailingResolver(FakeResolver):
-    def query(self, name: str, rdtype: str) -> list[str]:
-        raise LookupFailed(f"{name} {rdtype}: Timeout")
-
-
 def test_dns_outage_is_a_warning_not_an_error(env: Env) -> None:
-    checks = dnscheck.check_all(env.cfg, DOMAIN, FailingResolver())
+    checks = dnscheck.check_all(env.cfg, DOMAIN, SyncResolver(FakeResolver(dead=True)))
     assert {c.status for c in checks} == {"warning"}
     assert "did not answer" in checks[0].detail
 
@@ -137,13 +132,11 @@ def test_dnspython_resolver_against_local_server(env: Env) -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    resolver = dnscheck.DnsPythonResolver(lifetime=3)
-    resolver._resolver.nameservers = ["127.0.0.1"]
-    resolver._resolver.port = port
+    resolver = SyncResolver(DnsResolver(timeout=3, nameservers=["127.0.0.1"], port=port))
     try:
-        assert resolver.query("pillarbox.test", "MX") == ["10 mail.pillarbox.test"]
-        assert resolver.query("pillarbox.test", "TXT") == ["v=spf1 mx -all"]
-        assert resolver.query("nothing.pillarbox.test", "A") == []
+        assert dnscheck.published(resolver, "pillarbox.test", "MX") == ["10 mail.pillarbox.test"]
+        assert dnscheck.published(resolver, "pillarbox.test", "TXT") == ["v=spf1 mx -all"]
+        assert dnscheck.published(resolver, "nothing.pillarbox.test", "A") == []
     finally:
         sock.close()
         thread.join(5)
@@ -249,6 +242,6 @@ def test_unreadable_dkim_key_is_reported(env: Env) -> None:
     cfg = env.cfg
     cfg.dkim_dir.parent.mkdir(parents=True, exist_ok=True)
     cfg.dkim_dir.write_text("not a directory")  # key creation fails with an OSError
-    checks = dnscheck.check_all(cfg, DOMAIN, FakeResolver())
+    checks = dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver()))
     (dkim_check,) = [c for c in checks if "._domainkey." in c.record.name]
     assert dkim_check.status == "error" and "unsigned" in dkim_check.detail

@@ -26,7 +26,9 @@ from flask.testing import FlaskClient
 from appliance import config
 from appliance.accounts import Accounts, LoginThrottle
 from appliance.ctl.protocol import CtlError
+from appliance.dns import SyncResolver
 from appliance.queue import dkim
+from tests.dnsfake import FakeResolver
 from tests.harness import REPO, write_config
 from webui import create_app, dnscheck
 from webui.disks import Disk, Partition
@@ -38,18 +40,6 @@ HELPER = REPO / "firmware-hooks" / "root_helper.py"
 ADMIN = "admin@pillarbox.test"
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class FakeResolver:
-    """DNS answers from a dictionary: {(name, rdtype): [values]}; anything else is absent."""
-
-    def __init__(self, records: dict[tuple[str, str], list[str]] | None = None) -> None:
-        self.records = records or {}
-        self.queries: list[tuple[str, str]] = []
-
-    def query(self, name: str, rdtype: str) -> list[str]:
-        self.queries.append((name, rdtype))
-        return list(self.records.get((name.rstrip(".").lower(), rdtype), []))
 
 
 BACKUPS_OFF: dict[str, Any] = {
@@ -198,7 +188,7 @@ def make_app(env: Env, throttle: LoginThrottle | None = None) -> Flask:
     )
     app = create_app(
         env.cfg_path,
-        resolver=env.resolver,
+        resolver=SyncResolver(env.resolver),
         helper=helper,
         ctl_factory=lambda _path: env.ctl,
         disks=lambda: list(env.disks),

@@ -13,8 +13,8 @@ from appliance import config
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
 from appliance.filters.setup import build_filters
 from appliance.filters.sieve_store import SieveStore
+from tests.dnsfake import FakeResolver
 from tests.protocol.filters.services import EICAR
-from tests.unit.mailauth.fakedns import FakeResolver
 
 
 @dataclass

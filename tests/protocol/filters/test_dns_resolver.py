@@ -1,4 +1,4 @@
-"""DnsAuthResolver against a tiny authoritative DNS server on a loopback UDP port."""
+"""DnsResolver as SPF and DNSBL use it, against a tiny DNS server on a loopback UDP port."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from appliance.dns import DnsError, DnsResolver, NoData, NoSuchDomain
 from appliance.filters.dnsbl import DnsblFilter
-from appliance.mailauth.dns import DnsAuthResolver, DnsError, NoData, NoSuchDomain
 from appliance.mailauth.spf import check_spf
 
 ZONE: dict[tuple[str, str], list[str]] = {
@@ -70,8 +70,8 @@ def dns_port() -> Iterator[int]:
     sock.close()
 
 
-def resolver(port: int, timeout: float = 2.0) -> DnsAuthResolver:
-    return DnsAuthResolver(timeout=timeout, nameservers=["127.0.0.1"], port=port)
+def resolver(port: int, timeout: float = 2.0) -> DnsResolver:
+    return DnsResolver(timeout=timeout, nameservers=["127.0.0.1"], port=port)
 
 
 def test_record_types(dns_port: int) -> None:

@@ -25,10 +25,10 @@ from cryptography.x509.oid import NameOID
 from appliance import config as config_mod
 from appliance.queue.engine import DeliveryEngine, RetryPolicy
 from appliance.queue.mtasts import MtaSts, PolicyFetcher
-from appliance.queue.resolver import NoData, NoSuchDomain
 from appliance.queue.routes import Router
 from appliance.queue.smtpclient import SmtpClient
 from appliance.queue.spool import Spool
+from tests.dnsfake import FakeResolver
 
 # ------------------------------------------------------------------ PKI
 
@@ -237,31 +237,6 @@ def sinks() -> Iterator[Callable[..., tuple[SinkHandler, LoopbackController]]]:
 
 
 @dataclass
-class FakeResolver:
-    mx_records: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    hosts: dict[str, list[str]] = field(default_factory=dict)
-    txt_records: dict[str, list[str]] = field(default_factory=dict)
-    nxdomain: set[str] = field(default_factory=set)
-
-    async def mx(self, domain: str) -> list[tuple[int, str]]:
-        if domain in self.nxdomain:
-            raise NoSuchDomain(domain)
-        if domain not in self.mx_records:
-            raise NoData(domain)
-        return list(self.mx_records[domain])
-
-    async def addresses(self, host: str) -> list[str]:
-        if host not in self.hosts:
-            raise NoData(host)
-        return list(self.hosts[host])
-
-    async def txt(self, name: str) -> list[str]:
-        if name not in self.txt_records:
-            raise NoData(name)
-        return list(self.txt_records[name])
-
-
-@dataclass
 class FakeClock:
     now: float = 1_700_000_000.0
 
@@ -322,8 +297,8 @@ class World:
         )
 
     def add_mx(self, domain: str, host: str, port: int, preference: int = 10) -> None:
-        self.resolver.mx_records.setdefault(domain, []).append((preference, host))
-        self.resolver.hosts[host] = ["127.0.0.1"]
+        self.resolver.add(domain, "MX", f"{preference} {host}")
+        self.resolver.records[(host, "A")] = ["127.0.0.1"]
         self.ports[host] = port
 
     def message(self, sender: str = "alice@pillarbox.test", to: str = "bob@example.net") -> Path:

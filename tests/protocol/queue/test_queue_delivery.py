@@ -92,7 +92,7 @@ def test_mx_preference_order_and_fallback(world, sinks) -> None:
 
 def test_implicit_mx_when_no_mx_record(world, sinks) -> None:
     handler, ctl = sinks()
-    world.resolver.hosts["example.net"] = ["127.0.0.1"]
+    world.resolver.add("example.net", "A", "127.0.0.1")
     world.ports["example.net"] = ctl.port
     world.spool.enqueue("a@pillarbox.test", ["b@example.net"], world.message())
     _run(world.engine().run_due())
@@ -215,7 +215,7 @@ def test_null_sender_never_bounced(world, sinks) -> None:
 
 
 def test_null_mx_bounces_without_connecting(world) -> None:
-    world.resolver.mx_records["nomail.example"] = [(0, "")]
+    world.resolver.add("nomail.example", "MX", "0 .")
     world.spool.enqueue("alice@pillarbox.test", ["x@nomail.example"], world.message())
     _run(world.engine().run_due())
     [(_, dsn)] = world.bounces.sent
@@ -224,7 +224,7 @@ def test_null_mx_bounces_without_connecting(world) -> None:
 
 
 def test_nxdomain_bounces(world) -> None:
-    world.resolver.nxdomain.add("nowhere.example")
+    # the resolver knows no nowhere.example: NXDOMAIN
     world.spool.enqueue("alice@pillarbox.test", ["x@nowhere.example"], world.message())
     _run(world.engine().run_due())
     [(_, dsn)] = world.bounces.sent

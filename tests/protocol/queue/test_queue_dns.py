@@ -16,14 +16,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from appliance.queue.resolver import (
-    DnsResolver,
-    MxHost,
-    NoData,
-    NoSuchDomain,
-    NullMx,
-    mx_hosts,
-)
+from appliance.dns import DnsResolver, NoData, NoSuchDomain, addresses, mx
+from appliance.queue.mx import MxHost, NullMx, mx_hosts
+from tests.dnsfake import FakeResolver
 
 ZONE: dict[tuple[str, str], list[str]] = {
     ("example.net.", "MX"): ["10 mx1.example.net.", "20 mx2.example.net."],
@@ -84,12 +79,12 @@ def resolver() -> Iterator[DnsResolver]:
 
 def test_mx_and_addresses(resolver: DnsResolver) -> None:
     async def go() -> None:
-        assert sorted(await resolver.mx("example.net")) == [
+        assert sorted(await mx(resolver, "example.net")) == [
             (10, "mx1.example.net"),
             (20, "mx2.example.net"),
         ]
-        assert await resolver.addresses("mx1.example.net") == ["192.0.2.1", "2001:db8::1"]
-        assert await resolver.txt("_mta-sts.example.net") == ["v=STSv1; id=20261123"]
+        assert await addresses(resolver, "mx1.example.net") == ["192.0.2.1", "2001:db8::1"]
+        assert await resolver.lookup("_mta-sts.example.net", "TXT") == ["v=STSv1; id=20261123"]
 
     asyncio.run(go())
 
@@ -97,11 +92,11 @@ def test_mx_and_addresses(resolver: DnsResolver) -> None:
 def test_errors(resolver: DnsResolver) -> None:
     async def go() -> None:
         with pytest.raises(NoSuchDomain):
-            await resolver.mx("missing.example")
+            await mx(resolver, "missing.example")
         with pytest.raises(NoData):
-            await resolver.mx("plain.example")
+            await mx(resolver, "plain.example")
         with pytest.raises(NoData):
-            await resolver.addresses("example.net")
+            await addresses(resolver, "example.net")
 
     asyncio.run(go())
 
@@ -120,25 +115,15 @@ def test_mx_hosts_via_real_resolver(resolver: DnsResolver) -> None:
     asyncio.run(go())
 
 
-class StaticMx:
-    def __init__(self, records: list[tuple[int, str]]) -> None:
-        self.records = records
-
-    async def mx(self, domain: str) -> list[tuple[int, str]]:
-        return list(self.records)
-
-    async def addresses(self, host: str) -> list[str]:
-        return []
-
-    async def txt(self, name: str) -> list[str]:
-        return []
+def static_mx(records: list[tuple[int, str]]) -> FakeResolver:
+    return FakeResolver({("x", "MX"): [f"{pref} {host}" for pref, host in records]})
 
 
 def test_equal_preferences_are_shuffled_lower_first() -> None:
     records = [(20, "c"), (10, "a1"), (10, "a2"), (10, "a3"), (30, "d")]
     orders = set()
     for seed in range(40):
-        hosts = asyncio.run(mx_hosts(StaticMx(records), "x", random.Random(seed)))
+        hosts = asyncio.run(mx_hosts(static_mx(records), "x", random.Random(seed)))
         names = [h.name for h in hosts]
         assert set(names[:3]) == {"a1", "a2", "a3"}
         assert names[3:] == ["c", "d"]

@@ -15,8 +15,9 @@ import pytest
 from appliance import config as config_mod
 from appliance.queue import dkim
 from appliance.queue.mtasts import HttpsPolicyFetcher, MtaSts, parse_policy
+from tests.dnsfake import FakeResolver
 
-from .conftest import Authenticator, FakeClock, FakeResolver, Pki, World
+from .conftest import Authenticator, FakeClock, Pki, World
 
 
 def _run(coro: object) -> object:
@@ -210,7 +211,7 @@ def policy_server(pki: Pki) -> Iterator[PolicyServer]:
 
 def _sts(world: World, server: PolicyServer, pki: Pki, mode: str, mx: str) -> None:
     server.body = f"version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n"
-    world.resolver.txt_records["_mta-sts.example.net"] = ["v=STSv1; id=20261123"]
+    world.resolver.add("_mta-sts.example.net", "TXT", "v=STSv1; id=20261123")
     world.fetcher = HttpsPolicyFetcher(
         lambda: pki.client_context(True), lambda host: ("127.0.0.1", server.port), timeout=5
     )
@@ -266,7 +267,7 @@ def test_mta_sts_testing_only_logs(world: World, sinks, pki, policy_server) -> N
 
 
 def test_mta_sts_policy_cached_for_max_age(pki: Pki, policy_server: PolicyServer) -> None:
-    resolver = FakeResolver(txt_records={"_mta-sts.example.net": ["v=STSv1; id=abc1"]})
+    resolver = FakeResolver({("_mta-sts.example.net", "TXT"): ["v=STSv1; id=abc1"]})
     policy_server.body = "version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 600\n"
     clock = FakeClock()
     fetcher = HttpsPolicyFetcher(
@@ -279,11 +280,11 @@ def test_mta_sts_policy_cached_for_max_age(pki: Pki, policy_server: PolicyServer
         assert p1 is not None and p1.mode == "enforce" and p1.mx == ("mx.example.net",)
         await sts.policy("example.net")
         assert policy_server.hits == 1  # same id, within max_age: cache
-        resolver.txt_records.pop("_mta-sts.example.net")
+        resolver.records.pop(("_mta-sts.example.net", "TXT"))
         assert await sts.policy("example.net") == p1  # TXT gone: cached policy still holds
         clock.now += 601
         assert await sts.policy("example.net") is None  # expired, no TXT: no policy
-        resolver.txt_records["_mta-sts.example.net"] = ["v=STSv1; id=abc2"]
+        resolver.records[("_mta-sts.example.net", "TXT")] = ["v=STSv1; id=abc2"]
         await sts.policy("example.net")
         assert policy_server.hits == 2
 
@@ -297,7 +298,7 @@ def test_mta_sts_fetch_requires_valid_certificate(pki: Pki, tmp_path: Path) -> N
         fetcher = HttpsPolicyFetcher(
             lambda: pki.client_context(True), lambda host: ("127.0.0.1", server.port), 5
         )
-        resolver = FakeResolver(txt_records={"_mta-sts.example.net": ["v=STSv1; id=x1"]})
+        resolver = FakeResolver({("_mta-sts.example.net", "TXT"): ["v=STSv1; id=x1"]})
         sts = MtaSts(resolver, fetcher, FakeClock())
         assert asyncio.run(sts.policy("example.net")) is None
     finally:
@@ -354,7 +355,7 @@ def test_lf_only_message_signed_after_crlf_normalisation(world: World, sinks) ->
 
 
 def test_mta_sts_cache_survives_restart(pki: Pki, policy_server: PolicyServer, tmp_path) -> None:
-    resolver = FakeResolver(txt_records={"_mta-sts.example.net": ["v=STSv1; id=p1"]})
+    resolver = FakeResolver({("_mta-sts.example.net", "TXT"): ["v=STSv1; id=p1"]})
     policy_server.body = "version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 600\n"
     clock = FakeClock()
     fetcher = HttpsPolicyFetcher(
@@ -365,7 +366,7 @@ def test_mta_sts_cache_survives_restart(pki: Pki, policy_server: PolicyServer, t
     policy = asyncio.run(first.policy("example.net"))
     assert policy is not None and cache.exists()
     # After a restart, with the TXT record blocked, the cached policy still applies.
-    resolver.txt_records.clear()
+    resolver.records.clear()
     second = MtaSts(resolver, fetcher, clock, cache_file=cache)
     assert asyncio.run(second.policy("example.net")) == policy
     assert policy_server.hits == 1

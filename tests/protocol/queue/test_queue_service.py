@@ -157,7 +157,6 @@ def test_ctl_handlers(world: World) -> None:
     ctx = _context(world)
     spool = Spool(world.tmp / "queue", clock=clock)
     ctx.queue = spool
-    world.resolver.nxdomain.clear()
     [svc] = create(ctx)  # registers queue.* handlers on the ctl socket
     assert isinstance(svc, QueueService)
     svc.clock = clock

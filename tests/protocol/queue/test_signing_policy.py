@@ -29,18 +29,19 @@ from appliance.accounts import Accounts, Authenticator, LoginThrottle
 from appliance.daemon import Context
 from appliance.delivery.srs import srs_for
 from appliance.events import ChangeBus
+from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_store import store_for
 from appliance.filters.sieve_vacation import VacationTracker
-from appliance.mailauth.filter import MailAuthFilter, MailAuthSettings
 from appliance.queue import dkim
 from appliance.queue.service import QueueService
 from appliance.queue.spool import Spool
 from appliance.store.base import INBOX
 from appliance.store.maildir import MaildirStore
 from appliance.tls import TlsManager
+from tests.dnsfake import FakeResolver
 from tests.harness import write_config
-from tests.unit.mailauth.fakedns import FakeResolver, make_dkim_key
+from tests.unit.mailauth.dkimkeys import make_dkim_key
 
 from .conftest import SinkHandler
 

@@ -12,7 +12,7 @@ from appliance.filters.base import InboundMessage
 from appliance.filters.dnsbl import DnsblFilter, query_name
 from appliance.filters.greylist import Greylist, GreylistFilter, GreylistSettings, client_network
 from appliance.filters.rspamd import ScanResult, SpamThresholds, spam_verdict
-from tests.unit.mailauth.fakedns import FakeResolver
+from tests.dnsfake import FakeResolver
 
 
 def inbound(tmp_path: Path, ip: str = "198.51.100.20", **kw: object) -> InboundMessage:

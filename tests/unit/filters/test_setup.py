@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from appliance import config
+from appliance.dns import DnsResolver
 from appliance.filters.setup import build_filters
-from tests.unit.mailauth.fakedns import FakeResolver
+from tests.dnsfake import FakeResolver
 
 
 @dataclass
@@ -105,8 +106,10 @@ def test_service_rebuilds_chain_on_reload(tmp_path: Path) -> None:
         filters: list[Any]
         recipient_filters: list[Any]
         ctl_handlers: dict[str, Any]
+        dns: DnsResolver
 
-    ctx = DaemonCtx(cfg(tmp_path, {"mailauth": False, "sieve": False}), Queue(), [], [], {})
+    off = cfg(tmp_path, {"mailauth": False, "sieve": False})
+    ctx = DaemonCtx(off, Queue(), [], [], {}, DnsResolver(nameservers=["127.0.0.1"]))
     svc = FiltersService(ctx)  # type: ignore[arg-type]
     asyncio.run(svc.start())
     assert svc.status() == {"filters": [], "recipient_filters": []}

@@ -7,7 +7,7 @@ import dkim as dkimpy
 import pytest
 
 from appliance.mailauth.arc_seal import ArcSealError, arc_sets, seal, sealing_results
-from tests.unit.mailauth.fakedns import make_dkim_key
+from tests.unit.mailauth.dkimkeys import make_dkim_key
 
 BOX = "mail.pillarbox.test"
 KEY = make_dkim_key(1024)

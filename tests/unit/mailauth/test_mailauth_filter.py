@@ -10,10 +10,11 @@ import dkim
 import pytest
 
 from appliance.filters.base import InboundMessage
+from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.mailauth import dmarc
 from appliance.mailauth.dkim_check import verify_arc, verify_dkim
-from appliance.mailauth.filter import MailAuthFilter, MailAuthSettings
-from tests.unit.mailauth.fakedns import DkimKey, FakeResolver, make_dkim_key
+from tests.dnsfake import FakeResolver
+from tests.unit.mailauth.dkimkeys import DkimKey, make_dkim_key
 
 KEY = make_dkim_key()
 OTHER_KEY = make_dkim_key()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from appliance.mailauth.spf import check_host, check_spf
-from tests.unit.mailauth.fakedns import FakeResolver
+from tests.dnsfake import FakeResolver
 
 
 def _resolver() -> FakeResolver:

@@ -15,10 +15,10 @@ import random
 from dataclasses import dataclass
 from email.message import Message
 
+from appliance.dns import Resolver
 from appliance.filters.base import InboundMessage, Verdict
 from appliance.mailauth import dmarc
 from appliance.mailauth.dkim_check import verify_arc, verify_dkim
-from appliance.mailauth.dns import AuthResolver
 from appliance.mailauth.results import AuthOutcome, format_header
 from appliance.mailauth.spf import check_spf
 
@@ -48,7 +48,7 @@ class MailAuthFilter:
 
     def __init__(
         self,
-        resolver: AuthResolver,
+        resolver: Resolver,
         settings: MailAuthSettings,
         rng: random.Random | None = None,
     ) -> None:
