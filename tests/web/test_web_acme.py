@@ -9,16 +9,10 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.message
-import dns.rdatatype
-import dns.rrset
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,6 +22,7 @@ from flask.testing import FlaskClient
 
 from appliance.dns import SyncResolver
 from tests.dnsfake import FakeResolver
+from tests.dnsserver import DnsServer
 from tests.harness import free_port, wait_port
 from tests.web.web_helpers import (
     ADMIN,
@@ -84,40 +79,6 @@ def _tls_pair(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class FakeDns:
-    """UDP DNS on loopback: HOST is 127.0.0.1, every other question an empty answer."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        deadline = time.monotonic() + 120
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                continue
-            query = dns.message.from_wire(data)
-            reply = dns.message.make_response(query)
-            q = query.question[0]
-            name = q.name.to_text().rstrip(".").lower()
-            if name in (HOST, POLICY_HOST) and q.rdtype == dns.rdatatype.A:
-                reply.answer.append(dns.rrset.from_text(q.name, 60, "IN", "A", self.address))
-            self.sock.sendto(reply.to_wire(), peer)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
 @pytest.fixture(params=["127.0.0.1"])
 def acme_box(
     request: pytest.FixtureRequest, tmp_path: Path, accounts_template: Path
@@ -142,7 +103,8 @@ def acme_box(
             }
         )
     )
-    fake_dns = FakeDns(request.param)
+    # HOST and POLICY_HOST resolve to the address under test (pebble's HTTP-01 check)
+    fake_dns = DnsServer({(HOST, "A"): [request.param], (POLICY_HOST, "A"): [request.param]}, 60)
     pebble_env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
     pebble = subprocess.Popen(
         [str(PEBBLE), "-config", str(cfg_json), "-dnsserver", f"127.0.0.1:{fake_dns.port}"],

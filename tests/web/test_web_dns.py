@@ -8,6 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from appliance.dns import DnsResolver, SyncResolver
+from tests.dnsserver import DnsServer
 from tests.web.web_helpers import DOMAIN, HOST, Env, FakeResolver, complete_zone, post
 from webui import dnscheck
 
@@ -97,49 +98,15 @@ def test_dns_outage_is_a_warning_not_an_error(env: Env) -> None:
 
 def test_dnspython_resolver_against_local_server(env: Env) -> None:
     """The real resolver class against a tiny UDP DNS server on loopback."""
-    import socket
-    import threading
-
-    import dns.message
-    import dns.rrset
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    port = sock.getsockname()[1]
-
-    def serve() -> None:
-        for _ in range(3):
-            try:
-                data, peer = sock.recvfrom(4096)
-            except OSError:
-                return
-            query = dns.message.from_wire(data)
-            reply = dns.message.make_response(query)
-            q = query.question[0]
-            name = q.name.to_text()
-            if name == "pillarbox.test." and q.rdtype == dns.rdatatype.MX:
-                reply.answer.append(
-                    dns.rrset.from_text(name, 300, "IN", "MX", "10 Mail.Pillarbox.Test.")
-                )
-            elif name == "pillarbox.test." and q.rdtype == dns.rdatatype.TXT:
-                reply.answer.append(
-                    dns.rrset.from_text(name, 300, "IN", "TXT", '"v=spf1 " "mx -all"')
-                )
-            else:
-                reply.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(reply.to_wire(), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    resolver = SyncResolver(DnsResolver(timeout=3, nameservers=["127.0.0.1"], port=port))
-    try:
+    zone = {
+        ("pillarbox.test", "MX"): ["10 Mail.Pillarbox.Test."],
+        ("pillarbox.test", "TXT"): ['"v=spf1 " "mx -all"'],
+    }
+    with DnsServer(zone) as server:
+        resolver = SyncResolver(DnsResolver(timeout=3, nameservers=["127.0.0.1"], port=server.port))
         assert dnscheck.published(resolver, "pillarbox.test", "MX") == ["10 mail.pillarbox.test"]
         assert dnscheck.published(resolver, "pillarbox.test", "TXT") == ["v=spf1 mx -all"]
         assert dnscheck.published(resolver, "nothing.pillarbox.test", "A") == []
-    finally:
-        sock.close()
-        thread.join(5)
 
 
 # ------------------------------------------------------------------ the page and its forms

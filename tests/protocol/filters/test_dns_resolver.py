@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from appliance.dns import DnsError, DnsResolver, NoData, NoSuchDomain
 from appliance.filters.dnsbl import DnsblFilter
 from appliance.mailauth.spf import check_spf
+from tests.dnsserver import DnsServer
 
 ZONE: dict[tuple[str, str], list[str]] = {
     ("example.org.", "TXT"): ['"v=spf1 ip4:192.0.2.0/24 " "include:_spf.example.org -all"'],
@@ -28,46 +22,10 @@ ZONE: dict[tuple[str, str], list[str]] = {
 }
 
 
-def _answer(wire: bytes) -> bytes | None:
-    query = dns.message.from_wire(wire)
-    q = query.question[0]
-    name, rdtype = q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype)
-    if name.startswith("silent."):
-        return None  # never answers: the client must time out
-    reply = dns.message.make_response(query)
-    reply.flags |= dns.flags.AA
-    if name.startswith("broken."):
-        reply.set_rcode(dns.rcode.SERVFAIL)
-    elif (name, rdtype) in ZONE:
-        reply.answer.append(dns.rrset.from_text_list(name, 60, "IN", rdtype, ZONE[name, rdtype]))
-    elif not any(n == name for n, _ in ZONE):
-        reply.set_rcode(dns.rcode.NXDOMAIN)
-    return reply.to_wire()
-
-
 @pytest.fixture(scope="module")
 def dns_port() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                wire, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            reply = _answer(wire)
-            if reply is not None:
-                sock.sendto(reply, peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    sock.close()
+    with DnsServer(ZONE, ttl=60) as server:
+        yield server.port
 
 
 def resolver(port: int, timeout: float = 2.0) -> DnsResolver:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import threading
 from collections.abc import Iterator
 
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from appliance.dns import DnsResolver, NoData, NoSuchDomain, addresses, mx
 from appliance.queue.mx import MxHost, NullMx, mx_hosts
 from tests.dnsfake import FakeResolver
+from tests.dnsserver import DnsServer
 
 ZONE: dict[tuple[str, str], list[str]] = {
     ("example.net.", "MX"): ["10 mx1.example.net.", "20 mx2.example.net."],
@@ -31,48 +24,9 @@ ZONE: dict[tuple[str, str], list[str]] = {
 }
 
 
-class DnsServer:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        names = {name for name, _ in ZONE}
-        while self.running:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text()
-            rdtype = dns.rdatatype.to_text(question.rdtype)
-            records = ZONE.get((name, rdtype))
-            if records:
-                response.answer.append(
-                    dns.rrset.from_text_list(name, 300, dns.rdataclass.IN, rdtype, records)
-                )
-            elif name not in names:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), peer)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def resolver() -> Iterator[DnsResolver]:
-    server = DnsServer()
+    server = DnsServer(ZONE)
     yield DnsResolver(timeout=3, nameservers=["127.0.0.1"], port=server.port)
     server.close()
 
