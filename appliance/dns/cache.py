@@ -72,8 +72,10 @@ class DnsCache:
                 self._drop(key)
                 return None
             self._entries.move_to_end(key)
-        if entry.negative is not None:
-            raise entry.negative(f"{key[0]}: no {rdtype} (cached)")
+        if entry.negative is NoSuchDomain:
+            raise NoSuchDomain(f"{key[0]}: no such domain")
+        if entry.negative is NoData:
+            raise NoData(f"{key[0]}: no {rdtype} record")
         return list(entry.values)
 
     def put(self, name: str, rdtype: str, values: Sequence[str], ttl: float) -> None:

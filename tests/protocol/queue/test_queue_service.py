@@ -17,6 +17,7 @@ import pytest
 from appliance.accounts import Accounts, Authenticator
 from appliance.daemon import Context
 from appliance.events import ChangeBus
+from appliance.filters.setup import build_filters
 from appliance.queue.service import QueueService, StoreBounces, create
 from appliance.queue.spool import EntryNotFound, Spool
 from appliance.store.base import DeliveryTarget
@@ -199,3 +200,15 @@ def test_bounce_to_unknown_local_sender_is_dropped(world: World) -> None:
     asyncio.run(StoreBounces(ctx, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
     assert spool.ids() == []
     assert ctx.store.delivered == []  # type: ignore[attr-defined]
+
+
+def test_queue_and_filters_share_the_daemons_dns_cache(world: World) -> None:
+    """One resolver and one cache in the daemon: the queue uses Context.dns, the filters
+    the same with their own time budget (filters.dns_timeout)."""
+    ctx = _context(world)
+    svc = QueueService(ctx)
+    filters, _ = build_filters(ctx)
+    [mailauth] = [f for f in filters if f.name == "mailauth"]
+    assert svc.engine.router.resolver is ctx.dns and ctx.dns.cache is not None
+    assert mailauth.resolver.cache is ctx.dns.cache  # type: ignore[attr-defined]
+    assert mailauth.resolver.timeout == ctx.config.filters.dns_timeout  # type: ignore[attr-defined]
