@@ -3,8 +3,8 @@
 :func:`expected_records` says what to publish; :func:`check_all` looks each record up
 through the box's DNS interface (:class:`appliance.dns.SyncLookup`: dnspython in
 production, the test suite's fake in tests) and rates it ok / warning / error with the
-value found. Lookups run in a small thread pool so one
-slow name server does not add up across fifteen records.
+value found. Lookups run in a small thread pool so one slow name server does not add up
+across fifteen records.
 """
 
 from __future__ import annotations
