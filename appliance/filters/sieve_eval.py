@@ -7,13 +7,16 @@ and storing happen elsewhere (appliance.filters.sieve_filter); this module is pu
 
 from __future__ import annotations
 
+import datetime as dt
 import email.header
 import email.utils
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
+from appliance.filters.sieve_date import date_part, header_date, zone_of
 from appliance.filters.sieve_parse import Argument, Command, StringList, Test
 
 MAX_REDIRECTS = 5  # RFC 5228 4.2: implementations may limit redirects per script
@@ -81,22 +84,56 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+_RELATIONS = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
+
+
+def _numeric(text: str) -> float:
+    # RFC 4790 9.1.1: the leading digits as a number; no leading digit is positive infinity.
+    digits = re.match(r"\d*", text)
+    return float(int(digits.group())) if digits and digits.group() else float("inf")
+
+
 @dataclass(frozen=True)
 class Matcher:
     match_type: str = "is"
     comparator: str = "i;ascii-casemap"
+    relation: str = ""  # RFC 5231: the operator of :value / :count
 
     @classmethod
     def of(cls, node: Test) -> Matcher:
-        match_type = "is"
+        match_type, relation = "is", ""
         for name in ("is", "contains", "matches"):
             if name in node.tags:
                 match_type = name
+        for name in ("value", "count"):
+            op = node.tags.get(name)
+            if isinstance(op, StringList):
+                match_type, relation = name, op.values[0].lower()
         comp = node.tags.get("comparator")
         comparator = comp.values[0].lower() if isinstance(comp, StringList) else "i;ascii-casemap"
-        return cls(match_type, comparator)
+        return cls(match_type, comparator, relation)
+
+    def _order(self, value: str, key: str) -> bool:
+        compare = _RELATIONS[self.relation]
+        if self.comparator == "i;ascii-numeric":
+            return bool(compare(_numeric(value), _numeric(key)))
+        if self.comparator == "i;ascii-casemap":
+            value, key = _ascii_lower(value), _ascii_lower(key)
+        # RFC 4790 9.3 / 9.2: octet order (of the case-mapped strings).
+        return bool(compare(value.encode("utf-8"), key.encode("utf-8")))
 
     def match(self, value: str, key: str) -> bool:
+        if self.match_type == "value":
+            return self._order(value, key)  # RFC 5231 4.1: value OP key
+        if self.comparator == "i;ascii-numeric":
+            return _numeric(value) == _numeric(key)  # RFC 4790 9.1: equality only
         if self.comparator == "i;ascii-casemap":
             # RFC 4790 9.2: ASCII letters compare case-insensitively.
             value, key = _ascii_lower(value), _ascii_lower(key)
@@ -107,6 +144,10 @@ class Matcher:
         return _glob(key).fullmatch(value) is not None
 
     def any(self, values: Iterable[str], keys: Sequence[str]) -> bool:
+        if self.match_type == "count":
+            # RFC 5231 4.2: the number of values, compared with each key.
+            count = str(sum(1 for v in values if v != ""))
+            return any(self._order(count, k) for k in keys)
         return any(self.match(v, k) for v in values for k in keys)
 
 
@@ -221,10 +262,14 @@ class _State:
 
 
 class Interpreter:
-    def __init__(self, script: list[Command], msg: SieveMessage) -> None:
+    def __init__(
+        self, script: list[Command], msg: SieveMessage, now: dt.datetime | None = None
+    ) -> None:
         self.script = script
         self.msg = msg
         self.state = _State()
+        # RFC 5260 5: currentdate is the time the script runs, in the box's local zone.
+        self.now = now if now is not None else dt.datetime.now().astimezone()
 
     def run(self) -> SieveOutcome:
         try:
@@ -397,8 +442,29 @@ class Interpreter:
         if name == "hasflag":
             # RFC 5232 4: any flag in the internal variable matches any key.
             return matcher.any(self.state.flags, sorted(split_flags(_strings(test.positional[0]))))
+        if name in ("date", "currentdate"):
+            return matcher.any(self._dates(test), _strings(test.positional[-1]))
         raise SieveRuntimeError(f"unknown test {name}")  # pragma: no cover
 
+    def _dates(self, test: Test) -> list[str]:
+        """The date-part values a date / currentdate test compares (RFC 5260 4, 5)."""
+        zone = _strings(test.tags.get("zone"))
+        part = _strings(test.positional[-2])[0]
+        if test.name == "currentdate":
+            moments = [self.now]
+        else:
+            field_name = _strings(test.positional[0])[0]
+            found = (header_date(v, field_name) for v in raw_headers(self.msg.headers, field_name))
+            # RFC 5260 4.1: a field without a usable date makes the test false.
+            moments = [m for m in found if m is not None][:1]
+            if "originalzone" not in test.tags and not zone:
+                moments = [m.astimezone(self.now.tzinfo) for m in moments]
+        if zone:
+            moments = [m.astimezone(zone_of(zone[0])) for m in moments]
+        return [date_part(m, part) for m in moments]
 
-def run_script(script: list[Command], msg: SieveMessage) -> SieveOutcome:
-    return Interpreter(script, msg).run()
+
+def run_script(
+    script: list[Command], msg: SieveMessage, now: dt.datetime | None = None
+) -> SieveOutcome:
+    return Interpreter(script, msg, now).run()

@@ -19,8 +19,11 @@ SUPPORTED_EXTENSIONS = frozenset(
         "body",
         "imap4flags",
         "copy",
+        "relational",
+        "date",
         "comparator-i;octet",
         "comparator-i;ascii-casemap",
+        "comparator-i;ascii-numeric",
     }
 )
 MAX_SCRIPT_BYTES = 64 * 1024
@@ -292,15 +295,34 @@ class _Parser:
 # ------------------------------------------------------------------ checker
 
 MATCH_TYPES = {"is", "contains", "matches"}
+RELATIONAL = {"value", "count"}  # RFC 5231 match types taking a relational operator
+RELATIONAL_OPS = {"gt", "ge", "lt", "le", "eq", "ne"}  # RFC 5231 5
+COMPARATORS = {"i;octet", "i;ascii-casemap", "i;ascii-numeric"}
+DATE_PARTS = {
+    "year",
+    "month",
+    "day",
+    "date",
+    "julian",
+    "hour",
+    "minute",
+    "second",
+    "time",
+    "iso8601",
+    "std11",
+    "zone",
+    "weekday",
+}  # RFC 5260 4.2
+_ZONE_RE = re.compile(r"^[+-]\d{4}$")
 ADDRESS_PARTS = {"all", "localpart", "domain"}
 BODY_TRANSFORMS = {"raw", "text", "content"}
 
 # name -> (tags taking a value, flag tags, positional kinds, extension needed)
 # kinds: "s" string, "l" string list, "n" number
 _TESTS: dict[str, tuple[set[str], set[str], str, str | None]] = {
-    "address": ({"comparator"}, MATCH_TYPES | ADDRESS_PARTS, "ll", None),
-    "envelope": ({"comparator"}, MATCH_TYPES | ADDRESS_PARTS, "ll", "envelope"),
-    "header": ({"comparator"}, MATCH_TYPES, "ll", None),
+    "address": ({"comparator"} | RELATIONAL, MATCH_TYPES | ADDRESS_PARTS, "ll", None),
+    "envelope": ({"comparator"} | RELATIONAL, MATCH_TYPES | ADDRESS_PARTS, "ll", "envelope"),
+    "header": ({"comparator"} | RELATIONAL, MATCH_TYPES, "ll", None),
     "exists": (set(), set(), "l", None),
     "size": (set(), {"over", "under"}, "n", None),
     "true": (set(), set(), "", None),
@@ -309,7 +331,10 @@ _TESTS: dict[str, tuple[set[str], set[str], str, str | None]] = {
     "allof": (set(), set(), "", None),
     "anyof": (set(), set(), "", None),
     "body": ({"comparator", "content"}, MATCH_TYPES | {"raw", "text"}, "l", "body"),
-    "hasflag": ({"comparator"}, MATCH_TYPES, "l", "imap4flags"),
+    "hasflag": ({"comparator"} | RELATIONAL, MATCH_TYPES, "l", "imap4flags"),
+    # RFC 5260 5: date tests (the match types of RFC 5231 apply to them too)
+    "date": ({"comparator", "zone"} | RELATIONAL, MATCH_TYPES | {"originalzone"}, "ssl", "date"),
+    "currentdate": ({"comparator", "zone"} | RELATIONAL, MATCH_TYPES, "sl", "date"),
 }
 _COMMANDS: dict[str, tuple[set[str], set[str], str, str | None]] = {
     "require": (set(), set(), "l", None),
@@ -332,7 +357,7 @@ _COMMANDS: dict[str, tuple[set[str], set[str], str, str | None]] = {
     "addflag": (set(), set(), "l", "imap4flags"),
     "removeflag": (set(), set(), "l", "imap4flags"),
 }
-_TAG_EXT = {"copy": "copy", "flags": "imap4flags"}
+_TAG_EXT = {"copy": "copy", "flags": "imap4flags", "value": "relational", "count": "relational"}
 _TAG_KIND = {
     "comparator": "s",
     "content": "l",
@@ -342,6 +367,9 @@ _TAG_KIND = {
     "from": "s",
     "addresses": "l",
     "handle": "s",
+    "value": "s",
+    "count": "s",
+    "zone": "s",
 }
 
 
@@ -382,7 +410,13 @@ def _check_args(
             )
         if arg.name in node.tags:
             raise SieveSyntaxError(f":{arg.name} given twice", node.line, node.column)
-        for group in (MATCH_TYPES, ADDRESS_PARTS, {"over", "under"}, {"raw", "text", "content"}):
+        for group in (
+            MATCH_TYPES | RELATIONAL,
+            ADDRESS_PARTS,
+            {"over", "under"},
+            {"raw", "text", "content"},
+            {"zone", "originalzone"},
+        ):
             if arg.name in group:
                 key = str(sorted(group))
                 if key in groups:
@@ -410,10 +444,40 @@ def _check_args(
     comparator = node.tags.get("comparator")
     if isinstance(comparator, StringList):
         name = comparator.values[0].lower()
-        if name not in ("i;octet", "i;ascii-casemap"):
+        if name not in COMPARATORS:
             raise SieveSyntaxError(f"unknown comparator {name!r}", node.line, node.column)
+        if name == "i;ascii-numeric" and f"comparator-{name}" not in required:
+            # RFC 5228 2.7.3: comparators other than i;octet and i;ascii-casemap are required.
+            raise SieveSyntaxError(
+                f'comparator {name!r} needs require "comparator-{name}"', node.line, node.column
+            )
+        if name == "i;ascii-numeric" and {"contains", "matches"} & set(node.tags):
+            # RFC 4790 9.1: i;ascii-numeric has no substring or wildcard match.
+            raise SieveSyntaxError(
+                f"{name} cannot be used with :contains or :matches", node.line, node.column
+            )
+    _check_relational(node)
     if node.name == "size" and not ({"over", "under"} & set(node.tags)):
         raise SieveSyntaxError("size needs :over or :under", node.line, node.column)
+
+
+def _check_relational(node: Command | Test) -> None:
+    for name in RELATIONAL:
+        op = node.tags.get(name)
+        if isinstance(op, StringList) and op.values[0].lower() not in RELATIONAL_OPS:
+            # RFC 5231 5: the relational operator is one of gt, ge, lt, le, eq, ne.
+            raise SieveSyntaxError(
+                f"unknown relational operator {op.values[0]!r}", node.line, node.column
+            )
+    zone = node.tags.get("zone")
+    if isinstance(zone, StringList) and not _ZONE_RE.match(zone.values[0]):
+        # RFC 5260 4.1: the zone is "+" or "-" and four digits.
+        raise SieveSyntaxError(f"bad :zone {zone.values[0]!r}", node.line, node.column)
+    if node.name in ("date", "currentdate"):
+        part = node.positional[-2]
+        if isinstance(part, StringList) and part.values[0].lower() not in DATE_PARTS:
+            # RFC 5260 4.2: the date-part names.
+            raise SieveSyntaxError(f"unknown date-part {part.values[0]!r}", node.line, node.column)
 
 
 def _check_test(test: Test, required: set[str]) -> None:
