@@ -32,6 +32,7 @@ from webui import (
     hardware,
     mailboxes,
     me,
+    me_mail,
     queueviews,
     security,
     twofactor,
@@ -135,6 +136,7 @@ def create_app(
         certviews,
         backup,
         me,
+        me_mail,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)
