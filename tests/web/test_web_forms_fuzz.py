@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.accounts import Accounts
+from tests.web.mail_ctl import MailCtl
 from tests.web.web_helpers import ADMIN, Env, admin_client
 
 SKIP = {"certs.acme", "static"}
@@ -55,6 +56,7 @@ def _fill(rule: str, args: dict[str, str]) -> str:
 
 
 def test_random_forms_never_500(env: Env, accounts_template: Path) -> None:
+    env.ctl = MailCtl(cfg=env.cfg)  # the user's mail pages need the sieve.* / mailbox.* commands
     client = admin_client(env, accounts_template)
     accounts = Accounts(env.cfg.accounts_db)
     routes = _post_routes(client.application)
