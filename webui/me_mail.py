@@ -154,6 +154,13 @@ def _int(text: str, default: int) -> int:
         return default
 
 
+def _aliases(user: str) -> tuple[str, ...]:
+    """The addresses whose mail comes to ``user`` (catch-alls left out): replies are
+    sent for mail to them too, as of the last save."""
+    found = web().accounts.list_aliases()
+    return tuple(sorted(a.source for a in found if a.target == user and "@" in a.source[1:]))
+
+
 @bp.route("/vacation", methods=["GET", "POST"])
 def vacation() -> Page:
     user = _user()
@@ -170,6 +177,7 @@ def vacation() -> Page:
             subject=f.get("subject", "").strip(),
             body=f.get("body", "").replace("\r\n", "\n").strip(),
             days=_int(f.get("days", ""), 0),
+            addresses=_aliases(user),
         )
         new = replace(settings, vacation=form)
         errors = {k: v for k, v in check(new).items() if k in _VACATION_FIELDS}
@@ -185,6 +193,7 @@ def vacation() -> Page:
         v=form,
         errors=errors,
         note=current.note,
+        aliases=_aliases(user),
         max_body=MAX_BODY,
         max_days=MAX_DAYS,
     )

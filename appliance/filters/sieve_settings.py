@@ -60,6 +60,7 @@ class Vacation:
     subject: str = ""
     body: str = ""
     days: int = 7  # RFC 5230 4.1: one reply per sender per this many days
+    addresses: tuple[str, ...] = ()  # the user's other addresses (aliases), RFC 5230 4.5
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class MailSettings:
                 "subject": v.subject,
                 "body": v.body,
                 "days": v.days,
+                "addresses": list(v.addresses),
             },
             "forward": {"addresses": list(f.addresses), "keep": f.keep},
             "rules": [
@@ -115,6 +117,7 @@ class MailSettings:
             subject=str(v.get("subject", "")),
             body=str(v.get("body", "")),
             days=int(v.get("days", 7)),
+            addresses=tuple(str(a) for a in v.get("addresses", [])),
         )
         forwarding = Forwarding(
             addresses=tuple(str(a) for a in f.get("addresses", [])), keep=bool(f.get("keep", True))
@@ -237,6 +240,9 @@ def section_code(settings: MailSettings) -> str:
         args = f":days {v.days}"
         if v.subject:
             args += f" :subject {quote(v.subject)}"
+        if v.addresses:
+            # RFC 5230 4.5: mail to these addresses is addressed to the user as well.
+            args += " :addresses [" + ", ".join(quote(a) for a in v.addresses) + "]"
         action = f"vacation {args} {quote(v.body)};"
         # RFC 5260 5 / RFC 5231: the dates are compared in the box's time zone.
         window = [

@@ -47,8 +47,12 @@ def settings_of(ctl: MailCtl, user: str = ADMIN) -> MailSettings:
     return read(ctl.sieve.get_script(user)).settings
 
 
-def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl]) -> None:
+def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl], env: Env) -> None:
     client, ctl = me
+    accounts = Accounts(env.cfg.accounts_db)
+    accounts.add_alias("info@pillarbox.test", ADMIN)
+    accounts.add_alias("@pillarbox.test", ADMIN)  # a catch-all is no address of the user
+    accounts.add_alias("sales@pillarbox.test", OTHER)
     form = {
         "enabled": "1",
         "start": "2026-12-20",
@@ -69,9 +73,11 @@ def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl]) -> Non
         "Away for the holidays",
         'Back on 3 January.\nUrgent? Call "Anna".',
         3,
+        ("info@pillarbox.test",),
     )
     page = client.get("/me/mail/vacation").get_data(as_text=True)
     assert 'value="2026-12-20"' in page and "Away for the holidays" in page
+    assert "Mail sent to\n     info@pillarbox.test is answered too." in page
     assert "checked" in page
     r = post(client, "/me/mail/vacation", {**form, "enabled": ""})  # off: text kept
     assert r.status_code == 302

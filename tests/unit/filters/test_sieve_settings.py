@@ -21,6 +21,7 @@ from appliance.filters.sieve_settings import (
     read,
     render,
 )
+from appliance.filters.sieve_vacation import refuse_reason
 
 AWAY = Vacation(True, "", "", "", "I am away.", 7)
 CASES: dict[str, MailSettings] = {
@@ -28,6 +29,9 @@ CASES: dict[str, MailSettings] = {
     "vacation, no dates": MailSettings(vacation=AWAY),
     "vacation, both dates": MailSettings(
         vacation=Vacation(True, "2026-12-01", "2026-12-24", "Out of office", "Back on the 28th.", 3)
+    ),
+    "vacation to aliases too": MailSettings(
+        vacation=Vacation(True, "", "", "", "x", 7, ("info@pillarbox.test", "sales@pillarbox.test"))
     ),
     "vacation, start only": MailSettings(vacation=Vacation(True, "2026-12-01", "", "", "x", 1)),
     "vacation, end only": MailSettings(vacation=Vacation(True, "", "2026-12-24", "", "x", 30)),
@@ -209,6 +213,17 @@ def test_vacation_dates(start: str, end: str, replies: bool) -> None:
             5,
         )
     assert out.keep
+
+
+@pytest.mark.parametrize(
+    ("aliases", "why"), [((), "not addressed to the user"), (("info@pillarbox.test",), "")]
+)
+def test_vacation_answers_mail_to_an_alias(aliases: tuple[str, ...], why: str) -> None:
+    to_alias = MAIL.replace(b"To: bob@pillarbox.test", b"To: info@pillarbox.test")
+    out = outcome(MailSettings(vacation=Vacation(True, "", "", "", "Gone.", 7, aliases)), to_alias)
+    assert out.vacation is not None
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(to_alias)
+    assert refuse_reason(out.vacation, head, "alice@example.org", "bob@pillarbox.test") == why
 
 
 @pytest.mark.parametrize("keep", [True, False])
