@@ -11,6 +11,7 @@ went is read over IMAP and at a smarthost sink.
 
 from __future__ import annotations
 
+import datetime as dt
 import imaplib
 import re
 import smtplib
@@ -31,7 +32,7 @@ from tests.protocol.queue.conftest import LoopbackController, SinkHandler
 
 DOMAIN = "pillarbox.test"
 PASSWORD = "mail settings test password"
-BOB, VIC, CAROL, DAVE = (f"{n}@{DOMAIN}" for n in ("bob", "vic", "carol", "dave"))
+BOB, VIC, CAROL, DAVE, WENDY = (f"{n}@{DOMAIN}" for n in ("bob", "vic", "carol", "dave", "wendy"))
 QUOTA = 10 * 1024 * 1024
 
 
@@ -92,7 +93,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     cfg = config.load(path)
     accounts = Accounts(cfg.accounts_db)
     accounts.add_domain(DOMAIN)
-    for user in (BOB, VIC, CAROL, DAVE):
+    for user in (BOB, VIC, CAROL, DAVE, WENDY):
         accounts.add_user(user, PASSWORD, quota_bytes=QUOTA)
     accounts.close()
     daemon = Daemon(path, wait_for=("smtp", "imaps"))
@@ -153,6 +154,23 @@ def test_vacation_replies_once_per_sender(box: Box) -> None:
         assert reply.mail_from == "<>"  # RFC 5230 5.1: the null reverse-path (aiosmtpd)
         assert b"Auto-Submitted: auto-replied" in reply.content
         assert b"I am away." in reply.content
+
+
+def test_vacation_keeps_to_its_days(box: Box) -> None:
+    """The date window runs in the daemon (RFC 5260 currentdate, the box's time zone)."""
+    today = dt.date.today()
+    later = (today + dt.timedelta(days=1)).isoformat()
+    box.save(WENDY, MailSettings(vacation=Vacation(True, later, "", "Not yet away", "x", 7)))
+    box.send("frank@example.org", WENDY, "before the holidays")
+    wait_for(lambda: box.count(WENDY, "INBOX") == 1)
+    box.save(
+        WENDY,
+        MailSettings(vacation=Vacation(True, today.isoformat(), later, "Away today", "x", 7)),
+    )
+    box.send("frank@example.org", WENDY, "during the holidays")
+    wait_for(lambda: any(b"Away today" in m.content for m in box.sink.messages))
+    time.sleep(1.0)
+    assert not any(b"Not yet away" in m.content for m in box.sink.messages)
 
 
 @pytest.mark.parametrize(
