@@ -44,6 +44,7 @@ NAV: list[tuple[str, str]] = [
     ("twofactor.page", "Security"),
     ("me.app_passwords", "App passwords"),
     ("me.sessions", "Devices"),
+    ("me_mail.usage", "Mail"),  # webui/me_mail.py: mail settings and storage per folder
 ]
 
 

@@ -28,30 +28,43 @@ OTHER_SCRIPT = render(
 )
 
 
-@pytest.fixture
-def me(env: Env, accounts_template: Path, tmp_path: Path) -> Iterator[tuple[FlaskClient, MailCtl]]:
+BOB = "bob@pillarbox.test"  # a mailbox user who is not an admin
+
+
+@pytest.fixture(params=[BOB, ADMIN], ids=["user", "admin"])
+def me(
+    env: Env, accounts_template: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[FlaskClient, MailCtl, str]]:
+    """A client signed in (through the sign-in form) as a mailbox user, or as the admin,
+    beside OTHER, whose script and mail must stay out of reach."""
     ctl = MailCtl(cfg=env.cfg)
     env.ctl = ctl
     client = admin_client(env, accounts_template)
+    user: str = request.param
     accounts = Accounts(env.cfg.accounts_db)
     accounts.add_user(OTHER, PASSWORD, quota_bytes=50 * 1024 * 1024)
-    accounts.set_quota(ADMIN, 1024 * 1024)
+    if user == BOB:
+        accounts.add_user(BOB, PASSWORD)
+        client = client.application.test_client()
+        r = post(client, "/login", {"email": BOB, "password": PASSWORD})
+        assert r.status_code == 302 and r.location == "/me"
+    accounts.set_quota(user, 1024 * 1024)
     ctl.sieve.save_script(OTHER, OTHER_SCRIPT)
     for mailbox in ("INBOX", "Junk", "Trash"):
         ctl.put(OTHER, mailbox, f"other {mailbox}", tmp_path)
-    ctl.store.ensure_user(ADMIN)
-    yield client, ctl
+    ctl.store.ensure_user(user)
+    yield client, ctl, user
 
 
-def settings_of(ctl: MailCtl, user: str = ADMIN) -> MailSettings:
+def settings_of(ctl: MailCtl, user: str) -> MailSettings:
     return read(ctl.sieve.get_script(user)).settings
 
 
-def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl], env: Env) -> None:
-    client, ctl = me
+def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl, str], env: Env) -> None:
+    client, ctl, user = me
     accounts = Accounts(env.cfg.accounts_db)
-    accounts.add_alias("info@pillarbox.test", ADMIN)
-    accounts.add_alias("@pillarbox.test", ADMIN)  # a catch-all is no address of the user
+    accounts.add_alias("info@pillarbox.test", user)
+    accounts.add_alias("@pillarbox.test", user)  # a catch-all is no address of the user
     accounts.add_alias("sales@pillarbox.test", OTHER)
     form = {
         "enabled": "1",
@@ -63,10 +76,10 @@ def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl], env: E
     }
     r = post(client, "/me/mail/vacation", form)
     assert r.status_code == 302, r.get_data(as_text=True)
-    script = ctl.sieve.get_script(ADMIN)
+    script = ctl.sieve.get_script(user)
     assert script is not None
     parse(script)
-    assert settings_of(ctl).vacation == Vacation(
+    assert settings_of(ctl, user).vacation == Vacation(
         True,
         "2026-12-20",
         "2027-01-02",
@@ -81,8 +94,8 @@ def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl], env: E
     assert "checked" in page
     r = post(client, "/me/mail/vacation", {**form, "enabled": ""})  # off: text kept
     assert r.status_code == 302
-    assert settings_of(ctl).vacation.enabled is False
-    assert "vacation :days" not in (ctl.sieve.get_script(ADMIN) or "")  # no reply is sent
+    assert settings_of(ctl, user).vacation.enabled is False
+    assert "vacation :days" not in (ctl.sieve.get_script(user) or "")  # no reply is sent
 
 
 @pytest.mark.parametrize(
@@ -95,9 +108,9 @@ def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl], env: E
     ],
 )
 def test_vacation_form_refuses_bad_input(
-    me: tuple[FlaskClient, MailCtl], change: dict[str, str], field: str, text: str
+    me: tuple[FlaskClient, MailCtl, str], change: dict[str, str], field: str, text: str
 ) -> None:
-    client, ctl = me
+    client, ctl, user = me
     form = {
         "enabled": "1",
         "start": "2026-12-20",
@@ -109,32 +122,34 @@ def test_vacation_form_refuses_bad_input(
     r = post(client, "/me/mail/vacation", {**form, **change})
     assert r.status_code == 400
     assert text in r.get_data(as_text=True) and f'id="e-{field}"' in r.get_data(as_text=True)
-    assert ctl.sieve.get_script(ADMIN) is None
+    assert ctl.sieve.get_script(user) is None
 
 
-def test_forwarding_form(me: tuple[FlaskClient, MailCtl]) -> None:
-    client, ctl = me
+def test_forwarding_form(me: tuple[FlaskClient, MailCtl, str]) -> None:
+    client, ctl, user = me
     r = post(client, "/me/mail/forwarding", {"addresses": "A@Example.net\r\nb@example.org"})
     assert r.status_code == 302
-    assert settings_of(ctl).forwarding == Forwarding(("a@example.net", "b@example.org"), False)
+    assert settings_of(ctl, user).forwarding == Forwarding(
+        ("a@example.net", "b@example.org"), False
+    )
     r = post(client, "/me/mail/forwarding", {"addresses": "a@example.net", "keep": "1"})
-    assert settings_of(ctl).forwarding == Forwarding(("a@example.net",), True)
+    assert settings_of(ctl, user).forwarding == Forwarding(("a@example.net",), True)
     for bad, text in (
-        (ADMIN, "yourself"),
+        (user, "yourself"),
         ("nope", "Not an email address"),
         ("\n".join(f"x{i}@example.net" for i in range(5)), "At most 4"),
     ):
         r = post(client, "/me/mail/forwarding", {"addresses": bad})
         assert r.status_code == 400 and text in r.get_data(as_text=True)
-    assert settings_of(ctl).forwarding == Forwarding(("a@example.net",), True)
+    assert settings_of(ctl, user).forwarding == Forwarding(("a@example.net",), True)
     r = post(client, "/me/mail/forwarding", {"addresses": ""})
     assert r.status_code == 302
-    assert ctl.sieve.get_script(ADMIN) is None  # nothing left: no script at all
+    assert ctl.sieve.get_script(user) is None  # nothing left: no script at all
 
 
-def test_filter_rules_add_move_delete(me: tuple[FlaskClient, MailCtl]) -> None:
-    client, ctl = me
-    ctl.store.create_mailbox(ADMIN, "Work")
+def test_filter_rules_add_move_delete(me: tuple[FlaskClient, MailCtl, str]) -> None:
+    client, ctl, user = me
+    ctl.store.create_mailbox(user, "Work")
     assert "Work" in client.get("/me/mail/filters").get_data(as_text=True)
     rules = [
         {"field": "from", "contains": "boss@", "action": "folder", "folder": "Work"},
@@ -145,7 +160,7 @@ def test_filter_rules_add_move_delete(me: tuple[FlaskClient, MailCtl]) -> None:
     for rule in rules:
         r = post(client, "/me/mail/filters", rule)
         assert r.status_code == 302, r.get_data(as_text=True)
-    assert settings_of(ctl).rules == (
+    assert settings_of(ctl, user).rules == (
         Rule("from", "boss@", "folder", "Work"),
         Rule("subject", "pills", "junk"),
         Rule("to", "list@", "forward", "me@example.org"),
@@ -154,12 +169,17 @@ def test_filter_rules_add_move_delete(me: tuple[FlaskClient, MailCtl]) -> None:
     assert (
         post(client, "/me/mail/filters/2/up", {}, form_page="/me/mail/filters").status_code == 302
     )
-    assert [r.contains for r in settings_of(ctl).rules] == ["boss@", "list@", "pills", "noise"]
+    assert [r.contains for r in settings_of(ctl, user).rules] == [
+        "boss@",
+        "list@",
+        "pills",
+        "noise",
+    ]
     assert (
         post(client, "/me/mail/filters/0/delete", {}, form_page="/me/mail/filters").status_code
         == 302
     )
-    assert [r.contains for r in settings_of(ctl).rules] == ["list@", "pills", "noise"]
+    assert [r.contains for r in settings_of(ctl, user).rules] == ["list@", "pills", "noise"]
     for path in ("/me/mail/filters/3/delete", "/me/mail/filters/0/up"):
         assert post(client, path, {}, form_page="/me/mail/filters").status_code == 404
     for bad in (
@@ -170,29 +190,29 @@ def test_filter_rules_add_move_delete(me: tuple[FlaskClient, MailCtl]) -> None:
     ):
         r = post(client, "/me/mail/filters", bad)
         assert r.status_code == 400 and 'id="e-rule"' in r.get_data(as_text=True)
-    assert len(settings_of(ctl).rules) == 3
+    assert len(settings_of(ctl, user).rules) == 3
 
 
-def test_own_script_text_is_kept_and_pointed_out(me: tuple[FlaskClient, MailCtl]) -> None:
-    client, ctl = me
+def test_own_script_text_is_kept_and_pointed_out(me: tuple[FlaskClient, MailCtl, str]) -> None:
+    client, ctl, user = me
     own = 'require ["body", "fileinto"];\nif body :contains "invoice" { fileinto "INBOX"; }\n'
-    ctl.sieve.save_script(ADMIN, own)
+    ctl.sieve.save_script(user, own)
     page = client.get("/me/mail/vacation").get_data(as_text=True)
     assert 'id="script-note"' in page and "ManageSieve" in page
     post(client, "/me/mail/forwarding", {"addresses": "a@example.net", "keep": "1"})
-    script = ctl.sieve.get_script(ADMIN) or ""
+    script = ctl.sieve.get_script(user) or ""
     assert script.endswith('if body :contains "invoice" { fileinto "INBOX"; }\n')
     assert script.startswith('require ["body", "copy", "fileinto"];')
     post(client, "/me/mail/forwarding", {"addresses": ""})  # own text left: the script stays
-    assert 'body :contains "invoice"' in (ctl.sieve.get_script(ADMIN) or "")
+    assert 'body :contains "invoice"' in (ctl.sieve.get_script(user) or "")
 
 
-def test_storage_page_and_emptying(me: tuple[FlaskClient, MailCtl], tmp_path: Path) -> None:
-    client, ctl = me
+def test_storage_page_and_emptying(me: tuple[FlaskClient, MailCtl, str], tmp_path: Path) -> None:
+    client, ctl, user = me
     for i in range(3):
-        ctl.put(ADMIN, "Junk", f"junk {i}", tmp_path)
-    ctl.put(ADMIN, "Trash", "old", tmp_path)
-    ctl.put(ADMIN, "INBOX", "hello", tmp_path)
+        ctl.put(user, "Junk", f"junk {i}", tmp_path)
+    ctl.put(user, "Trash", "old", tmp_path)
+    ctl.put(user, "INBOX", "hello", tmp_path)
     page = client.get("/me/mail/").get_data(as_text=True)
     assert 'id="quota-meter" min="0" max="1048576"' in page
     assert "<td>Junk</td>\n        <td>3</td>" in page
@@ -202,10 +222,10 @@ def test_storage_page_and_emptying(me: tuple[FlaskClient, MailCtl], tmp_path: Pa
     r = post(client, "/me/mail/empty/junk", {})
     assert r.status_code == 302
     assert "Junk is empty: 3 messages deleted." in client.get("/me/mail/").get_data(as_text=True)
-    assert ctl.store.status(ADMIN, "Junk").messages == 0
-    assert ctl.store.status(ADMIN, "INBOX").messages == 1
+    assert ctl.store.status(user, "Junk").messages == 0
+    assert ctl.store.status(user, "INBOX").messages == 1
     assert post(client, "/me/mail/empty/trash", {}).status_code == 302
-    assert ctl.store.status(ADMIN, "Trash").messages == 0
+    assert ctl.store.status(user, "Trash").messages == 0
     assert client.get("/me/mail/empty/inbox").status_code == 404
 
 
@@ -227,9 +247,9 @@ ROUTES = [
 
 @pytest.mark.parametrize(("method", "path", "form"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
 def test_no_route_reaches_another_users_settings(
-    me: tuple[FlaskClient, MailCtl], method: str, path: str, form: dict[str, str] | None
+    me: tuple[FlaskClient, MailCtl, str], method: str, path: str, form: dict[str, str] | None
 ) -> None:
-    client, ctl = me
+    client, ctl, user = me
     # Another user's name wherever a careless view might look for one.
     smuggled = {"user": OTHER, "email": OTHER, "mailbox": OTHER, "account": OTHER}
     query = "?" + "&".join(f"{k}={v}" for k, v in smuggled.items())
@@ -246,7 +266,7 @@ def test_no_route_reaches_another_users_settings(
     for mailbox in ("INBOX", "Junk", "Trash"):
         assert ctl.store.status(OTHER, mailbox).messages == 1
     users = {a.get("user") for a in ctl.call_args if "user" in a}
-    assert users <= {ADMIN}
+    assert users <= {user}
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(env: Env, accounts_template: Path) -> None:
@@ -260,8 +280,8 @@ def test_signed_out_visitors_are_sent_to_sign_in(env: Env, accounts_template: Pa
             assert "/login" in r.location
 
 
-def test_daemon_down_says_so(me: tuple[FlaskClient, MailCtl]) -> None:
-    client, ctl = me
+def test_daemon_down_says_so(me: tuple[FlaskClient, MailCtl, str]) -> None:
+    client, ctl, _user = me
     ctl.running = False
     for path in ("/me/mail/", "/me/mail/vacation", "/me/mail/forwarding", "/me/mail/filters"):
         r = client.get(path)

@@ -1,7 +1,8 @@
-"""The user's own mail settings in a real browser (Debian's chromium through selenium):
-sign in, set an automatic reply with dates, forwarding, filter rules (add, move, delete),
-look at storage use and empty Junk after confirming. What each step stored is checked in
-the user's Sieve script and mailbox, through the daemon's real ctl handlers."""
+"""The user's own mail settings in a real browser (Debian's chromium through selenium),
+as a mailbox user who is not an admin: sign in, open My account > Mail, set an automatic
+reply with dates, forwarding, filter rules (add, move, delete), look at storage use and
+empty Junk after confirming. What each step stored is checked in the user's Sieve script
+and mailbox, through the daemon's real ctl handlers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.web.web_helpers import ADMIN, PASSWORD, Env, make_app, new_env, serve
 __all__ = ["browser", "pytestmark"]  # the chromium fixture and its skip condition
 
 Server = tuple[str, Env, MailCtl]
+BOB = "bob@pillarbox.test"  # not an admin
 
 
 @pytest.fixture
@@ -32,14 +34,16 @@ def server(tmp_path: Path, accounts_template: Path) -> Iterator[Server]:
     cfg = env.cfg
     cfg.accounts_db.parent.mkdir(parents=True, exist_ok=True)
     cfg.accounts_db.write_bytes(accounts_template.read_bytes())
-    Accounts(cfg.accounts_db).set_quota(ADMIN, 2 * 1024 * 1024)
+    Accounts(cfg.accounts_db).add_user(BOB, PASSWORD, quota_bytes=2 * 1024 * 1024)
     ctl = MailCtl(cfg=cfg)
     env.ctl = ctl
-    ctl.store.ensure_user(ADMIN)
-    ctl.store.create_mailbox(ADMIN, "Work")
+    ctl.store.ensure_user(BOB)
+    ctl.store.create_mailbox(BOB, "Work")
     for i in range(3):
-        ctl.put(ADMIN, "Junk", f"junk {i}", tmp_path)
-    ctl.put(ADMIN, "INBOX", "hello", tmp_path)
+        ctl.put(BOB, "Junk", f"junk {i}", tmp_path)
+    ctl.put(BOB, "INBOX", "hello", tmp_path)
+    ctl.store.ensure_user(ADMIN)
+    ctl.put(ADMIN, "Junk", "the admin's junk", tmp_path)
     with served(make_app(env)) as base:
         yield base, env, ctl
 
@@ -52,7 +56,7 @@ def sign_in(b: WebDriver, base: str, email: str) -> None:
 
 
 def settings(ctl: MailCtl) -> MailSettings:
-    script = ctl.sieve.get_script(ADMIN)
+    script = ctl.sieve.get_script(BOB)
     assert script is not None
     parse(script)
     return read(script).settings
@@ -66,17 +70,24 @@ def set_value(b: WebDriver, name: str, value: str) -> None:
 def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> None:
     base, _env, ctl = server
     b = browser
-    sign_in(b, base, ADMIN)
+    sign_in(b, base, BOB)
+    assert b.current_url == base + "/me"
+    assert not b.find_elements(By.LINK_TEXT, "Mailboxes")  # no admin pages for bob
+    old = b.find_element(By.TAG_NAME, "html")
+    b.find_element(By.CSS_SELECTOR, "nav.menav").find_element(By.LINK_TEXT, "Mail").click()
+    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    assert b.current_url == base + "/me/mail/"
 
     # Automatic reply: a bad date range first, then a good one.
-    b.get(base + "/me/mail/vacation")
+    b.find_element(By.LINK_TEXT, "Automatic reply").click()
+    WebDriverWait(b, 20).until(lambda d: d.current_url.endswith("/me/mail/vacation"))
     b.find_element(By.NAME, "enabled").click()
     set_value(b, "start", "2026-12-20")
     set_value(b, "end", "2026-12-01")
     fill(b, {"subject": "Away", "body": "Back in January.\nAsk Anna meanwhile.", "days": "3"})
     submit(b, "Save automatic reply")
     assert "The last day is before the first day." in text(b)
-    assert ctl.sieve.get_script(ADMIN) is None
+    assert ctl.sieve.get_script(BOB) is None
     set_value(b, "end", "2027-01-02")
     submit(b, "Save automatic reply")
     assert "Automatic reply on." in text(b)
@@ -143,8 +154,10 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     shot(b, "me-mail-05-empty-confirm")
     submit(b, "Delete 3 messages")
     assert "Junk is empty: 3 messages deleted." in text(b)
-    assert ctl.store.status(ADMIN, "Junk").messages == 0
-    assert ctl.store.status(ADMIN, "INBOX").messages == 1
+    assert ctl.store.status(BOB, "Junk").messages == 0
+    assert ctl.store.status(BOB, "INBOX").messages == 1
+    assert ctl.store.status(ADMIN, "Junk").messages == 1  # someone else's Junk stays
+    assert ctl.sieve.get_script(ADMIN) is None
     junk_row = b.find_element(By.XPATH, "//table[@id='folders']//tr[td[1]='Junk']")
     assert junk_row.find_elements(By.TAG_NAME, "td")[1].text == "0"
     assert not junk_row.find_elements(By.LINK_TEXT, "Empty Junk")
