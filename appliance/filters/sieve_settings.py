@@ -50,6 +50,7 @@ _ADDRESS_RE = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+\.[^\s@<>,;\"]+$")
 _REQUIRE_RE = re.compile(r'require\s*(\[[^\]]*\]|"(?:[^"\\]|\\.)*")\s*;', re.IGNORECASE)
 _SKIP_RE = re.compile(r"(?:\s+|#[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ def check(settings: MailSettings, folders: frozenset[str] | None = None) -> dict
         errors["end"] = "The last day is before the first day."
     if len(v.subject) > MAX_TEXT:
         errors["subject"] = f"At most {MAX_TEXT} characters."
+    elif _CONTROL_RE.search(v.subject):
+        errors["subject"] = "One line, please."  # it becomes the reply's Subject field
     if v.enabled and not v.body.strip():
         errors["body"] = "Write the reply that senders get."
     if len(v.body) > MAX_BODY:
@@ -184,6 +187,8 @@ def check(settings: MailSettings, folders: frozenset[str] | None = None) -> dict
             errors[key] = "Choose what to look at and what to do."
         elif not rule.contains.strip() or len(rule.contains) > MAX_TEXT:
             errors[key] = f"Give the text to look for (at most {MAX_TEXT} characters)."
+        elif _CONTROL_RE.search(rule.contains + rule.target):
+            errors[key] = "One line, please."
         elif rule.action == "forward" and not _ADDRESS_RE.match(rule.target):
             errors[key] = "Give the address to forward to."
         elif rule.action == "folder" and (

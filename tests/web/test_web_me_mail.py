@@ -105,6 +105,7 @@ def test_vacation_form_writes_the_script(me: tuple[FlaskClient, MailCtl, str], e
         ({"start": "20.12.2026"}, "start", "YYYY-MM-DD"),
         ({"body": "  "}, "body", "Write the reply"),
         ({"days": "0"}, "days", "Between 1 and 30"),
+        ({"subject": "Away\r\nBcc: all@example.net"}, "subject", "One line"),
     ],
 )
 def test_vacation_form_refuses_bad_input(
