@@ -13,6 +13,12 @@ from appliance.filters.sieve_eval import VacationRequest, header
 _SMTP = email.policy.SMTP
 
 
+def _one_line(text: str) -> str:
+    """A header field value from script text: line breaks a script may hold become
+    spaces (RFC 5322 2.2: a field body has no bare CR or LF)."""
+    return " ".join(text.splitlines()).strip()
+
+
 def _message_id(hostname: str) -> str:
     return f"<{uuid.uuid4().hex}@{hostname}>"
 
@@ -22,11 +28,11 @@ def vacation_reply(
 ) -> bytes:
     """RFC 5230 5: the auto-reply, to the envelope sender, from the user."""
     msg = EmailMessage(policy=_SMTP)
-    msg["From"] = request.from_addr or user  # RFC 5230 5.3
+    msg["From"] = _one_line(request.from_addr) or user  # RFC 5230 5.3
     msg["To"] = mail_from  # RFC 5230 5.1: reply to the envelope sender
     original = header(headers, "Subject")
     # RFC 5230 5.4: the default subject is "Auto: " and the original subject.
-    msg["Subject"] = request.subject or f"Auto: {original}".rstrip()
+    msg["Subject"] = _one_line(request.subject) or f"Auto: {original}".rstrip()
     msg["Date"] = email.utils.formatdate(localtime=False)
     msg["Message-ID"] = _message_id(hostname)
     msg["Auto-Submitted"] = "auto-replied (vacation)"  # RFC 3834 5 / RFC 5230 5.x
