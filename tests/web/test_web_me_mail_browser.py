@@ -17,9 +17,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from appliance.accounts import Accounts
 from appliance.filters.sieve_parse import parse
-from appliance.filters.sieve_settings import Forwarding, MailSettings, Rule, Vacation, read
+from appliance.filters.sieve_settings import Forwarding, MailSettings, Rule, Vacation, read, render
 from tests.web.mail_ctl import MailCtl
-from tests.web.test_web_browser import browser, fill, pytestmark, shot, submit, text
+from tests.web.test_web_browser import SHOTS, browser, fill, pytestmark, shot, submit, text
 from tests.web.web_helpers import ADMIN, PASSWORD, Env, make_app, new_env, served
 
 __all__ = ["browser", "pytestmark"]  # the chromium fixture and its skip condition
@@ -161,3 +161,23 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     junk_row = b.find_element(By.XPATH, "//table[@id='folders']//tr[td[1]='Junk']")
     assert junk_row.find_elements(By.TAG_NAME, "td")[1].text == "0"
     assert not junk_row.find_elements(By.LINK_TEXT, "Empty Junk")
+
+
+def test_mail_pages_at_phone_width(server: Server, browser: WebDriver) -> None:
+    base, _env, ctl = server
+    b = browser
+    b.set_window_size(390, 844)
+    width = int(b.execute_script("return window.innerWidth"))
+    sign_in(b, base, BOB)
+    long_rule = Rule(
+        "subject", "a-rather-long-subject-text-to-look-for", "forward", "x@example.org"
+    )
+    ctl.sieve.save_script(
+        BOB,
+        render(read(None), MailSettings(rules=(long_rule, Rule("from", "boss", "folder", "Work")))),
+    )
+    for path in ("/me/mail/", "/me/mail/vacation", "/me/mail/forwarding", "/me/mail/filters"):
+        b.get(base + path)
+        wide = int(b.execute_script("return document.documentElement.scrollWidth"))
+        assert wide <= width, f"{path} is {wide} px wide in {width} px"
+        b.save_screenshot(str(SHOTS / f"me-mail-phone-{path.strip('/').replace('/', '-')}.png"))
