@@ -139,7 +139,8 @@ def empty(kind: str) -> Page:
         log.info(
             "web=mailbox-emptied user=%s mailbox=%s messages=%s", user, folder["name"], deleted
         )
-        flash(f"{folder['name']} is empty: {deleted} messages deleted.", "ok")
+        plural = "" if deleted == 1 else "s"
+        flash(f"{folder['name']} is empty: {deleted} message{plural} deleted.", "ok")
         return redirect(url_for("me_mail.usage"))
     return render_template("me/mail_empty.html", folder=folder, kind=kind)
 

@@ -42,6 +42,7 @@ def server(tmp_path: Path, accounts_template: Path) -> Iterator[Server]:
     for i in range(3):
         ctl.put(BOB, "Junk", f"junk {i}", tmp_path)
     ctl.put(BOB, "INBOX", "hello", tmp_path)
+    ctl.put(BOB, "Trash", "deleted", tmp_path)
     ctl.store.ensure_user(ADMIN)
     ctl.put(ADMIN, "Junk", "the admin's junk", tmp_path)
     with served(make_app(env)) as base:
@@ -161,6 +162,21 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     junk_row = b.find_element(By.XPATH, "//table[@id='folders']//tr[td[1]='Junk']")
     assert junk_row.find_elements(By.TAG_NAME, "td")[1].text == "0"
     assert not junk_row.find_elements(By.LINK_TEXT, "Empty Junk")
+
+    # Empty Trash: Cancel on the confirmation page keeps it, the button empties it.
+    old = b.find_element(By.TAG_NAME, "html")
+    b.find_element(By.LINK_TEXT, "Empty Trash").click()
+    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    old = b.find_element(By.TAG_NAME, "html")
+    b.find_element(By.LINK_TEXT, "Cancel").click()
+    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    assert ctl.store.status(BOB, "Trash").messages == 1
+    old = b.find_element(By.TAG_NAME, "html")
+    b.find_element(By.LINK_TEXT, "Empty Trash").click()
+    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    submit(b, "Delete 1 message")
+    assert "Trash is empty: 1 message deleted." in text(b)
+    assert ctl.store.status(BOB, "Trash").messages == 0
 
 
 def test_mail_pages_at_phone_width(server: Server, browser: WebDriver) -> None:
