@@ -1,11 +1,13 @@
-"""The mail daemon: builds the shared context, starts every service, handles signals.
+"""The mail daemon: builds the shared objects, starts every service, handles signals.
 
-Services are plug points: each module named in SERVICE_MODULES has a function
-``create(ctx: Context) -> list[Service]``. A service starts its listeners in ``start``,
-stops accepting and drains in ``stop``, and re-reads ``ctx.config`` on ``reload``.
+Nothing below this module imports it. Each service module has a ``create(...)`` that
+receives only the few objects it uses (:func:`create_services` wires them); a service
+starts its listeners in ``start``, stops accepting and drains in ``stop``, and receives
+the new config in ``reload(new)`` (appliance.runtime.Service).
 
 Signals: SIGTERM/SIGINT drain and exit; SIGHUP (and ctl ``reload``) re-reads
-pillarbox.toml (an invalid file keeps the old config and logs why) and the certificate.
+pillarbox.toml (an invalid file keeps the old config and logs why) and the certificate
+(appliance.runtime.Supervisor.reload).
 """
 
 from __future__ import annotations
@@ -13,57 +15,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
 import logging
 import signal
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from appliance import __version__, config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
+from appliance.backup import service as backup_service
+from appliance.ctl import service as ctl_service
+from appliance.delivery.pipeline import PipelineDeps
 from appliance.dns import DnsCache, DnsResolver
 from appliance.events import ChangeBus
-from appliance.filters.base import Filter, RecipientFilter
+from appliance.filters import service as filters_service
+from appliance.filters.base import FilterChain
+from appliance.imap import service as imap_service
+from appliance.imap.session import ImapDeps
+from appliance.pop3 import service as pop3_service
+from appliance.queue import service as queue_service
 from appliance.queue.base import OutboundQueue
+from appliance.runtime import CtlHandlers, Service, Supervisor
+from appliance.smtp import service as smtp_service
+from appliance.smtp.state import SmtpDeps
 from appliance.store.base import MailStore
 from appliance.tls import TlsManager, trim_asyncio_tls_buffers
 
 log = logging.getLogger(__name__)
 
-# Each module provides create(ctx) -> list[Service]. Order = start order.
-SERVICE_MODULES: tuple[str, ...] = (
-    "appliance.ctl.service",
-    "appliance.filters.service",
-    "appliance.queue.service",
-    "appliance.backup.service",
-    "appliance.smtp.service",
-    "appliance.imap.service",
-    "appliance.pop3.service",
-)
-
 DRAIN_SECONDS = 10.0
 
-
-class Service(Protocol):
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def reload(self) -> None: ...
-
-    def status(self) -> dict[str, Any]: ...
+# The service modules in start order (create_services wires each; the image build lists
+# them for its boot test: image/customize.sh).
+SERVICE_MODULES: tuple[str, ...] = tuple(
+    m.__name__
+    for m in (
+        ctl_service,
+        filters_service,
+        queue_service,
+        backup_service,
+        smtp_service,
+        imap_service,
+        pop3_service,
+    )
+)
 
 
 @dataclass
-class Context:
-    """Everything services share. ``config`` is replaced on a successful reload."""
+class Daemon:
+    """The objects the daemon builds once and hands, a few at a time, to the services."""
 
-    config: config.Config
+    supervisor: Supervisor
     accounts: Accounts
     auth: Authenticator
     store: MailStore
@@ -72,51 +74,22 @@ class Context:
     queue: OutboundQueue
     # One resolver and cache for queue and filters (filters use it with their own timeout).
     dns: DnsResolver = field(default_factory=lambda: DnsResolver(cache=DnsCache()))
-    filters: list[Filter] = field(default_factory=list)
-    recipient_filters: list[RecipientFilter] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    services: list[Service] = field(default_factory=list)
-    request_stop: Callable[[], None] = lambda: None
-    # ctl command name -> async handler(args) -> JSON-able result (see appliance.ctl.service)
-    ctl_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = field(
-        default_factory=dict
-    )
+    chain: FilterChain = field(default_factory=FilterChain)
+    ctl_handlers: CtlHandlers = field(default_factory=dict)
 
-    def reload_config(self) -> str | None:
-        """Re-read the config file; returns an error text (old config kept) or None."""
-        if self.config.source is None:
-            return "no config file to reload"
-        try:
-            new = config.load(self.config.source)
-        except config.ConfigError as exc:
-            log.error("reload=rejected reason=%s", exc)
-            return str(exc)
-        self.config = new
-        try:
-            self.tls.reload()
-        except (OSError, ValueError) as exc:
-            log.error("reload=tls-failed reason=%s", exc)
-            return f"certificate: {exc}"
-        log.info("reload=ok source=%s", new.source)
-        return None
-
-    async def reload(self) -> str | None:
-        error = await asyncio.to_thread(self.reload_config)
-        if error is None:
-            for svc in self.services:
-                await svc.reload()
-        return error
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "hostname": self.config.hostname,
-            "uptime": round(time.time() - self.started, 1),
-            "services": {svc.name: svc.status() for svc in self.services},
-        }
+    @property
+    def config(self) -> config.Config:
+        return self.supervisor.config
 
 
-def build_context(cfg: config.Config) -> Context:
+def open_accounts(cfg: config.Config) -> Accounts:
+    # The daemon only reads accounts; on the appliance the file belongs to the web UI's
+    # user, so a daemon compromise cannot make itself an admin. Dev mode (one user runs
+    # everything, devrun adds the dev domain) opens it read-write.
+    return Accounts(cfg.accounts_db, readonly=not cfg.dev)
+
+
+def build(cfg: config.Config) -> Daemon:
     """Construct the shared objects (blocking: call before the loop starts serving)."""
     from appliance.mime.summary import is_current as summary_is_current
     from appliance.mime.summary import summarize
@@ -125,17 +98,16 @@ def build_context(cfg: config.Config) -> Context:
 
     for d in (cfg.data_dir, cfg.mail_dir, cfg.queue_dir, cfg.ctl_socket.parent):
         d.mkdir(parents=True, exist_ok=True)
-    # The daemon only reads accounts; on the appliance the file belongs to the web UI's
-    # user, so a daemon compromise cannot make itself an admin. Dev mode (one user runs
-    # everything, devrun adds the dev domain) opens it read-write.
-    accounts = Accounts(cfg.accounts_db, readonly=not cfg.dev)
+    accounts = open_accounts(cfg)
     bus = ChangeBus()
     store = MaildirStore(
         cfg.mail_dir, notify=bus.publish, summarizer=summarize, summary_current=summary_is_current
     )
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, cfg.tls.self_signed)
-    ctx = Context(
-        config=cfg,
+    # The filter chain ([filters]: mailauth, DNSBL/greylisting, ClamAV, rspamd; per-user
+    # Sieve) is built by the filters service when it starts.
+    return Daemon(
+        supervisor=Supervisor(cfg, tls),
         accounts=accounts,
         # [limits] login_*: read once at start (a reload keeps the running throttle).
         auth=Authenticator(accounts, LoginThrottle.from_limits(cfg.limits)),
@@ -144,11 +116,6 @@ def build_context(cfg: config.Config) -> Context:
         tls=tls,
         queue=Spool(cfg.queue_dir),
     )
-    # [filters]: mailauth, DNSBL/greylisting, ClamAV, rspamd; per-user Sieve.
-    from appliance.filters.setup import build_filters
-
-    ctx.filters, ctx.recipient_filters = build_filters(ctx)
-    return ctx
 
 
 M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
@@ -170,24 +137,36 @@ def fixed_mmap_threshold() -> None:
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-def create_services(ctx: Context) -> list[Service]:
-    services: list[Service] = []
-    for name in SERVICE_MODULES:
-        module = importlib.import_module(name)
-        services.extend(module.create(ctx))
-    return services
+def create_services(d: Daemon) -> list[Service]:
+    """Every service, in start order, each given only what it uses."""
+    cfg, handlers = d.config, d.ctl_handlers
+    delivery = PipelineDeps(d.accounts, d.store, d.queue, d.chain)
+    return [
+        *ctl_service.create(
+            cfg, handlers, d.supervisor, ctl_service.MailboxDeps(d.accounts, d.store)
+        ),
+        *filters_service.create(cfg, d.queue, d.dns, d.chain, handlers),
+        *queue_service.create(
+            cfg, queue_service.QueueDeps(d.accounts, d.store, d.queue, d.dns), handlers
+        ),
+        *backup_service.create(cfg, backup_service.BackupDeps(d.accounts, d.store), handlers),
+        *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),
+        *imap_service.create(cfg, ImapDeps(d.store, d.auth, d.bus, d.tls)),
+        *pop3_service.create(cfg, pop3_service.Pop3Deps(d.store, d.auth, d.tls)),
+    ]
 
 
-async def serve(ctx: Context, ready: Callable[[], None] | None = None) -> None:
+async def serve(d: Daemon, ready: Callable[[], None] | None = None) -> None:
     """Start all services, wait for SIGTERM/SIGINT, drain, stop."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    ctx.request_stop = stop.set
+    supervisor = d.supervisor
+    supervisor.request_stop = stop.set
 
     pending: set[asyncio.Task[str | None]] = set()
 
     def on_hup() -> None:
-        task = loop.create_task(ctx.reload())
+        task = loop.create_task(supervisor.reload())
         pending.add(task)
         task.add_done_callback(pending.discard)
 
@@ -197,10 +176,10 @@ async def serve(ctx: Context, ready: Callable[[], None] | None = None) -> None:
 
     trim_asyncio_tls_buffers()
     fixed_mmap_threshold()
-    ctx.services = create_services(ctx)
+    supervisor.services = create_services(d)
     started: list[Service] = []
     try:
-        for svc in ctx.services:
+        for svc in supervisor.services:
             await svc.start()
             started.append(svc)
         log.info("daemon=ready version=%s services=%s", __version__, len(started))
@@ -219,5 +198,4 @@ async def serve(ctx: Context, ready: Callable[[], None] | None = None) -> None:
 
 def run(config_path: Path) -> None:
     cfg = config.load(config_path)
-    ctx = build_context(cfg)
-    asyncio.run(serve(ctx))
+    asyncio.run(serve(build(cfg)))

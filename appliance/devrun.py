@@ -125,9 +125,9 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
     except config.ConfigError as exc:
         print(f"pillarbox: config: {exc}", file=sys.stderr)
         return 1
-    ctx = daemon.build_context(cfg)
-    if dev and not ctx.accounts.list_domains():
-        ctx.accounts.add_domain(DEV_DOMAIN)
+    box = daemon.build(cfg)
+    if dev and not box.accounts.list_domains():
+        box.accounts.add_domain(DEV_DOMAIN)
     web_proc: subprocess.Popen[bytes] | None = None
     if web and (cfg.listeners.web or cfg.listeners.webs):
         web_proc = subprocess.Popen([sys.executable, "-m", "webui", "--config", str(cfg.source)])
@@ -143,7 +143,7 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
         task.add_done_callback(announce.discard)
 
     try:
-        asyncio.run(daemon.serve(ctx, ready))
+        asyncio.run(daemon.serve(box, ready))
     finally:
         if web_proc is not None:
             web_proc.terminate()

@@ -1,7 +1,9 @@
-"""Server TLS: one reloadable SSLContext for every listener, TLS 1.2 minimum, AEAD only.
+"""Server TLS: one SSLContext for every listener, TLS 1.2 minimum, AEAD only.
 
-The context object stays the same for the life of the daemon; :meth:`TlsManager.reload`
-loads a new certificate into it, so listeners pick it up on the next handshake.
+A reload never changes a live context: :meth:`TlsManager.load` (in a worker thread)
+builds a new one from the certificate files, :meth:`TlsManager.install` (on the event
+loop) makes it current. STARTTLS reads :attr:`TlsManager.context` at each upgrade;
+implicit-TLS listeners are rebound with the new context (appliance.listeners).
 A self-signed certificate is generated on first start when none exists (dev, first boot).
 """
 
@@ -12,6 +14,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -99,19 +102,42 @@ def client_context(verify: bool = True) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class LoadedTls:
+    context: ssl.SSLContext
+    files: bytes  # the certificate and key it was loaded from
+
+
 class TlsManager:
     def __init__(self, cert: Path, key: Path, hostname: str, self_signed: bool) -> None:
         self.cert = cert
         self.key = key
         self.hostname = hostname
         self.self_signed = self_signed
-        self.context = server_context()
-        self.reload()
+        self._loaded = b""  # the certificate and key files the current context holds
+        context = self.load()
+        assert context is not None
+        self.install(context)
 
-    def reload(self) -> None:
+    def _files(self) -> bytes:
         if not (self.cert.exists() and self.key.exists()):
             if not self.self_signed:
                 raise FileNotFoundError(f"TLS certificate {self.cert} or key {self.key} missing")
             generate_self_signed(self.cert, self.key, self.hostname)
-        self.context.load_cert_chain(self.cert, self.key)
+        return self.cert.read_bytes() + b"\0" + self.key.read_bytes()
+
+    def load(self) -> LoadedTls | None:
+        """Blocking: a new context from the certificate files, or None when they are the
+        ones already loaded. Raises OSError/ValueError (ssl.SSLError) for bad files."""
+        files = self._files()
+        if files == self._loaded:
+            return None
+        context = server_context()
+        context.load_cert_chain(self.cert, self.key)
         log.info("tls=loaded cert=%s", self.cert)
+        return LoadedTls(context, files)
+
+    def install(self, loaded: LoadedTls) -> None:
+        """On the event loop: make the loaded context the one new handshakes use."""
+        self.context = loaded.context
+        self._loaded = loaded.files

@@ -21,16 +21,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from appliance.accounts import Accounts
 from appliance.backup import password, restore, schedule, store_lock
 from appliance.backup.restic import BackupError, NotConfigured, Restic, repository_for
 from appliance.backup.runner import BackupBusy, BackupRunner, RunResult
+from appliance.config import Config
 from appliance.ctl.service import CommandError, register
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context, Service
+from appliance.runtime import CtlHandlers, Service
+from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,32 @@ NOT_INITIALISED = "the repository is not initialised (pillarbox backup init)"
 MAX_WAIT_STEP = 60.0  # the scheduler re-reads the clock at least this often
 
 
+@dataclass(frozen=True)
+class BackupDeps:
+    """What the backup service uses besides the config."""
+
+    accounts: Accounts
+    store: MailStore  # restores append here; backups hold a user's mailboxes
+
+
 class BackupService:
     name = "backup"
 
     def __init__(
         self,
-        ctx: Context,
+        config: Config,
+        deps: BackupDeps,
+        handlers: CtlHandlers,
         *,
         clock: Callable[[], float] = time.time,
         catch_up_delay: float = schedule.CATCH_UP_DELAY,
     ) -> None:
-        self.ctx = ctx
+        self.config = config  # replaced on reload
+        self.deps = deps
         self.clock = clock
         self.catch_up_delay = catch_up_delay
         self.runner = BackupRunner(
-            ctx.config, ctx.accounts, user_lock=store_lock.user_lock(ctx.store), clock=clock
+            config, deps.accounts, user_lock=store_lock.user_lock(deps.store), clock=clock
         )
         self._started = clock()
         self._run_task: asyncio.Task[RunResult | None] | None = None
@@ -63,18 +76,18 @@ class BackupService:
         self._last_state = "never"
         self._restore: dict[str, Any] = {"state": "idle"}
         self._restore_task: asyncio.Task[dict[str, Any]] | None = None
-        register(ctx, "backup_status", self._cmd_status)
-        register(ctx, "backup_run", self._cmd_run)
-        register(ctx, "backup_list", self._cmd_list)
-        register(ctx, "backup_restore", self._cmd_restore)
-        register(ctx, "backup_sheet", self._cmd_sheet)
-        register(ctx, "backup_sheet_ack", self._cmd_sheet_ack)
+        register(handlers, "backup_status", self._cmd_status)
+        register(handlers, "backup_run", self._cmd_run)
+        register(handlers, "backup_list", self._cmd_list)
+        register(handlers, "backup_restore", self._cmd_restore)
+        register(handlers, "backup_sheet", self._cmd_sheet)
+        register(handlers, "backup_sheet_ack", self._cmd_sheet_ack)
 
     # -------------------------------------------------------------- lifecycle
 
     def _scheduler_enabled(self) -> bool:
-        b = self.ctx.config.backup
-        return self.ctx.config.dev and b.target != "none" and b.schedule == "daily"
+        b = self.config.backup
+        return self.config.dev and b.target != "none" and b.schedule == "daily"
 
     async def start(self) -> None:
         if self._scheduler_enabled():
@@ -92,8 +105,9 @@ class BackupService:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(task), 8)
 
-    async def reload(self) -> None:
-        self.runner.cfg = self.ctx.config
+    async def reload(self, new: Config) -> None:
+        self.config = new
+        self.runner.cfg = new
         enabled = self._scheduler_enabled()
         if enabled and self._scheduler is None:
             self._scheduler = asyncio.create_task(self._schedule_loop(), name="backup-scheduler")
@@ -108,7 +122,7 @@ class BackupService:
     def status(self) -> dict[str, Any]:
         """For the daemon's ``status`` (no disk access on the event loop)."""
         return {
-            "target": self.ctx.config.backup.target,
+            "target": self.config.backup.target,
             "state": "running" if self.runner.running else self._last_state,
             "next_run": _iso(self._next_run),
         }
@@ -122,7 +136,7 @@ class BackupService:
         last_try = st.get("last", {}).get("finished")
         nxt = schedule.next_run(
             self.clock(),
-            self.ctx.config.backup.time,
+            self.config.backup.time,
             float(last_ok) if last_ok else None,
             self._started,
             last_attempt=float(last_try) if last_try else None,
@@ -165,16 +179,16 @@ class BackupService:
 
     def _restic(self) -> Restic:
         try:
-            return Restic(repository_for(self.ctx.config))
+            return Restic(repository_for(self.config))
         except NotConfigured as exc:
             raise CommandError(str(exc)) from None
 
     async def _cmd_status(self, args: dict[str, Any]) -> Any:
         st = await asyncio.to_thread(self.runner.status)
         self._last_state = str(st.get("state", "never"))
-        st["target"] = self.ctx.config.backup.target
-        st["schedule"] = self.ctx.config.backup.schedule
-        st["time"] = self.ctx.config.backup.time
+        st["target"] = self.config.backup.target
+        st["schedule"] = self.config.backup.schedule
+        st["time"] = self.config.backup.time
         st["next_run"] = _iso(self._next_run)
         st["restore"] = dict(self._restore)
         return st
@@ -195,7 +209,7 @@ class BackupService:
 
     async def _cmd_sheet(self, args: dict[str, Any]) -> Any:
         repo = self._restic().repo
-        cfg = self.ctx.config
+        cfg = self.config
         try:
             sheet = await asyncio.to_thread(password.sheet_state, repo.password_file)
         except password.PasswordError:
@@ -239,8 +253,8 @@ class BackupService:
 
         def work() -> dict[str, Any]:
             result = restore.restore_mailbox(
-                self.ctx.config,
-                self.ctx.store,
+                self.config,
+                self.deps.store,
                 user,
                 snapshot=snapshot,
                 mailbox=mailbox,
@@ -275,5 +289,5 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
 
 
-def create(ctx: Context) -> list[Service]:
-    return [BackupService(ctx)]
+def create(config: Config, deps: BackupDeps, handlers: CtlHandlers) -> list[Service]:
+    return [BackupService(config, deps, handlers)]

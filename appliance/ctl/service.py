@@ -1,8 +1,9 @@
 """The ctl socket service: status, reload, version, and commands other services register.
 
-Other services register handlers with :func:`register` in their ``create(ctx)``; the
-socket is created with mode 0660 so only root and the pillarbox group (the web UI) can
-use it.
+Other services register handlers with :func:`register` in their ``create(...)`` on the
+daemon's one handler table; status, reload and stop act on the
+:class:`~appliance.runtime.Supervisor`. The socket is created with mode 0660 so only
+root and the pillarbox group (the web UI) can use it.
 """
 
 from __future__ import annotations
@@ -11,58 +12,61 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from appliance import __version__
+from appliance.accounts import Accounts
+from appliance.config import Config
 from appliance.ctl.protocol import MAX_LINE, decode, encode
 from appliance.log import new_conn_id
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context, Service
+from appliance.runtime import CtlHandler, CtlHandlers, Service, Supervisor
+from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = CtlHandler
 
 
 class CommandError(Exception):
     """A handler's refusal; the text is sent to the client."""
 
 
-def register(ctx: Context, name: str, handler: Handler) -> None:
-    ctx.ctl_handlers[name] = handler
+def register(handlers: CtlHandlers, name: str, handler: Handler) -> None:
+    handlers[name] = handler
 
 
 class CtlService:
     name = "ctl"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, config: Config, handlers: CtlHandlers, supervisor: Supervisor) -> None:
+        self.socket = config.ctl_socket  # bound once: a reload does not move the socket
+        self.handlers = handlers
+        self.supervisor = supervisor
         self._server: asyncio.AbstractServer | None = None
-        register(ctx, "status", self._status)
-        register(ctx, "version", self._version)
-        register(ctx, "reload", self._reload)
-        register(ctx, "stop", self._stop)
+        register(handlers, "status", self._status)
+        register(handlers, "version", self._version)
+        register(handlers, "reload", self._reload)
+        register(handlers, "stop", self._stop)
 
     async def _status(self, args: dict[str, Any]) -> Any:
-        return self.ctx.status()
+        return self.supervisor.status()
 
     async def _version(self, args: dict[str, Any]) -> Any:
         return {"version": __version__}
 
     async def _reload(self, args: dict[str, Any]) -> Any:
-        error = await self.ctx.reload()
+        error = await self.supervisor.reload()
         if error:
             raise CommandError(f"config not reloaded, the old one stays in force: {error}")
         return {"reloaded": True}
 
     async def _stop(self, args: dict[str, Any]) -> Any:
-        asyncio.get_running_loop().call_soon(self.ctx.request_stop)
+        asyncio.get_running_loop().call_soon(self.supervisor.request_stop)
         return {"stopping": True}
 
     async def start(self) -> None:
-        path = self.ctx.config.ctl_socket
+        path = self.socket
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -76,13 +80,13 @@ class CtlService:
             await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(FileNotFoundError):
-            self.ctx.config.ctl_socket.unlink()
+            self.socket.unlink()
 
-    async def reload(self) -> None:
+    async def reload(self, new: Config) -> None:
         return None
 
     def status(self) -> dict[str, Any]:
-        return {"listening": [str(self.ctx.config.ctl_socket)] if self._server else []}
+        return {"listening": [str(self.socket)] if self._server else []}
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         new_conn_id("ctl")
@@ -111,7 +115,7 @@ class CtlService:
             return {"ok": False, "error": "request is not a JSON object"}
         cmd = req.get("cmd")
         args = req.get("args") or {}
-        handlers = self.ctx.ctl_handlers
+        handlers = self.handlers
         if not isinstance(cmd, str) or cmd not in handlers:
             return {"ok": False, "error": f"unknown command {cmd!r}; known: {sorted(handlers)}"}
         if not isinstance(args, dict):
@@ -125,14 +129,25 @@ class CtlService:
             return {"ok": False, "error": f"{cmd} failed; see the daemon log"}
 
 
-def create(ctx: Context) -> list[Service]:
+@dataclass(frozen=True)
+class MailboxDeps:
+    """What the mailbox.* commands (appliance.ctl.mailbox) use."""
+
+    accounts: Accounts
+    store: MailStore
+
+
+def create(
+    config: Config, handlers: CtlHandlers, supervisor: Supervisor, mailboxes: MailboxDeps
+) -> list[Service]:
     from appliance.ctl.mailbox import mailbox_handlers
     from appliance.delivery.recipients import quota_of
 
     def quota(user: str) -> int | None:
-        if ctx.accounts.get_user(user) is None:
+        if mailboxes.accounts.get_user(user) is None:
             return None
-        return quota_of(ctx.accounts, user, ctx.config.limits.default_quota)
+        default = supervisor.config.limits.default_quota  # the config in force
+        return quota_of(mailboxes.accounts, user, default)
 
-    ctx.ctl_handlers.update(mailbox_handlers(ctx.store, quota))  # the web UI's mail page
-    return [CtlService(ctx)]
+    handlers.update(mailbox_handlers(mailboxes.store, quota))  # the web UI's mail page
+    return [CtlService(config, handlers, supervisor)]

@@ -2,14 +2,14 @@
 
 Order of work for one SMTP transaction:
 
-1. every Filter in ``ctx.filters`` sees the message once (reject -> 550/554 unless the
-   filter says otherwise, tempfail -> 451, discard -> accepted and dropped, junk -> the
-   Junk folder); their headers are prepended to every local copy;
+1. every Filter in the chain in force (``deps.chain``) sees the message once (reject ->
+   550/554 unless the filter says otherwise, tempfail -> 451, discard -> accepted and
+   dropped, junk -> the Junk folder); their headers are prepended to every local copy;
 2. every RecipientFilter (Sieve) chooses folders, flags and redirects per local user;
    a junk verdict files into Junk unless a recipient filter chose another folder;
 3. ONE ``store.deliver`` call stores every local copy, all or none, in a worker thread;
 4. remote recipients (remote alias targets, redirects, submission to other domains) are
-   handed to ``ctx.queue.enqueue`` in one call.
+   handed to ``deps.queue.enqueue`` in one call.
 
 The caller answers 250 only after :meth:`Pipeline.run` returns. Local copies are stored
 before the queue hand-off: if the hand-off fails the client is told 451 and retries, so
@@ -26,8 +26,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from appliance.accounts import Accounts
+from appliance.config import Config
 from appliance.delivery.errors import (
     DeliveryFailed,
     enhanced_for,
@@ -39,8 +40,9 @@ from appliance.delivery.errors import (
 from appliance.delivery.forwarding import ForwardDecision, decide
 from appliance.delivery.recipients import Recipient, Resolver, quota_of
 from appliance.delivery.srs import SrsError, srs_for
-from appliance.filters.base import InboundMessage, RecipientAction, Verdict
+from appliance.filters.base import FilterChain, FilterSet, InboundMessage, RecipientAction, Verdict
 from appliance.mime.dsn import RecipientReport, build_dsn, original_header
+from appliance.queue.base import OutboundQueue
 from appliance.store import reserve
 from appliance.store.base import (
     INBOX,
@@ -50,9 +52,6 @@ from appliance.store.base import (
     StorageFull,
     StoreError,
 )
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +82,34 @@ def trace_prefix(sender: str, user: str) -> bytes:
     return f"Return-Path: <{sender}>\r\nDelivered-To: {user}\r\n".encode()
 
 
+@dataclass(frozen=True)
+class PipelineDeps:
+    """What the pipeline uses besides the config."""
+
+    accounts: Accounts
+    store: MailStore
+    queue: OutboundQueue
+    chain: FilterChain
+
+
 class Pipeline:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, deps: PipelineDeps, config: Config) -> None:
+        self.deps = deps
+        self.config = config
 
     @property
     def resolver(self) -> Resolver:
-        ctx = self.ctx
-        return Resolver(ctx.accounts, ctx.store, ctx.config.limits.default_quota)
+        deps = self.deps
+        return Resolver(deps.accounts, deps.store, self.config.limits.default_quota)
 
     async def run(self, msg: InboundMessage, recipients: Sequence[Recipient]) -> Outcome:
-        verdict = await self._filter(msg)
+        async with self.deps.chain.use() as chain:  # closed on reload only after this run
+            return await self._run(msg, recipients, chain)
+
+    async def _run(
+        self, msg: InboundMessage, recipients: Sequence[Recipient], chain: FilterSet
+    ) -> Outcome:
+        verdict = await self._filter(msg, chain)
         if verdict.action == "discard":
             log.info("delivery=discarded from=%s", msg.mail_from)
             return Outcome(discarded=True)
@@ -103,7 +119,7 @@ class Pipeline:
         targets: list[DeliveryTarget] = []
         refused: list[str] = []
         for user in users:
-            action = await self._route(user, msg, verdict)
+            action = await self._route(user, msg, verdict, chain)
             if action.reject_reason:
                 refused.append(action.reject_reason)
                 log.info("delivery=refused-by-recipient-filter user=%s", user)
@@ -119,7 +135,7 @@ class Pipeline:
         forward: ForwardDecision | None = None
         if remote and not msg.authenticated_user:
             forward = await asyncio.to_thread(
-                decide, verdict, self.ctx.config.hostname, self.ctx.accounts.is_local_domain
+                decide, verdict, self.config.hostname, self.deps.accounts.is_local_domain
             )
             if not forward.allowed:
                 remote = self._forward_refused(forward, remote, bool(targets))
@@ -188,16 +204,16 @@ class Pipeline:
     ) -> str:
         """Queue the remote copies (worker thread): a submission is signed by the queue,
         a forward keeps its bytes and is ARC-sealed with an SRS0 envelope sender."""
-        queue = self.ctx.queue
+        queue = self.deps.queue
         if forward is None:
             return queue.enqueue(msg.mail_from, remote, msg.path, origin="submission")
-        accounts = self.ctx.accounts
+        accounts = self.deps.accounts
         domains = [r.address.rpartition("@")[2].lower() for r in recipients]
         domain = next((d for d in domains if accounts.is_local_domain(d)), "")
-        domain = domain or next(iter(accounts.list_domains()), self.ctx.config.hostname)
+        domain = domain or next(iter(accounts.list_domains()), self.config.hostname)
         wire_sender = ""
         try:
-            wire_sender = srs_for(self.ctx.config.data_dir).forward(msg.mail_from, domain)
+            wire_sender = srs_for(self.config.data_dir).forward(msg.mail_from, domain)
         except SrsError as exc:  # e.g. a quoted local part: sent with the original sender
             log.warning("delivery=srs-skipped from=%s error=%s", msg.mail_from, exc)
         log.info(
@@ -219,10 +235,10 @@ class Pipeline:
 
     # ------------------------------------------------------------ filters
 
-    async def _filter(self, msg: InboundMessage) -> Verdict:
+    async def _filter(self, msg: InboundMessage, chain: FilterSet) -> Verdict:
         headers: list[tuple[str, str]] = []
         junk = False
-        for flt in self.ctx.filters:
+        for flt in chain.filters:
             try:
                 verdict = await flt.check(msg)
             except Exception as exc:
@@ -250,9 +266,11 @@ class Pipeline:
             junk = junk or verdict.action == "junk"
         return Verdict("junk" if junk else "accept", tuple(headers))
 
-    async def _route(self, user: str, msg: InboundMessage, verdict: Verdict) -> RecipientAction:
+    async def _route(
+        self, user: str, msg: InboundMessage, verdict: Verdict, chain: FilterSet
+    ) -> RecipientAction:
         action = RecipientAction()
-        for rf in self.ctx.recipient_filters:
+        for rf in chain.recipient_filters:
             try:
                 result = await rf.route(user, msg, verdict)
             except Exception as exc:
@@ -273,11 +291,11 @@ class Pipeline:
         local: list[str] = []
         remote: list[str] = []
         for address in addresses:
-            resolution = self.ctx.accounts.resolve(address)
+            resolution = self.deps.accounts.resolve(address)
             if resolution.exists:
                 local.extend(resolution.local)
                 remote.extend(resolution.remote)
-            elif not self.ctx.accounts.is_local_domain(address.rpartition("@")[2]):
+            elif not self.deps.accounts.is_local_domain(address.rpartition("@")[2]):
                 remote.append(address)
         return local, remote
 
@@ -291,9 +309,9 @@ class Pipeline:
         The store decides quota (one usage read per user, again inside its transaction,
         so racing deliveries cannot both take the last bytes): a user it refuses is left
         out and the rest is stored. Bounded: each round leaves out one more user."""
-        store: MailStore = self.ctx.store
-        accounts = self.ctx.accounts
-        default_quota = self.ctx.config.limits.default_quota
+        store: MailStore = self.deps.store
+        accounts = self.deps.accounts
+        default_quota = self.config.limits.default_quota
         quotas: dict[str, int] = {}
         existing: dict[str, set[str]] = {}
         final: list[DeliveryTarget] = []
@@ -311,8 +329,8 @@ class Pipeline:
             final.append(replace(t, mailbox=mailbox, quota_bytes=quotas[t.user]))
         # RFC 5321 4.2.2 452: insufficient system storage: the disk keeps its reserve
         # (appliance/store/reserve.py), so reads and deletes still work when mail pours in.
-        reserve.guard(self.ctx.config.mail_dir).check(
-            self.ctx.config.limits.disk_reserve, size * len(final)
+        reserve.guard(self.config.mail_dir).check(
+            self.config.limits.disk_reserve, size * len(final)
         )
         skipped: list[str] = []
         while True:
@@ -333,7 +351,7 @@ class Pipeline:
         if not msg.mail_from:
             log.warning("delivery=over-quota-not-reported reason=null-sender")
             return
-        cfg, now = self.ctx.config, time.time()
+        cfg, now = self.config, time.time()
         reports = [
             RecipientReport(u, "failed", "552 5.2.2 Mailbox full", status="5.2.2", last_attempt=now)
             for u in users
@@ -350,15 +368,15 @@ class Pipeline:
         tmp = msg.path.with_name(f"dsn-{msg.path.name}")
         try:
             tmp.write_bytes(dsn)
-            sender = self.ctx.accounts.resolve(msg.mail_from)
+            sender = self.deps.accounts.resolve(msg.mail_from)
             if sender.local:
                 prefix = b"Return-Path: <>\r\n"
-                self.ctx.store.deliver(
+                self.deps.store.deliver(
                     [DeliveryTarget(u, header_prefix=prefix) for u in sender.local], tmp
                 )
             else:
                 # RFC 5321 4.5.5: notifications go out with the null reverse-path.
-                self.ctx.queue.enqueue("", [msg.mail_from], tmp)
+                self.deps.queue.enqueue("", [msg.mail_from], tmp)
             log.info("delivery=over-quota-reported to=%s users=%s", msg.mail_from, ",".join(users))
         except (OSError, StoreError) as exc:
             log.error("delivery=over-quota-report-failed to=%s error=%r", msg.mail_from, exc)

@@ -8,9 +8,14 @@ Per-recipient rules (Sieve) are a RecipientFilter: they choose folders per user.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 Action = Literal["accept", "junk", "reject", "tempfail", "discard"]
 
@@ -58,3 +63,67 @@ class RecipientFilter(Protocol):
     name: str
 
     async def route(self, user: str, msg: InboundMessage, verdict: Verdict) -> RecipientAction: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A filter holding resources (a database, a connection) closes them here."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class FilterSet:
+    """One build of the chain (appliance.filters.setup.build_filters)."""
+
+    filters: list[Filter] = field(default_factory=list)
+    recipient_filters: list[RecipientFilter] = field(default_factory=list)
+    users: int = 0  # pipeline runs holding this build
+    retired: bool = False
+
+    async def close(self) -> None:
+        for item in [*self.filters, *self.recipient_filters]:
+            if isinstance(item, Closable):
+                try:
+                    await item.close()
+                except Exception:
+                    log.exception("filter=close-failed name=%s", getattr(item, "name", "?"))
+
+
+class FilterChain:
+    """The filters in force. Replaced as a whole on reload (on the event loop); a build
+    that is replaced is closed once the last pipeline run holding it has finished."""
+
+    def __init__(
+        self,
+        filters: list[Filter] | None = None,
+        recipient_filters: list[RecipientFilter] | None = None,
+    ) -> None:
+        self.current = FilterSet(filters or [], recipient_filters or [])
+
+    @property
+    def filters(self) -> list[Filter]:
+        return self.current.filters
+
+    @property
+    def recipient_filters(self) -> list[RecipientFilter]:
+        return self.current.recipient_filters
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[FilterSet]:
+        held = self.current
+        held.users += 1
+        try:
+            yield held
+        finally:
+            held.users -= 1
+            if held.retired and held.users == 0:
+                await held.close()
+
+    async def replace(
+        self, filters: list[Filter], recipient_filters: list[RecipientFilter]
+    ) -> None:
+        old, self.current = self.current, FilterSet(filters, recipient_filters)
+        old.retired = True
+        if old.users == 0:
+            await old.close()

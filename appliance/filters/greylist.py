@@ -148,6 +148,9 @@ class GreylistFilter:
     def __init__(self, greylist: Greylist) -> None:
         self.greylist = greylist
 
+    async def close(self) -> None:
+        await asyncio.to_thread(self.greylist.close)
+
     async def check(self, msg: InboundMessage) -> Verdict:
         if msg.authenticated_user or _local(msg.client_ip):
             return Verdict()

@@ -1,44 +1,75 @@
-"""The "filters" service: rebuilds the filter chain when the config is reloaded.
+"""The "filters" service: builds the filter chain at start and rebuilds it on reload.
 
-build_context() builds the first chain (appliance.filters.setup.build_filters); this
-service keeps it in step with pillarbox.toml on SIGHUP / ctl reload and reports it in
-ctl status. It listens on nothing.
+The chain (appliance.filters.base.FilterChain) is shared with the delivery pipeline;
+this service alone replaces it, on the event loop, and the build it replaces is closed
+once no pipeline run holds it. It also registers the sieve.* ctl commands (the web UI's
+script editor) and reports the chain in ctl status. It listens on nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from appliance.filters.setup import build_filters
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context, Service
+from appliance.config import Config
+from appliance.dns import DnsResolver
+from appliance.filters.base import FilterChain
+from appliance.filters.setup import build_filters, sieve_store
+from appliance.filters.sieve_ctl import sieve_handlers
+from appliance.queue.base import OutboundQueue
+from appliance.runtime import CtlHandlers, Service
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilterEnv:
+    """What build_filters reads (appliance.filters.setup.Context)."""
+
+    config: Config
+    queue: OutboundQueue
+    dns: DnsResolver  # the daemon's one resolver and cache
 
 
 class FiltersService:
     name = "filters"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(
+        self,
+        config: Config,
+        queue: OutboundQueue,
+        dns: DnsResolver,
+        chain: FilterChain,
+        handlers: CtlHandlers,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.dns = dns
+        self.chain = chain
+        self.handlers = handlers
 
     async def start(self) -> None:
-        if not self.ctx.filters and not self.ctx.recipient_filters:
-            await self.reload()
+        if not self.chain.filters and not self.chain.recipient_filters:
+            await self._rebuild()
 
     async def stop(self) -> None:
-        return None
+        await self.chain.replace([], [])  # closes the chain once the last run is done
 
-    async def reload(self) -> None:
+    async def reload(self, new: Config) -> None:
+        self.config = new
+        await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        env = FilterEnv(self.config, self.queue, self.dns)
         try:
-            filters, recipient_filters = await asyncio.to_thread(build_filters, self.ctx)
+            filters, recipient_filters = await asyncio.to_thread(build_filters, env)
         except OSError as exc:
             log.error("filters=reload-failed reason=%s (old chain kept)", exc)
             return
-        self.ctx.filters, self.ctx.recipient_filters = filters, recipient_filters
+        self.handlers.update(sieve_handlers(sieve_store(env)))
+        await self.chain.replace(filters, recipient_filters)
         log.info(
             "filters=reloaded chain=%s recipient=%s",
             ",".join(f.name for f in filters),
@@ -47,10 +78,16 @@ class FiltersService:
 
     def status(self) -> dict[str, Any]:
         return {
-            "filters": [f.name for f in self.ctx.filters],
-            "recipient_filters": [f.name for f in self.ctx.recipient_filters],
+            "filters": [f.name for f in self.chain.filters],
+            "recipient_filters": [f.name for f in self.chain.recipient_filters],
         }
 
 
-def create(ctx: Context) -> list[Service]:
-    return [FiltersService(ctx)]
+def create(
+    config: Config,
+    queue: OutboundQueue,
+    dns: DnsResolver,
+    chain: FilterChain,
+    handlers: CtlHandlers,
+) -> list[Service]:
+    return [FiltersService(config, queue, dns, chain, handlers)]

@@ -1,10 +1,11 @@
 """Build the inbound filter chain from the config: call once at start-up (and on reload).
 
-    ctx.filters, ctx.recipient_filters = build_filters(ctx)
+    filters, recipient_filters = build_filters(env)
 
 Order (the pipeline stops at the first reject/tempfail): DNSBL, greylisting (only when
 rspamd is off), ClamAV, mailauth (SPF/DKIM/DMARC/ARC), rspamd. Recipient filters: Sieve.
-Also registers the sieve.* ctl commands (appliance.filters.sieve_ctl) on ctx.ctl_handlers.
+The filters service (appliance.filters.service) runs it and registers the sieve.* ctl
+commands.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from appliance.filters.greylist import Greylist, GreylistFilter, GreylistSetting
 from appliance.filters.learning import client_for
 from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.filters.rspamd import RspamdFilter, SpamThresholds
-from appliance.filters.sieve_ctl import sieve_handlers
 from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_store import SieveStore, store_for
 from appliance.filters.sieve_vacation import VacationTracker
@@ -28,7 +28,7 @@ from appliance.queue.base import OutboundQueue
 
 
 class Context(Protocol):
-    """What the filters need of appliance.daemon.Context."""
+    """What the filters are built from."""
 
     @property
     def config(self) -> config.Config: ...
@@ -76,9 +76,6 @@ def build_filters(
         thresholds = SpamThresholds(f.spam_header_score, f.spam_junk_score, f.spam_reject_score)
         filters.append(RspamdFilter(client_for(f), thresholds))
     recipient_filters: list[RecipientFilter] = []
-    handlers = getattr(ctx, "ctl_handlers", None)
-    if isinstance(handlers, dict):
-        handlers.update(sieve_handlers(sieve_store(ctx)))  # the web UI's script editor
     if f.sieve:
         root = cfg.data_dir / "sieve"
         recipient_filters.append(

@@ -69,6 +69,10 @@ class SieveFilter:
         self.send = send
         self.tracker = tracker
 
+    async def close(self) -> None:
+        if self.tracker is not None:
+            await asyncio.to_thread(self.tracker.close)
+
     async def route(self, user: str, msg: InboundMessage, verdict: Verdict) -> RecipientAction:
         default = JUNK if verdict.action == "junk" else INBOX
         try:

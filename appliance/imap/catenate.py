@@ -187,7 +187,7 @@ async def build(s: Session, message: AppendMessage) -> AppendMessage:
         else:
             raise _badurl(part.url, "Mailbox-relative IMAP URL, but no mailbox selected")
         resolved.append((part, target, mailbox))
-    limit = s.ctx.config.limits.max_message_size
-    path, size = await s.run_blocking(_assemble, s.ctx.store, s.user, resolved, s.spool_dir, limit)
+    limit = s.config.limits.max_message_size
+    path, size = await s.run_blocking(_assemble, s.deps.store, s.user, resolved, s.spool_dir, limit)
     s.temp_files.append(str(path))
     return dataclasses.replace(message, literal=Literal(size, path=path), parts=())

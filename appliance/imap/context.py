@@ -179,7 +179,7 @@ async def refresh(s: Session) -> None:
     for live in list(registry.live.values()):
         try:
             found = await s.run_blocking(
-                search.search, s.ctx.store, s.user, sel.name, candidates, live.key, matcher
+                search.search, s.deps.store, s.user, sel.name, candidates, live.key, matcher
             )
         except ImapError:
             continue

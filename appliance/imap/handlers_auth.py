@@ -51,7 +51,7 @@ async def starttls(s: Session, cmd: Command) -> str | None:
         raise bad("TLS is already active")
     s.send(f"{cmd.tag} OK Begin TLS negotiation now\r\n".encode())
     await s.conn.flush()
-    await s.conn.start_tls(s.ctx.tls.context, float(s.ctx.config.limits.command_timeout))
+    await s.conn.start_tls(s.deps.tls.context, float(s.config.limits.command_timeout))
     log.info("event=starttls")
     return None
 
@@ -66,7 +66,7 @@ def _failed(s: Session) -> None:
 
 
 async def _login_user(s: Session, login: str, password: str) -> str:
-    result = await s.ctx.auth.authenticate(login, password, s.conn.peer_ip)
+    result = await s.deps.auth.authenticate(login, password, s.conn.peer_ip)
     if result.user is None:
         _failed(s)
         if result.retry_after > 0:
@@ -74,12 +74,12 @@ async def _login_user(s: Session, login: str, password: str) -> str:
         raise ImapError("Authentication failed", "AUTHENTICATIONFAILED")
     user = result.user
     try:
-        await s.run_blocking(s.ctx.store.ensure_user, user.email)
+        await s.run_blocking(s.deps.store.ensure_user, user.email)
     except StoreError as exc:
         log.error("user=%s ensure_user_failed=%r", user.email, exc)
         raise ImapError("Mail storage unavailable", "UNAVAILABLE") from exc
     s.user = user.email
-    s.quota_bytes = user.quota_bytes or s.ctx.config.limits.default_quota
+    s.quota_bytes = user.quota_bytes or s.config.limits.default_quota
     s.state = "auth"
     log.info("event=login user=%s", user.email)
     return f"{s.capability_code()} Logged in"

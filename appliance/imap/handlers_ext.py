@@ -109,7 +109,7 @@ async def sort_(s: Session, cmd: Command) -> str:
     if modseq:
         s.enable_condstore()  # RFC 7162 3.1: SORT with MODSEQ enables CONDSTORE
     found = await hmsg._run_search(s, key)
-    ordered = await s.run_blocking(search.sort, s.ctx.store, s.user, sel.name, found, cmd.criteria)
+    ordered = await s.run_blocking(search.sort, s.deps.store, s.user, sel.name, found, cmd.criteria)
     numbers = [c.info.uid if cmd.uid else c.seq for c in ordered]
     modseqs = [c.info.modseq for c in ordered] if modseq else None
     if cmd.returns is None:

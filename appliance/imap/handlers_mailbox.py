@@ -75,10 +75,10 @@ async def select(s: Session, cmd: Command) -> str:
             s.send(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 3.2.11
     if cmd.condstore:
         s.condstore = True  # RFC 7162 3.1.8: SELECT (CONDSTORE) enables CONDSTORE
-    subscription = s.ctx.bus.subscribe(s.user, name)
+    subscription = s.deps.bus.subscribe(s.user, name)
     try:
         snapshot = await s.run_blocking(
-            s.ctx.store.snapshot, s.user, name, claim_recent=not readonly
+            s.deps.store.snapshot, s.user, name, claim_recent=not readonly
         )
     except MailboxNotFound:
         subscription.close()
@@ -114,7 +114,7 @@ async def _qresync(s: Session, sel: SelectedMailbox, cmd: Select) -> None:
     """RFC 7162 3.2.5.2: VANISHED (EARLIER) and FETCH for what changed since modseq."""
     params = cmd.qresync
     assert params is not None
-    changes = await s.run_blocking(s.ctx.store.changes, s.user, sel.name, params.modseq)
+    changes = await s.run_blocking(s.deps.store.changes, s.user, sel.name, params.modseq)
     vanished = list(changes.expunged)
     if params.known_uids:
         top = max(vanished, default=0)
@@ -145,7 +145,7 @@ async def create(s: Session, cmd: Command) -> str:
             raise ImapError("Unsupported special-use attribute", "USEATTR")  # RFC 6154 3
         special = cmd.use[0]
     try:
-        await s.run_blocking(s.ctx.store.create_mailbox, s.user, name, special)
+        await s.run_blocking(s.deps.store.create_mailbox, s.user, name, special)
     except StoreError as exc:
         raise from_store(exc) from exc
     publish_list_change(s, "create", name)  # RFC 5465 5.4: MailboxName
@@ -159,7 +159,7 @@ async def delete(s: Session, cmd: Command) -> str:
         raise ImapError("INBOX cannot be deleted", "CANNOT")
     if s.selected is not None and s.selected.name == name:
         s.deselect()
-    await s.run_blocking(s.ctx.store.delete_mailbox, s.user, name)
+    await s.run_blocking(s.deps.store.delete_mailbox, s.user, name)
     publish_list_change(s, "delete", name)  # RFC 5465 5.4: MailboxName
     return "DELETE completed"
 
@@ -168,7 +168,7 @@ async def rename(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Rename)
     old, new = s.mailbox_in(cmd.old), s.mailbox_in(cmd.new)
     moving = [] if old == INBOX else [old, *await inferiors(s, old)]
-    await s.run_blocking(s.ctx.store.rename_mailbox, s.user, old, new)
+    await s.run_blocking(s.deps.store.rename_mailbox, s.user, old, new)
     # RFC 5465 5.4: MailboxName for the mailbox and each inferior (renaming INBOX creates
     # the new name, INBOX stays)
     if old == INBOX:
@@ -180,7 +180,7 @@ async def rename(s: Session, cmd: Command) -> str:
         # The selected mailbox moved with its messages and UIDs: follow it.
         sel.subscription.close()
         sel.name = new + sel.name[len(old) :]
-        sel.subscription = s.ctx.bus.subscribe(s.user, sel.name)
+        sel.subscription = s.deps.bus.subscribe(s.user, sel.name)
     return "RENAME completed"
 
 
@@ -188,7 +188,7 @@ async def subscribe(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, MailboxCommand)
     name = s.mailbox_in(cmd.mailbox)
     subscribed = cmd.name == "SUBSCRIBE"
-    await s.run_blocking(s.ctx.store.subscribe, s.user, name, subscribed)
+    await s.run_blocking(s.deps.store.subscribe, s.user, name, subscribed)
     publish_list_change(s, cmd.name.lower(), name)  # RFC 5465 5.5: SubscriptionChange
     return f"{cmd.name} completed"
 
@@ -218,8 +218,8 @@ def _list_patterns(s: Session, cmd: ListCommand) -> tuple[str, ...]:
 
 
 def _list_blocking(s: Session, req: ListRequest) -> list[ListEntry]:
-    boxes = s.ctx.store.list_mailboxes(s.user)
-    return list_entries(boxes, s.ctx.store.subscriptions(s.user), req)
+    boxes = s.deps.store.list_mailboxes(s.user)
+    return list_entries(boxes, s.deps.store.subscriptions(s.user), req)
 
 
 async def list_(s: Session, cmd: Command) -> str:
@@ -257,7 +257,7 @@ async def list_(s: Session, cmd: Command) -> str:
         s.send(line + b"\r\n")
         if cmd.status_items and entry.selectable:  # RFC 5819 2: LIST-STATUS
             try:
-                st = await s.run_blocking(s.ctx.store.status, s.user, entry.name)
+                st = await s.run_blocking(s.deps.store.status, s.user, entry.name)
             except StoreError:
                 continue
             s.send(_status_line(s, entry.name, st, cmd.status_items))
@@ -289,7 +289,7 @@ def _status_line(s: Session, name: str, st: MailboxStatus, items: tuple[str, ...
         "SIZE": st.size,  # RFC 8438
         "HIGHESTMODSEQ": st.highest_modseq,  # RFC 7162 3.1.6
         "DELETED": st.deleted,  # RFC 9051 6.3.11
-        "APPENDLIMIT": s.ctx.config.limits.max_message_size,  # RFC 7889 4
+        "APPENDLIMIT": s.config.limits.max_message_size,  # RFC 7889 4
     }
     if "HIGHESTMODSEQ" in items:
         s.enable_condstore()  # RFC 7162 3.1: sends HIGHESTMODSEQ first when selected
@@ -304,7 +304,7 @@ async def status(s: Session, cmd: Command) -> str:
         raise bad(f"Unknown STATUS item {sorted(unknown)[0]}")
     name = s.mailbox_in(cmd.mailbox)
     try:
-        st = await s.run_blocking(s.ctx.store.status, s.user, name)
+        st = await s.run_blocking(s.deps.store.status, s.user, name)
     except MailboxNotFound:
         raise ImapError("Mailbox does not exist", "NONEXISTENT") from None
     s.send(_status_line(s, name, st, cmd.items))
@@ -324,7 +324,7 @@ def _write_temp(data: bytes) -> Path:
 async def append(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, Append)
     name = s.mailbox_in(cmd.mailbox)
-    limit = s.ctx.config.limits.max_message_size
+    limit = s.config.limits.max_message_size
     batch: list[NewMessage] = []
     messages = list(cmd.messages)
     for i, message in enumerate(messages):
@@ -342,7 +342,7 @@ async def append(s: Session, cmd: Command) -> str:
         # RFC 9051 4.3: NUL octets (a literal8, RFC 3516 4.4) are stored re-encoded (base64)
         await s.run_blocking(rewrite_file_without_nul, path)
         batch.append(NewMessage(path, frozenset(flags), message.date))
-    cfg = s.ctx.config
+    cfg = s.config
     try:
         # The disk keeps its free-space reserve (appliance/store/reserve.py). RFC 5530 3
         # OVERQUOTA, as Dovecot 2.3 answers for ENOSPC (its lib-storage maps ENOSPC and
@@ -357,7 +357,7 @@ async def append(s: Session, cmd: Command) -> str:
         # RFC 3502 3: MULTIAPPEND stores every message or none; RFC 9208 4.3.1: NO
         # [OVERQUOTA] when they do not all fit the quota (the store decides atomically).
         appended = await s.run_blocking(
-            s.ctx.store.append_many, s.user, name, batch, quota_bytes=s.quota_bytes
+            s.deps.store.append_many, s.user, name, batch, quota_bytes=s.quota_bytes
         )
     except StoreError as exc:
         raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.3.12: TRYCREATE
@@ -374,7 +374,7 @@ QUOTA_ROOT = "User quota"
 
 async def _quota_line(s: Session) -> bytes:
     # The same usage the store decides APPEND/COPY and delivery with (index totals).
-    usage = await s.run_blocking(s.ctx.store.usage, s.user)
+    usage = await s.run_blocking(s.deps.store.usage, s.user)
     used_kib = (usage.bytes + 1023) // 1024
     limit_kib = s.quota_bytes // 1024
     return (
@@ -387,7 +387,7 @@ async def _quota_line(s: Session) -> bytes:
 async def getquotaroot(s: Session, cmd: Command) -> str:
     assert isinstance(cmd, MailboxCommand)
     name = s.mailbox_in(cmd.mailbox)
-    await s.run_blocking(s.ctx.store.status, s.user, name)  # NONEXISTENT check
+    await s.run_blocking(s.deps.store.status, s.user, name)  # NONEXISTENT check
     if not s.quota_bytes:
         s.send(b"* QUOTAROOT " + s.mailbox_out(name) + b"\r\n")  # no quota applies
         return "GETQUOTAROOT completed"

@@ -57,7 +57,7 @@ async def fetch_(s: Session, cmd: Command) -> str:
         if not s.qresync:
             raise bad("QRESYNC is not enabled")
         assert cmd.changed_since is not None
-        changes = await s.run_blocking(s.ctx.store.changes, s.user, sel.name, cmd.changed_since)
+        changes = await s.run_blocking(s.deps.store.changes, s.user, sel.name, cmd.changed_since)
         top = max(changes.expunged, default=0)
         gone = [u for u in changes.expunged if search._in_set(u, cmd.seqset, top)]
         if gone:  # RFC 7162 3.2.6: VANISHED (EARLIER) before the FETCH responses
@@ -77,7 +77,7 @@ async def fetch_(s: Session, cmd: Command) -> str:
             # A full disk must not stop reading: the data goes out without \Seen.
             with contextlib.suppress(StorageFull):
                 result = await s.run_blocking(
-                    s.ctx.store.store_flags, s.user, sel.name, unseen, "add", ["\\Seen"]
+                    s.deps.store.store_flags, s.user, sel.name, unseen, "add", ["\\Seen"]
                 )
         if result is not None:
             for line in sel.update(result.updated):  # RFC 9051 7.3.5: FLAGS first
@@ -94,12 +94,17 @@ async def fetch_(s: Session, cmd: Command) -> str:
     items = [(sel.seq_of(u), sel.info[u], sel.visible_flags(u)) for u in uids if u in sel.info]
     if not fetch.needs_disk(atts):  # index data only: no thread hop
         for seq, info, flags in items:
-            done = fetch.build(s.ctx.store, s.user, sel.name, seq, info, flags, req)
+            done = fetch.build(s.deps.store, s.user, sel.name, seq, info, flags, req)
             await s.send_pieces(done.pieces)
         return f"{'UID ' if cmd.uid else ''}FETCH completed"
     for start in range(0, len(items), FETCH_BATCH):
         batch = await s.run_blocking(
-            fetch.build_many, s.ctx.store, s.user, sel.name, items[start : start + FETCH_BATCH], req
+            fetch.build_many,
+            s.deps.store,
+            s.user,
+            sel.name,
+            items[start : start + FETCH_BATCH],
+            req,
         )
         try:
             for fetched in batch:
@@ -125,7 +130,7 @@ async def store(s: Session, cmd: Command) -> str:
     if cmd.unchanged_since is not None:
         s.enable_condstore()  # RFC 7162 3.1
     result = await s.run_blocking(
-        s.ctx.store.store_flags,
+        s.deps.store.store_flags,
         s.user,
         sel.name,
         uids,
@@ -167,10 +172,10 @@ async def copy_move(s: Session, cmd: Command) -> str:
         return f"{cmd.name} completed (no messages)"
     try:
         if move:  # RFC 6851: usage is unchanged by a move, so quota never refuses it
-            copied = await s.run_blocking(s.ctx.store.move, s.user, sel.name, uids, dest)
+            copied = await s.run_blocking(s.deps.store.move, s.user, sel.name, uids, dest)
         else:  # RFC 9208 4.3.1: NO [OVERQUOTA] and nothing copied when the copies do not fit
             copied = await s.run_blocking(
-                s.ctx.store.copy, s.user, sel.name, uids, dest, quota_bytes=s.quota_bytes
+                s.deps.store.copy, s.user, sel.name, uids, dest, quota_bytes=s.quota_bytes
             )
     except StoreError as exc:
         raise from_store(exc, trycreate=True) from exc  # RFC 9051 6.4.7: TRYCREATE
@@ -200,9 +205,9 @@ def _learn_from(s: Session, src: str, dst: str, uids: list[int]) -> None:
 
     Training runs in the background (rspamd's controller may be slow); the COPY/MOVE
     answer does not wait for it and a failure only costs the lesson."""
-    if not s.ctx.config.filters.rspamd:
+    if not s.config.filters.rspamd:
         return
-    store, user, cfg = s.ctx.store, s.user, s.ctx.config
+    store, user, cfg = s.deps.store, s.user, s.config
 
     async def train() -> None:
         boxes = await asyncio.to_thread(store.list_mailboxes, user)
@@ -234,7 +239,7 @@ async def expunge(s: Session, cmd: Command) -> str:
     wanted = sel.resolve(cmd.seqset, True) if cmd.seqset is not None else None
     if wanted is not None and not wanted:
         return "UID EXPUNGE completed"
-    removed = await s.run_blocking(s.ctx.store.expunge, s.user, sel.name, wanted)
+    removed = await s.run_blocking(s.deps.store.expunge, s.user, sel.name, wanted)
     for line in sel.expunge_responses(removed, s.qresync):
         s.send(line)
     return f"{'UID ' if cmd.uid else ''}EXPUNGE completed"
@@ -244,7 +249,7 @@ async def close(s: Session, cmd: Command) -> str:
     sel = _selected(s)
     if cmd.name == "CLOSE" and not sel.readonly:
         # RFC 9051 6.4.1: CLOSE expunges silently
-        await s.run_blocking(s.ctx.store.expunge, s.user, sel.name, None)
+        await s.run_blocking(s.deps.store.expunge, s.user, sel.name, None)
     s.deselect()
     return f"{cmd.name} completed"
 
@@ -263,7 +268,7 @@ async def _run_search(s: Session, key: SearchKey) -> list[search.Candidate]:
     ]
     matcher = search.Matcher(len(sel.uids), sel.uids[-1] if sel.uids else 0, time.time())
     return await s.run_blocking(
-        search.search, s.ctx.store, s.user, sel.name, candidates, key, matcher
+        search.search, s.deps.store, s.user, sel.name, candidates, key, matcher
     )
 
 
@@ -319,6 +324,6 @@ async def thread_(s: Session, cmd: Command) -> str:
     found = await _run_search(s, cmd.key)
     if cmd.uid:  # UID THREAD: the tree holds UIDs
         found = [search.Candidate(c.info.uid, c.info, c.recent) for c in found]
-    text = await s.run_blocking(search.thread, s.ctx.store, s.user, sel.name, found, cmd.algorithm)
+    text = await s.run_blocking(search.thread, s.deps.store, s.user, sel.name, found, cmd.algorithm)
     s.send(("* THREAD " + text).rstrip().encode() + b"\r\n")
     return f"{'UID ' if cmd.uid else ''}THREAD completed"

@@ -194,7 +194,7 @@ class NotifyState:
         # SELECTED / SELECTED-DELAYED with message events (SELECTED NONE: as if absent)
         self.selected = selected if selected and selected.events & MESSAGE_EVENTS else None
         self.others = tuple(f for f in filters if not f.kind.startswith("SELECTED"))
-        self.sub: Subscription = s.ctx.bus.subscribe(s.user)  # every mailbox of the user
+        self.sub: Subscription = s.deps.bus.subscribe(s.user)  # every mailbox of the user
         self.reported: dict[str, MailboxStatus] = {}  # the last STATUS per mailbox
         self.created: set[str] = set()  # created since NOTIFY SET, still empty
         self.subscriptions: frozenset[str] = frozenset()
@@ -221,7 +221,7 @@ class NotifyState:
 
     async def start(self, send_status: bool) -> None:
         s = self.s
-        store = s.ctx.store
+        store = s.deps.store
         self.subscriptions = await s.run_blocking(store.subscriptions, s.user)
         boxes = await s.run_blocking(store.list_mailboxes, s.user)
         # The selected mailbox too: once another is selected, its changes are STATUS.
@@ -295,7 +295,7 @@ class NotifyState:
             return
         s = self.s
         try:
-            now = await s.run_blocking(s.ctx.store.status, s.user, name)
+            now = await s.run_blocking(s.deps.store.status, s.user, name)
         except MailboxNotFound:
             self.reported.pop(name, None)
             return
@@ -393,11 +393,11 @@ def _matches(f: Filter, name: str, subscribed: frozenset[str]) -> bool:
 
 async def inferiors(s: Session, name: str) -> list[str]:
     """The mailboxes below ``name`` (a RENAME moves them too)."""
-    boxes = await s.run_blocking(s.ctx.store.list_mailboxes, s.user)
+    boxes = await s.run_blocking(s.deps.store.list_mailboxes, s.user)
     return sorted(b.name for b in boxes if b.name.startswith(name + SEPARATOR))
 
 
 def publish_list_change(s: Session, kind: str, name: str, old: str = "") -> None:
     """Tell the user's other sessions (NOTIFY MailboxName / SubscriptionChange)."""
     change = ListChange(kind, name, old)
-    s.ctx.bus.publish(MailboxChanged(s.user, "", origin=change))
+    s.deps.bus.publish(MailboxChanged(s.user, "", origin=change))

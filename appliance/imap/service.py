@@ -1,6 +1,7 @@
 """The IMAP service: listeners (STARTTLS and implicit TLS), connection limits, sessions.
 
-Entry point for the daemon: ``create(ctx) -> [ImapService]`` (see appliance.daemon).
+Entry point for the daemon: ``create(config, deps) -> [ImapService]``. Listeners,
+per-IP limits and rebinding on reload are appliance.listeners'.
 """
 
 from __future__ import annotations
@@ -8,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from appliance.config import Listen
+from appliance.config import Config
 from appliance.imap import context, notify
 from appliance.imap import handlers_auth as ha
 from appliance.imap import handlers_ext as hext
@@ -24,14 +24,20 @@ from appliance.imap.session import (
     NOT_AUTH,
     SELECTED,
     Handler,
+    ImapDeps,
     Session,
     clean_spool_dir,
     spool_dir,
 )
-from appliance.tls import HANDSHAKE_SECONDS
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context, Service
+from appliance.listeners import (
+    ConnectionLimits,
+    Endpoint,
+    ListenerSet,
+    ProtocolFactory,
+    finish,
+    stream_protocol,
+)
+from appliance.runtime import Service
 
 log = logging.getLogger(__name__)
 
@@ -79,60 +85,50 @@ HANDLERS: dict[str, tuple[frozenset[str], Handler]] = {
 class ImapService:
     name = "imap"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.servers: list[tuple[Listen, bool, asyncio.Server]] = []
+    def __init__(self, config: Config, deps: ImapDeps) -> None:
+        self.config = config  # replaced on reload; each new connection reads it
+        self.deps = deps
         self.sessions: set[Session] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.per_ip: Counter[str] = Counter()
-        self.total_connections = 0
+        self.limits = ConnectionLimits(lambda: self.config.limits)
+        self.listeners = ListenerSet("imap", deps.tls, self._factory)
 
-    def _wanted(self) -> list[tuple[Listen, bool]]:
-        listeners = self.ctx.config.listeners
-        return [(a, False) for a in listeners.imap] + [(a, True) for a in listeners.imaps]
+    def _factory(self, endpoint: Endpoint) -> ProtocolFactory:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(reader, writer, endpoint.implicit_tls)
+
+        return stream_protocol(accept)
+
+    def _wanted(self) -> list[Endpoint]:
+        listeners = self.config.listeners
+        return [Endpoint("imap", a.host, a.port) for a in listeners.imap] + [
+            Endpoint("imaps", a.host, a.port, implicit_tls=True) for a in listeners.imaps
+        ]
 
     async def start(self) -> None:
         # Literals spooled by a run that was killed are removed before anyone connects.
-        removed = await asyncio.to_thread(clean_spool_dir, spool_dir(self.ctx.config))
+        removed = await asyncio.to_thread(clean_spool_dir, spool_dir(self.config))
         if removed:
             log.info("imap=spool-cleaned orphans=%d", removed)
-        for listen, implicit in self._wanted():
-            await self._listen(listen, implicit)
-
-    async def _listen(self, listen: Listen, implicit: bool) -> None:
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(reader, writer, implicit)
-
-        server = await asyncio.start_server(
-            accept,
-            listen.host,
-            listen.port,
-            ssl=self.ctx.tls.context if implicit else None,
-            ssl_handshake_timeout=HANDSHAKE_SECONDS if implicit else None,
-            reuse_address=True,
-        )
-        self.servers.append((listen, implicit, server))
-        log.info("imap=listening addr=%s tls=%s", listen, "implicit" if implicit else "starttls")
+        self.limits.draining = False
+        await self.listeners.open(self._wanted())
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit: bool
     ) -> None:
         conn = Connection(reader, writer)
-        limits = self.ctx.config.limits
         ip = conn.peer_ip
-        if len(self.sessions) >= limits.max_connections or (
-            self.per_ip[ip] >= limits.max_connections_per_ip
-        ):
-            log.warning("imap=refused ip=%s reason=connection-limit", ip)
+        refusal = self.limits.admit(ip)
+        if refusal is not None:
+            log.warning("imap=refused ip=%s reason=%s", ip, refusal)
+            text = "Server shutting down" if refusal == "draining" else "Too many connections"
             with contextlib.suppress(Exception):
-                conn.write(b"* BYE Too many connections, try again later\r\n")
+                conn.write(f"* BYE {text}, try again later\r\n".encode())
                 await asyncio.wait_for(conn.flush(), 5)
             await conn.close()
             return
-        session = Session(self.ctx, conn, HANDLERS, implicit)
+        session = Session(self.config, self.deps, conn, HANDLERS, implicit)
         self.sessions.add(session)
-        self.per_ip[ip] += 1
-        self.total_connections += 1
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
@@ -140,60 +136,40 @@ class ImapService:
             await session.run()
         finally:
             self.sessions.discard(session)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            self.limits.release(ip)
             if task is not None:
                 self.tasks.discard(task)
 
-    async def _close_servers(self) -> None:
-        for _, _, server in self.servers:
-            server.close()
-        for _, _, server in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
-        self.servers = []
-
     async def stop(self) -> None:
         """Stop accepting, say BYE to every session, wait briefly for them to end."""
-        for _, _, server in self.servers:
-            server.close()
+        self.limits.draining = True
+        self.listeners.close()
         await asyncio.gather(
             *(s.bye("Server shutting down") for s in list(self.sessions)), return_exceptions=True
         )
         for session in list(self.sessions):
             session.conn.abort()
-        if self.tasks:
-            _, pending = await asyncio.wait(list(self.tasks), timeout=5)
-            for task in pending:
-                task.cancel()
-        await self._close_servers()
+        await finish(self.tasks, 5)
+        await self.listeners.wait_closed()
         log.info("imap=stopped")
 
-    async def reload(self) -> None:
-        """Rebind when the listener addresses changed; TLS reloads in place."""
-        current = [(listen, implicit) for listen, implicit, _ in self.servers]
-        if current == self._wanted():
-            return
-        await self._close_servers()
-        await self.start()
+    async def reload(self, new: Config) -> None:
+        """Limits apply to new connections; listeners follow the new config and the
+        current certificate."""
+        self.config = new
+        await self.listeners.update(self._wanted())
 
     def addresses(self) -> list[str]:
-        out = []
-        for _, _, server in self.servers:
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        return out
+        return self.listeners.listening()
 
     def status(self) -> dict[str, Any]:
         return {
             "listening": self.addresses(),
             "sessions": len(self.sessions),
-            "connections_total": self.total_connections,
+            "connections_total": self.limits.stats["connections_total"],
             "users": sorted({s.user for s in self.sessions if s.user}),
         }
 
 
-def create(ctx: Context) -> list[Service]:
-    return [ImapService(ctx)]
+def create(config: Config, deps: ImapDeps) -> list[Service]:
+    return [ImapService(config, deps)]

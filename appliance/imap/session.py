@@ -15,10 +15,13 @@ import os
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.events import MailboxChanged
+from appliance.accounts import Authenticator
+from appliance.config import Config
+from appliance.events import ChangeBus, MailboxChanged
 from appliance.imap import context, wire
 from appliance.imap.commands import Command, Literal
 from appliance.imap.connection import LITERAL_PREFIX, Connection, ConnectionClosed, LineTooLong
@@ -26,13 +29,12 @@ from appliance.imap.errors import ImapError, bad, from_store
 from appliance.imap.fetch import FileRange, Piece
 from appliance.imap.parser import ParseError, Segment, literal_suffix, parse_command
 from appliance.imap.selected import SelectedMailbox
+from appliance.listeners import ServerTls
 from appliance.log import new_conn_id
-from appliance.store.base import MailboxNotFound, StoreError
+from appliance.store.base import MailboxNotFound, MailStore, StoreError
 from appliance.store.names import canonical_mailbox
 
 if TYPE_CHECKING:
-    from appliance.config import Config
-    from appliance.daemon import Context
     from appliance.imap.notify import NotifyState
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,16 @@ def clean_spool_dir(path: Path) -> int:
     return removed
 
 
+@dataclass(frozen=True)
+class ImapDeps:
+    """What IMAP sessions use besides the config."""
+
+    store: MailStore
+    auth: Authenticator
+    bus: ChangeBus  # mailbox changes, for IDLE and NOTIFY
+    tls: ServerTls  # STARTTLS reads the current context at each upgrade
+
+
 Handler = Callable[["Session", Any], Awaitable[str | None]]
 NOT_AUTH = frozenset({"notauth"})
 AUTH = frozenset({"auth", "selected"})
@@ -115,12 +127,14 @@ ANY = frozenset({"notauth", "auth", "selected"})
 class Session:
     def __init__(
         self,
-        ctx: Context,
+        config: Config,
+        deps: ImapDeps,
         conn: Connection,
         handlers: dict[str, tuple[frozenset[str], Handler]],
         implicit_tls: bool,
     ) -> None:
-        self.ctx = ctx
+        self.config = config  # the config in force when the connection came
+        self.deps = deps
         self.conn = conn
         self.handlers = handlers
         self.cid = new_conn_id("imap")  # every log line of this task carries conn=<id>
@@ -134,7 +148,7 @@ class Session:
         self.qresync = False
         self.rev2 = False  # RFC 9051 IMAP4rev2 enabled
         self.temp_files: list[str] = []
-        self.spool_dir = spool_dir(ctx.config)
+        self.spool_dir = spool_dir(config)
         self.closing = False
         self.failed_logins = 0
         self.bye_after: str | None = None  # set by a handler: BYE after its tagged reply
@@ -229,7 +243,7 @@ class Session:
             "THREAD=REFERENCES",
             "BINARY",
             "MULTIAPPEND",
-            f"APPENDLIMIT={self.ctx.config.limits.max_message_size}",
+            f"APPENDLIMIT={self.config.limits.max_message_size}",
             "UTF8=ACCEPT",
         ]
         if not self.conn.compressed:
@@ -269,7 +283,7 @@ class Session:
             await asyncio.wait_for(self.conn.flush(), 2)
 
     def _idle_timeout(self) -> float:
-        limits = self.ctx.config.limits
+        limits = self.config.limits
         if self.state == "notauth":
             return float(min(limits.command_timeout, limits.imap_idle_timeout))
         return float(max(limits.imap_idle_timeout, 60))  # RFC 9051 5.4: >= 30 min configured
@@ -310,7 +324,7 @@ class Session:
 
         Every literal is checked against the state's limits when it is announced, before
         a "+" is sent or a byte of it is kept (see _literal_refusal)."""
-        limits = self.ctx.config.limits
+        limits = self.config.limits
         preauth = self.state == "notauth"
         line_max = PREAUTH_COMMAND_MAX if preauth else MAX_LINE
         segments: list[Segment] = []
@@ -422,7 +436,7 @@ class Session:
             if size > PREAUTH_LITERAL_MAX or used + size > PREAUTH_COMMAND_MAX:
                 return _TOO_LARGE_PREAUTH
             return None
-        max_message = self.ctx.config.limits.max_message_size
+        max_message = self.config.limits.max_message_size
         if count > MAX_LITERALS:
             return "NO [LIMIT] Too many literals in one command"  # RFC 5530 3
         if size > (max_message if name == "APPEND" else MAX_SMALL_LITERAL):
@@ -436,7 +450,7 @@ class Session:
         if self.state == "notauth":
             return PREAUTH_COMMAND_MAX
         if name == "APPEND":  # one maximum-size message (or several smaller) plus the rest
-            return self.ctx.config.limits.max_message_size + MAX_COMMAND
+            return self.config.limits.max_message_size + MAX_COMMAND
         return MAX_COMMAND
 
     async def _refuse_and_close(self, segments: list[Segment], refused: str) -> None:
@@ -542,7 +556,7 @@ class Session:
         if events or force:
             try:
                 changes = await asyncio.to_thread(
-                    self.ctx.store.changes, self.user, sel.name, sel.modseq
+                    self.deps.store.changes, self.user, sel.name, sel.modseq
                 )
             except MailboxNotFound:
                 # RFC 9051 7.1.5: the selected mailbox was deleted elsewhere; end the session.
@@ -556,7 +570,7 @@ class Session:
                 # RFC 3501 2.3.2: \Recent for the first session to see them; a read-only
                 # session shows the unclaimed ones without claiming them (6.3.2).
                 claimed = await asyncio.to_thread(
-                    self.ctx.store.claim_recent, self.user, sel.name, arrived, peek=sel.readonly
+                    self.deps.store.claim_recent, self.user, sel.name, arrived, peek=sel.readonly
                 )
                 sel.recent |= claimed
             out = sel.apply(changes, allow_expunge, self.qresync, self.condstore)

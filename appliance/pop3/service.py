@@ -1,8 +1,9 @@
 """POP3 listeners: ``listeners.pop3`` (STLS offered) and ``listeners.pop3s`` (implicit
-TLS, RFC 8314). Connection limits come from ``limits``; ``stop`` stops accepting and
-gives running sessions a short time to finish (a session cut off deletes nothing).
+TLS, RFC 8314). Connection limits come from ``limits`` (appliance.listeners); ``stop``
+stops accepting and gives running sessions a short time to finish (a session cut off
+deletes nothing).
 
-Entry point for the daemon: ``create(ctx) -> [Pop3Service]``.
+Entry point for the daemon: ``create(config, deps) -> [Pop3Service]``.
 """
 
 from __future__ import annotations
@@ -11,67 +12,75 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from appliance.config import Listen
-from appliance.daemon import Context, Service
+from appliance.accounts import Authenticator
+from appliance.config import Config
+from appliance.listeners import (
+    ConnectionLimits,
+    Endpoint,
+    ListenerSet,
+    ProtocolFactory,
+    ServerTls,
+    finish,
+    stream_protocol,
+)
 from appliance.log import new_conn_id
 from appliance.pop3.session import MAX_LINE, MaildropLocks, Pop3Session, SessionEnv
-from appliance.tls import HANDSHAKE_SECONDS
+from appliance.runtime import Service
+from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 8.0  # below the daemon's own stop budget
 
 
+@dataclass(frozen=True)
+class Pop3Deps:
+    """What POP3 sessions use besides the config."""
+
+    store: MailStore
+    auth: Authenticator
+    tls: ServerTls  # STLS reads the current context at each connection
+
+
 class Pop3Service:
     name = "pop3"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, config: Config, deps: Pop3Deps) -> None:
+        self.config = config  # replaced on reload; each new connection reads it
+        self.deps = deps
         self.locks = MaildropLocks()
-        self._servers: dict[tuple[str, Listen], asyncio.Server] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[asyncio.Task[None], Pop3Session] = {}
-        self._per_ip: dict[str, int] = {}
-        self.accepting = False
+        self.limits = ConnectionLimits(lambda: self.config.limits)
+        self.listeners = ListenerSet("pop3", deps.tls, self._factory)
         # Plaintext logins need TLS from every address (session.plaintext_ok); only the
         # tests of command semantics turn this on for loopback.
         self.loopback_plaintext = False
 
     # ------------------------------------------------------------ lifecycle
 
-    def _wanted(self) -> set[tuple[str, Listen]]:
-        listeners = self.ctx.config.listeners
-        return {("pop3", a) for a in listeners.pop3} | {("pop3s", a) for a in listeners.pop3s}
-
-    async def _bind(self, kind: str, listen: Listen) -> None:
-        implicit = kind == "pop3s"
-
+    def _factory(self, endpoint: Endpoint) -> ProtocolFactory:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._handle(reader, writer, implicit)
+            await self._handle(reader, writer, endpoint.implicit_tls)
 
-        server = await asyncio.start_server(
-            handle,
-            listen.host,
-            listen.port,
-            ssl=self.ctx.tls.context if implicit else None,
-            ssl_handshake_timeout=HANDSHAKE_SECONDS if implicit else None,
-            limit=MAX_LINE * 64,
-        )
-        self._servers[(kind, listen)] = server
-        log.info("pop3=listening kind=%s addr=%s", kind, _addresses(server))
+        return stream_protocol(handle, limit=MAX_LINE * 64)
+
+    def _wanted(self) -> list[Endpoint]:
+        listeners = self.config.listeners
+        return [Endpoint("pop3", a.host, a.port) for a in listeners.pop3] + [
+            Endpoint("pop3s", a.host, a.port, implicit_tls=True) for a in listeners.pop3s
+        ]
 
     async def start(self) -> None:
-        self.accepting = True
-        for kind, listen in sorted(self._wanted(), key=str):
-            await self._bind(kind, listen)
+        self.limits.draining = False
+        await self.listeners.open(self._wanted())
 
     async def stop(self) -> None:
-        self.accepting = False
-        for server in self._servers.values():
-            server.close()
-        self._servers.clear()
+        self.limits.draining = True
+        self.listeners.close()
         # Sessions waiting for a command end now (no UPDATE state); a session busy
         # with a command may finish it. Checked repeatedly: a session becomes idle
         # right after it has sent a reply.
@@ -83,28 +92,19 @@ class Pop3Service:
                     ended.add(task)
                     task.cancel()
             await asyncio.wait(set(self._tasks), timeout=0.05)
-        pending = {t for t in self._tasks if not t.done()}
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2.0)
+        await finish(self._tasks, 0)
+        await self.listeners.wait_closed()
         log.info("pop3=stopped")
 
-    async def reload(self) -> None:
-        """Bind listeners added to the config, close the ones removed."""
-        wanted = self._wanted()
-        for key in set(self._servers) - wanted:
-            self._servers.pop(key).close()
-            log.info("pop3=unbound kind=%s addr=%s", key[0], key[1])
-        for kind, listen in sorted(wanted - set(self._servers), key=str):
-            try:
-                await self._bind(kind, listen)
-            except OSError as exc:
-                log.error("pop3=bind-failed kind=%s addr=%s error=%r", kind, listen, exc)
+    async def reload(self, new: Config) -> None:
+        """Bind listeners added to the config, close the ones removed, rebind implicit
+        TLS after a certificate change."""
+        self.config = new
+        await self.listeners.update(self._wanted())
 
     def status(self) -> dict[str, Any]:
         return {
-            "listening": sorted(a for s in self._servers.values() for a in _addresses(s)),
+            "listening": sorted(self.listeners.listening()),
             "connections": len(self._tasks),
             "sessions": len(self.locks),
         }
@@ -119,25 +119,21 @@ class Pop3Service:
         peer = writer.get_extra_info("peername") or ("?", 0)
         ip = str(peer[0])
         cid = new_conn_id("pop3")
-        limits = self.ctx.config.limits
+        limits = self.config.limits
         self._tasks.add(task)
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        refusal = self.limits.admit(ip)
         try:
-            if (
-                not self.accepting
-                or len(self._tasks) > limits.max_connections
-                or self._per_ip[ip] > limits.max_connections_per_ip
-            ):
-                log.warning("pop3=refused ip=%s reason=too-many-connections", ip)
+            if refusal is not None:
+                log.warning("pop3=refused ip=%s reason=%s", ip, refusal)
                 writer.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.drain(), 5)
                 return
             log.info("pop3=connect ip=%s tls=%s", ip, implicit)
             env = SessionEnv(
-                store=self.ctx.store,
-                auth=self.ctx.auth,
-                tls_context=self.ctx.tls.context,
+                store=self.deps.store,
+                auth=self.deps.auth,
+                tls_context=self.deps.tls.context,
                 locks=self.locks,
                 timeout=float(limits.command_timeout),
                 loopback_plaintext=self.loopback_plaintext,
@@ -152,9 +148,8 @@ class Pop3Service:
         finally:
             self._tasks.discard(task)
             self._sessions.pop(task, None)
-            self._per_ip[ip] -= 1
-            if not self._per_ip[ip]:
-                del self._per_ip[ip]
+            if refusal is None:
+                self.limits.release(ip)
             writer.close()
             # Cancelled again while closing (daemon stop): end quietly, or Python 3.11's
             # stream callback logs the cancelled task's exception() as an error.
@@ -162,16 +157,8 @@ class Pop3Service:
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
 
-def _addresses(server: asyncio.Server) -> list[str]:
-    result = []
-    for sock in server.sockets:
-        host, port = sock.getsockname()[:2]
-        result.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return result
+def create(config: Config, deps: Pop3Deps) -> list[Service]:
+    return [Pop3Service(config, deps)]
 
 
-def create(ctx: Context) -> list[Service]:
-    return [Pop3Service(ctx)]
-
-
-__all__ = ["Pop3Service", "create"]
+__all__ = ["Pop3Deps", "Pop3Service", "create"]

@@ -13,20 +13,22 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+from appliance.accounts import Accounts
+from appliance.config import Config
 from appliance.dns import Resolver
 from appliance.queue import dkim
+from appliance.queue.base import OutboundQueue
 from appliance.queue.engine import DeliveryEngine, RetryPolicy
 from appliance.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyFetcher
 from appliance.queue.routes import Router
 from appliance.queue.smtpclient import SmtpClient
 from appliance.queue.spool import Entry, EntryNotFound, Spool
-from appliance.store.base import DeliveryTarget
+from appliance.runtime import CtlHandlers, Service
+from appliance.store.base import DeliveryTarget, MailStore
 from appliance.tls import client_context
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context, Service
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +37,37 @@ RECOVER_AGE = 3600.0
 DRAIN_SECONDS = 8.0  # below the daemon's 10 s stop budget
 
 
+@dataclass(frozen=True)
+class QueueDeps:
+    """What the queue service uses besides the config."""
+
+    accounts: Accounts
+    store: MailStore  # DSNs to local senders
+    queue: OutboundQueue  # the spool (a Spool is used as is)
+    dns: Resolver  # the daemon's one resolver and cache (MX, MTA-STS)
+
+
 class StoreBounces:
     """Delivers DSNs: into the local store for local senders, else through the queue."""
 
-    def __init__(self, ctx: Context, spool: Spool) -> None:
-        self.ctx = ctx
+    def __init__(self, deps: QueueDeps, spool: Spool) -> None:
+        self.deps = deps
         self.spool = spool
 
     def _send(self, recipient: str, message: bytes, log_id: str) -> None:
-        resolution = self.ctx.accounts.resolve(recipient)
+        resolution = self.deps.accounts.resolve(recipient)
         tmp = self.spool.tmp_dir / f"dsn-{log_id}-{secrets.token_hex(4)}.eml"
         try:
             tmp.write_bytes(message)
             if resolution.local:
                 prefix = b"Return-Path: <>\r\n"
                 targets = [DeliveryTarget(user=u, header_prefix=prefix) for u in resolution.local]
-                self.ctx.store.deliver(targets, tmp)
+                self.deps.store.deliver(targets, tmp)
                 log.info("queue_id=%s event=dsn-stored rcpts=%d", log_id, len(targets))
             remote = list(resolution.remote)
             if not resolution.exists:
                 domain = recipient.rpartition("@")[2]
-                if self.ctx.accounts.is_local_domain(domain):
+                if self.deps.accounts.is_local_domain(domain):
                     # A local domain without that mailbox: queuing it would only loop back.
                     log.warning("queue_id=%s event=dsn-dropped reason=no-local-mailbox", log_id)
                     return
@@ -76,7 +88,8 @@ class QueueService:
 
     def __init__(
         self,
-        ctx: Context,
+        config: Config,
+        deps: QueueDeps,
         *,
         resolver: Resolver | None = None,
         fetcher: PolicyFetcher | None = None,
@@ -89,13 +102,14 @@ class QueueService:
         timeout: float = 300.0,
         drain: float = DRAIN_SECONDS,
     ) -> None:
-        self.ctx = ctx
+        self.config = config  # replaced on reload
+        self.deps = deps
         self.drain = drain
-        queue = ctx.queue
-        self.spool = queue if isinstance(queue, Spool) else Spool(ctx.config.queue_dir)
+        queue = deps.queue
+        self.spool = queue if isinstance(queue, Spool) else Spool(config.queue_dir)
         self.clock = clock
         self.poll = poll
-        resolver = resolver or ctx.dns  # the daemon's one resolver and cache
+        resolver = resolver or deps.dns  # the daemon's one resolver and cache
         rng = rng or random.Random()  # noqa: S311 - MX order and jitter, not secrets
         mtasts = MtaSts(
             resolver,
@@ -105,13 +119,13 @@ class QueueService:
         )
         self.engine = DeliveryEngine(
             self.spool,
-            config=lambda: self.ctx.config,
+            config=lambda: self.config,
             router=Router(resolver, mtasts, rng, port_for),
-            client=SmtpClient(ctx.config.hostname, context_factory, timeout),
-            bounces=StoreBounces(ctx, self.spool),
-            signer=lambda domain, data: dkim.sign(self.ctx.config, domain, data),
-            sealer=lambda domain, ar, data: dkim.arc_seal(self.ctx.config, domain, ar, data),
-            is_local_domain=ctx.accounts.is_local_domain,
+            client=SmtpClient(config.hostname, context_factory, timeout),
+            bounces=StoreBounces(deps, self.spool),
+            signer=lambda domain, data: dkim.sign(self.config, domain, data),
+            sealer=lambda domain, ar, data: dkim.arc_seal(self.config, domain, ar, data),
+            is_local_domain=deps.accounts.is_local_domain,
             clock=clock,
             rng=rng,
             retry=retry,
@@ -142,7 +156,7 @@ class QueueService:
         log.info("queue_id=- event=started size=%d orphans_removed=%d", self._size, removed)
 
     def _ensure_dkim_keys(self) -> None:
-        dkim.ensure_keys(self.ctx.config, self.ctx.accounts.list_domains())
+        dkim.ensure_keys(self.config, self.deps.accounts.list_domains())
 
     async def stop(self) -> None:
         """Stop scheduling, let running deliveries finish (bounded), cancel the rest."""
@@ -163,10 +177,11 @@ class QueueService:
                     await t
         log.info("queue_id=- event=stopped drained=%d cancelled=%d", len(workers), len(pending))
 
-    async def reload(self) -> None:
+    async def reload(self, new: Config) -> None:
+        self.config = new
         self.engine.reset_limits()
         await asyncio.to_thread(self._ensure_dkim_keys)  # new domains or selector
-        self.engine.client.local_hostname = self.ctx.config.hostname
+        self.engine.client.local_hostname = new.hostname
 
     def status(self) -> dict[str, Any]:
         return {
@@ -190,7 +205,7 @@ class QueueService:
             except Exception as exc:  # the scheduler must survive a bad scan; retried below
                 log.error("queue_id=- event=scan-failed error=%s", exc)
                 ready = []
-            limit = self.ctx.config.queue.concurrency  # bounds messages held in memory
+            limit = self.config.queue.concurrency  # bounds messages held in memory
             for qid in ready:
                 if len(self._workers) >= limit:
                     break
@@ -264,7 +279,7 @@ class QueueService:
         return await self.ctl_retry(None)
 
 
-def _register_ctl(ctx: Context, svc: QueueService) -> None:
+def _register_ctl(handlers: CtlHandlers, svc: QueueService) -> None:
     from appliance.ctl.service import CommandError, register
 
     async def list_(args: dict[str, Any]) -> Any:
@@ -296,13 +311,13 @@ def _register_ctl(ctx: Context, svc: QueueService) -> None:
     async def flush(args: dict[str, Any]) -> Any:
         return {"rescheduled": await svc.ctl_flush()}
 
-    register(ctx, "queue.list", list_)
-    register(ctx, "queue.retry", retry)
-    register(ctx, "queue.delete", delete)
-    register(ctx, "queue.flush", flush)
+    register(handlers, "queue.list", list_)
+    register(handlers, "queue.retry", retry)
+    register(handlers, "queue.delete", delete)
+    register(handlers, "queue.flush", flush)
 
 
-def create(ctx: Context) -> list[Service]:
-    svc = QueueService(ctx)
-    _register_ctl(ctx, svc)
+def create(config: Config, deps: QueueDeps, handlers: CtlHandlers) -> list[Service]:
+    svc = QueueService(config, deps)
+    _register_ctl(handlers, svc)
     return [svc]

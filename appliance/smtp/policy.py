@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from appliance.accounts import User
+from appliance.config import Config
 from appliance.delivery.errors import DeliveryFailed, local_failure, storage_full
+from appliance.delivery.pipeline import PipelineDeps
 from appliance.delivery.recipients import Recipient, Resolver, postmaster
 from appliance.delivery.srs import srs_for
 from appliance.smtp import identity
@@ -27,9 +29,6 @@ from appliance.smtp.body import Chunked
 from appliance.smtp.reply import SmtpReply
 from appliance.smtp.state import ListenerKind
 from appliance.store import reserve
-
-if TYPE_CHECKING:
-    from appliance.daemon import Context
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +57,15 @@ def _mail_size(options: list[str]) -> int:
 
 
 class Hooks:
-    def __init__(self, ctx: Context, kind: ListenerKind) -> None:
-        self.ctx = ctx
+    def __init__(self, config: Config, deps: PipelineDeps, kind: ListenerKind) -> None:
+        self.config = config
+        self.deps = deps
         self.kind = kind
 
     def _resolver(self) -> Resolver:
-        cfg = self.ctx.config
+        cfg = self.config
         return Resolver(
-            self.ctx.accounts, self.ctx.store, cfg.limits.default_quota, srs_for(cfg.data_dir)
+            self.deps.accounts, self.deps.store, cfg.limits.default_quota, srs_for(cfg.data_dir)
         )
 
     async def handle_MAIL(
@@ -77,7 +77,7 @@ class Hooks:
         mail_options: list[str],
     ) -> str:
         size = _mail_size(mail_options)
-        limit = self.ctx.config.limits.max_message_size
+        limit = self.config.limits.max_message_size
         if size > limit:
             # RFC 1870 6.1: declared size above the fixed maximum -> 552
             raise SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
@@ -91,7 +91,7 @@ class Hooks:
             if not sender:
                 raise SmtpReply(553, "5.7.1", "Null sender not allowed for submission")
             allowed = await asyncio.to_thread(self._resolver().sender_allowed, user.email, sender)
-            grants = self.ctx.config.smtp.identities_for(user.email)
+            grants = self.config.smtp.identities_for(user.email)
             if not allowed and not identity.allowed(sender, set(), grants):
                 log.info("mail=sender-refused user=%s from=%s", user.email, sender)
                 # RFC 6409 6.1: the submission server may refuse senders the user may not use
@@ -116,7 +116,7 @@ class Hooks:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        limits = self.ctx.config.limits
+        limits = self.config.limits
         if len(envelope.recipients) >= limits.max_recipients:
             # RFC 5321 4.5.3.1.10: too many recipients -> 452, the client sends the rest later
             raise SmtpReply(452, "4.5.3", "Too many recipients")
@@ -127,9 +127,7 @@ class Hooks:
         resolver = self._resolver()
         if address == POSTMASTER:
             # RFC 5321 4.1.1.3: <Postmaster> without a domain must be accepted
-            target = await asyncio.to_thread(
-                postmaster, self.ctx.accounts, self.ctx.config.hostname
-            )
+            target = await asyncio.to_thread(postmaster, self.deps.accounts, self.config.hostname)
             if target is None:
                 raise DeliveryFailed(550, "5.1.1", "No such user here")
             address = target
@@ -155,7 +153,7 @@ class Hooks:
         return "250 2.1.5 Recipient OK"
 
     async def _check_disk(self, size: int) -> None:
-        cfg = self.ctx.config
+        cfg = self.config
         try:
             await asyncio.to_thread(
                 reserve.guard(cfg.mail_dir).check, cfg.limits.disk_reserve, size

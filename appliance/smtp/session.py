@@ -71,24 +71,25 @@ class DataProblem(Exception):
 
 class PillarboxSMTP(SMTP):
     def __init__(self, state: ServerState, kind: ListenerKind) -> None:
-        ctx = state.ctx
-        cfg = ctx.config
+        cfg = state.config  # this connection keeps the config in force when it came
+        deps = state.deps
         self.state = state
+        self.config = cfg
         self.kind = kind
-        self.pipeline = Pipeline(ctx)
+        self.pipeline = Pipeline(deps.delivery, cfg)
         self._ip = "?"
         self._admitted = False
         self._busy = False
         self._auth_failures = 0
         self._max_size = cfg.limits.max_message_size
         super().__init__(
-            Hooks(ctx, kind),
+            Hooks(cfg, deps.delivery, kind),
             data_size_limit=None,  # enforced here, with enhanced codes
             enable_SMTPUTF8=True,
             decode_data=False,
             hostname=cfg.hostname,
             ident="ESMTP Pillarbox",
-            tls_context=ctx.tls.context if kind.starttls else None,
+            tls_context=deps.tls.context if kind.starttls else None,
             require_starttls=kind.submission and kind.starttls,
             timeout=cfg.limits.command_timeout,
             auth_required=kind.submission,
@@ -128,7 +129,7 @@ class PillarboxSMTP(SMTP):
         self._admitted = True
         self.state.sessions.add(self)
         log.info("smtp=connect ip=%s listener=%s tls=%s", self._ip, self.kind.name, self.tls_active)
-        wait = self.state.ctx.config.smtp.greet_wait
+        wait = self.config.smtp.greet_wait
         if not self.kind.submission and wait > 0 and await self._talks_first(wait):
             return
         await super()._handle_client()
@@ -326,7 +327,7 @@ class PillarboxSMTP(SMTP):
 
     async def _check_password(self, login: str, password: str) -> None:
         assert self.session is not None
-        result = await self.state.ctx.auth.authenticate(login, password, self._ip)
+        result = await self.state.deps.auth.authenticate(login, password, self._ip)
         if result.user is not None:
             self.session.authenticated = True
             self.session.auth_data = result.user  # type: ignore[assignment]
@@ -563,10 +564,10 @@ class PillarboxSMTP(SMTP):
             try:
                 refusal = await asyncio.to_thread(
                     identity.check,
-                    self.state.ctx.accounts,
+                    self.state.deps.delivery.accounts,
                     user.email,
                     txn.header,
-                    self.state.ctx.config.smtp.identities_for(user.email),
+                    self.config.smtp.identities_for(user.email),
                 )
             except Exception:  # the accounts database failing: try again later
                 log.exception("smtp=author-check-failed")

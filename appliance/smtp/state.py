@@ -1,4 +1,4 @@
-"""State shared by every SMTP connection of one service: limits, drain, counters."""
+"""State shared by every SMTP connection of one service: config, limits, drain, counters."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:
-    from appliance.daemon import Context
+from appliance.accounts import Authenticator
+from appliance.config import Config
+from appliance.delivery.pipeline import PipelineDeps
+from appliance.listeners import ConnectionLimits, ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -40,41 +42,49 @@ class Connection(Protocol):
         """Send ``reply`` and close, now."""
 
 
+@dataclass(frozen=True)
+class SmtpDeps:
+    """What SMTP sessions use besides the config."""
+
+    auth: Authenticator
+    tls: ServerTls  # STARTTLS reads the current context at each upgrade
+    delivery: PipelineDeps  # accounts, store, queue and filters
+
+
+REFUSALS = {
+    "draining": "Service shutting down",
+    "global": "Too many connections, try again later",
+    "per_ip": "Too many connections from your address, try again later",
+}
+
+
 class ServerState:
-    def __init__(self, ctx: Context, spool_dir: Path) -> None:
-        self.ctx = ctx
+    def __init__(self, config: Config, deps: SmtpDeps, spool_dir: Path) -> None:
+        self.config = config  # replaced on reload; each new connection reads it
+        self.deps = deps
         self.spool_dir = spool_dir
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.total = 0
+        self.limits = ConnectionLimits(lambda: self.config.limits)
         self.in_flight = 0  # transactions between DATA and the reply
         self.idle = asyncio.Event()
         self.idle.set()
-        self.draining = False
         self.sessions: set[Connection] = set()
         self.tasks: set[asyncio.Task[object]] = set()
-        self.stats: collections.Counter[str] = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return self.limits.total
+
+    @property
+    def stats(self) -> collections.Counter[str]:
+        return self.limits.stats
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection; returns the refusal text when a limit is reached."""
-        limits = self.ctx.config.limits
-        if self.draining:
-            return "Service shutting down"
-        if self.total >= limits.max_connections:
-            self.stats["refused_global"] += 1
-            return "Too many connections, try again later"
-        if self.per_ip[ip] >= limits.max_connections_per_ip:
-            self.stats["refused_per_ip"] += 1
-            return "Too many connections from your address, try again later"
-        self.total += 1
-        self.per_ip[ip] += 1
-        self.stats["connections_total"] += 1
-        return None
+        refusal = self.limits.admit(ip)
+        return None if refusal is None else REFUSALS[refusal]
 
     def release(self, ip: str) -> None:
-        self.total -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+        self.limits.release(ip)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -15,9 +15,9 @@ import pytest
 
 from appliance import config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
-from appliance.daemon import Context
 from appliance.events import ChangeBus
 from appliance.imap.service import ImapService
+from appliance.imap.session import ImapDeps
 from appliance.mime.summary import summarize
 from appliance.store.base import DeliveryTarget
 from appliance.store.maildir import MaildirStore
@@ -27,14 +27,30 @@ from tests.harness import write_config
 PASSWORD = "correct horse battery staple 7"
 
 
-class QueueStandIn:
-    def enqueue(self, sender: str, recipients: Any, message: Path) -> str:
-        raise AssertionError("IMAP never queues mail")
+class Parts:
+    """The objects the IMAP service was built from, as a test reaches them. Assigning
+    ``config`` gives new connections that config (as a reload hands it in)."""
+
+    def __init__(self, service: ImapService, accounts: Accounts) -> None:
+        self.service = service
+        self.accounts = accounts
+        self.store = service.deps.store
+        self.auth = service.deps.auth
+        self.bus = service.deps.bus
+        self.tls = service.deps.tls
+
+    @property
+    def config(self) -> config.Config:
+        return self.service.config
+
+    @config.setter
+    def config(self, new: config.Config) -> None:
+        self.service.config = new
 
 
 @dataclass
 class ImapServer:
-    ctx: Context
+    ctx: Parts
     service: ImapService
     loop: asyncio.AbstractEventLoop
     host: str
@@ -100,22 +116,19 @@ def imap_server(tmp_path: Path) -> Iterator[ImapServer]:
     store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=summarize)
     store.ensure_user(user)
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)
-    ctx = Context(
-        config=cfg,
-        accounts=accounts,
-        auth=Authenticator(accounts, LoginThrottle(free_failures=50)),
+    deps = ImapDeps(
         store=store,
+        auth=Authenticator(accounts, LoginThrottle(free_failures=50)),
         bus=bus,
         tls=tls,
-        queue=QueueStandIn(),
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    service = ImapService(ctx)
+    service = ImapService(cfg, deps)
     asyncio.run_coroutine_threadsafe(service.start(), loop).result(10)
     server = ImapServer(
-        ctx,
+        Parts(service, accounts),
         service,
         loop,
         "127.0.0.1",

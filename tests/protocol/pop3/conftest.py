@@ -7,7 +7,7 @@ import poplib
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,10 +16,8 @@ import pytest
 
 from appliance import config
 from appliance.accounts import Accounts, Authenticator
-from appliance.daemon import Context
 from appliance.events import ChangeBus
-from appliance.pop3.service import Pop3Service
-from appliance.queue.spool import Origin
+from appliance.pop3.service import Pop3Deps, Pop3Service
 from appliance.store.base import DeliveryTarget
 from appliance.store.maildir import MaildirStore
 from appliance.tls import TlsManager
@@ -32,21 +30,26 @@ OTHER = "bob@example.org"
 T = TypeVar("T")
 
 
-class NoQueue:
-    """POP3 never sends mail; a queue that refuses proves it."""
+class Parts:
+    """The objects a POP3 service is built from, as a test reaches them. Once the
+    service runs, assigning ``config`` gives new connections that config (as a reload
+    hands it in; tests of reload's listener changes call ``service.reload(new)``)."""
 
-    def enqueue(
-        self,
-        sender: str,
-        recipients: Sequence[str],
-        message: Path,
-        *,
-        origin: Origin | None = None,
-        wire_sender: str = "",
-        auth_results: str = "",
-        forward_domain: str = "",
-    ) -> str:
-        raise OSError("the POP3 tests have no outbound queue")
+    def __init__(self, cfg: config.Config, accounts: Accounts, deps: Pop3Deps) -> None:
+        self._config = cfg
+        self.accounts = accounts
+        self.deps = deps
+        self.store = deps.store
+        self.service: Pop3Service | None = None
+
+    @property
+    def config(self) -> config.Config:
+        return self.service.config if self.service is not None else self._config
+
+    @config.setter
+    def config(self, new: config.Config) -> None:
+        assert self.service is not None
+        self.service.config = new
 
 
 class Loop:
@@ -68,7 +71,7 @@ class Loop:
 
 
 class Pop3Server:
-    def __init__(self, ctx: Context, service: Pop3Service, loop: Loop, root: Path) -> None:
+    def __init__(self, ctx: Parts, service: Pop3Service, loop: Loop, root: Path) -> None:
         self.ctx = ctx
         self.service = service
         self.loop = loop
@@ -76,8 +79,8 @@ class Pop3Server:
         self._sources = iter(range(1_000_000))
 
     def port(self, kind: str) -> int:
-        key = next(k for k in self.service._servers if k[0] == kind)
-        return int(self.service._servers[key].sockets[0].getsockname()[1])
+        address = self.service.listeners.addresses()[kind][0]
+        return int(address.rsplit(":", 1)[1])
 
     def deliver(self, data: bytes, user: str = USER) -> int:
         src = self.root / f"src-{next(self._sources)}.eml"
@@ -117,7 +120,7 @@ def client_tls() -> ssl.SSLContext:
     return ctx
 
 
-def make_context(tmp_path: Path, **limits: int) -> Context:
+def make_context(tmp_path: Path, **limits: int) -> Parts:
     cfg_path = write_config(
         tmp_path,
         listeners={"pop3": ["127.0.0.1:0"], "pop3s": ["127.0.0.1:0"]},
@@ -132,15 +135,7 @@ def make_context(tmp_path: Path, **limits: int) -> Context:
     bus = ChangeBus()
     store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=lambda p: b"")
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, "localhost", True)
-    return Context(
-        config=cfg,
-        accounts=accounts,
-        auth=Authenticator(accounts),
-        store=store,
-        bus=bus,
-        tls=tls,
-        queue=NoQueue(),
-    )
+    return Parts(cfg, accounts, Pop3Deps(store=store, auth=Authenticator(accounts), tls=tls))
 
 
 ServerFactory = Callable[..., Pop3Server]
@@ -154,7 +149,8 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
         d = tmp_path / f"srv{len(started)}"
         ctx = make_context(d, **limits)
         loop = Loop()
-        service = Pop3Service(ctx)
+        service = Pop3Service(ctx.config, ctx.deps)
+        ctx.service = service
         # These tests exercise commands, not TLS: allow USER/PASS on loopback here only
         # (the product refuses plaintext logins before TLS from every address).
         service.loopback_plaintext = True

@@ -82,7 +82,8 @@ def mailboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pop3Se
     root = tmp_path_factory.mktemp("pop3clients")
     ctx = make_context(root)
     loop = Loop()
-    service = Pop3Service(ctx)
+    service = Pop3Service(ctx.config, ctx.deps)
+    ctx.service = service
     service.loopback_plaintext = True  # as in conftest: the "pop3" cases test the client
     loop.run(service.start())
     server = Pop3Server(ctx, service, loop, root)

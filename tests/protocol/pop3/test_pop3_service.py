@@ -16,7 +16,7 @@ from tests.protocol.pop3.conftest import PASSWORD, USER, Pop3Server, ServerFacto
 
 
 def test_create_and_status(server: Pop3Server) -> None:
-    [svc] = create(server.ctx)
+    [svc] = create(server.ctx.config, server.ctx.deps)
     assert svc.name == "pop3"
     status = server.service.status()
     assert status["listening"] == sorted(
@@ -88,7 +88,7 @@ def test_reload_rebinds_listeners(server: Pop3Server) -> None:
     cfg = server.ctx.config
     listeners = dataclasses.replace(cfg.listeners, pop3=(Listen("127.0.0.1", 0),), pop3s=())
     server.ctx.config = dataclasses.replace(cfg, listeners=listeners)
-    server.loop.run(server.service.reload())
+    server.loop.run(server.service.reload(server.ctx.config))
     assert len(server.service.status()["listening"]) == 1
     assert server.port("pop3") == old_plain  # unchanged listener kept
     with pytest.raises(ConnectionRefusedError):

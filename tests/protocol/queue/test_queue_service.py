@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from appliance.accounts import Accounts, Authenticator
-from appliance.daemon import Context
-from appliance.events import ChangeBus
+from appliance import config
+from appliance.accounts import Accounts
+from appliance.dns import DnsCache, DnsResolver
 from appliance.filters.setup import build_filters
-from appliance.queue.service import QueueService, StoreBounces, create
+from appliance.queue.service import QueueDeps, QueueService, StoreBounces, create
 from appliance.queue.spool import EntryNotFound, Spool
 from appliance.store.base import DeliveryTarget
 
@@ -34,25 +34,35 @@ class RecordingStore:
         return []
 
 
-def _context(world: World) -> Context:
+@dataclass
+class Parts:
+    """What the queue service is built from: its config, its deps, the ctl table."""
+
+    config: config.Config
+    accounts: Accounts
+    store: Any
+    queue: Any
+    ctl_handlers: dict[str, Any] = field(default_factory=dict)
+    # the daemon's one resolver and cache (appliance.daemon.Daemon.dns)
+    dns: DnsResolver = field(default_factory=lambda: DnsResolver(cache=DnsCache()))
+
+    @property
+    def deps(self) -> QueueDeps:
+        return QueueDeps(self.accounts, self.store, self.queue, self.dns)
+
+
+def _context(world: World) -> Parts:
     cfg = world.config()
     accounts = Accounts(world.tmp / "accounts.sqlite")
     accounts.add_domain("pillarbox.test")
     accounts.add_user("alice@pillarbox.test", "correct horse battery staple 42")
-    return Context(
-        config=cfg,
-        accounts=accounts,
-        auth=Authenticator(accounts),
-        store=RecordingStore(),  # type: ignore[arg-type]
-        bus=ChangeBus(),
-        tls=None,  # type: ignore[arg-type]
-        queue=Spool(world.tmp / "queue"),
-    )
+    return Parts(cfg, accounts, RecordingStore(), Spool(world.tmp / "queue"))
 
 
-def _service(world: World, ctx: Context, clock: Any = time.time) -> QueueService:
+def _service(world: World, ctx: Parts, clock: Any = time.time) -> QueueService:
     return QueueService(
-        ctx,
+        ctx.config,
+        ctx.deps,
         resolver=world.resolver,
         context_factory=world.pki.client_context,
         port_for=lambda h: world.ports[h],
@@ -146,7 +156,7 @@ def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
 def test_bounce_to_remote_sender_is_queued_with_null_sender(world: World) -> None:
     ctx = _context(world)
     spool: Spool = ctx.queue  # type: ignore[assignment]
-    asyncio.run(StoreBounces(ctx, spool).send_dsn("carol@remote.example", b"DSN\r\n", "Q1"))
+    asyncio.run(StoreBounces(ctx.deps, spool).send_dsn("carol@remote.example", b"DSN\r\n", "Q1"))
     [entry] = list(spool.entries())
     assert entry.sender == "" and entry.kind == "bounce"
     assert [r.address for r in entry.recipients] == ["carol@remote.example"]
@@ -158,7 +168,8 @@ def test_ctl_handlers(world: World) -> None:
     ctx = _context(world)
     spool = Spool(world.tmp / "queue", clock=clock)
     ctx.queue = spool
-    [svc] = create(ctx)  # registers queue.* handlers on the ctl socket
+    # registers queue.* handlers on the ctl socket
+    [svc] = create(ctx.config, ctx.deps, ctx.ctl_handlers)
     assert isinstance(svc, QueueService)
     svc.clock = clock
     svc.engine.clock = clock
@@ -197,16 +208,16 @@ def test_ctl_handlers(world: World) -> None:
 def test_bounce_to_unknown_local_sender_is_dropped(world: World) -> None:
     ctx = _context(world)
     spool: Spool = ctx.queue  # type: ignore[assignment]
-    asyncio.run(StoreBounces(ctx, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
+    asyncio.run(StoreBounces(ctx.deps, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
     assert spool.ids() == []
     assert ctx.store.delivered == []  # type: ignore[attr-defined]
 
 
 def test_queue_and_filters_share_the_daemons_dns_cache(world: World) -> None:
-    """One resolver and one cache in the daemon: the queue uses Context.dns, the filters
+    """One resolver and one cache in the daemon: the queue uses the daemon's dns, the filters
     the same with their own time budget (filters.dns_timeout)."""
     ctx = _context(world)
-    svc = QueueService(ctx)
+    svc = QueueService(ctx.config, ctx.deps)
     filters, _ = build_filters(ctx)
     [mailauth] = [f for f in filters if f.name == "mailauth"]
     assert svc.engine.router.resolver is ctx.dns and ctx.dns.cache is not None

@@ -26,15 +26,17 @@ import pytest
 
 from appliance import config as config_mod
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
-from appliance.daemon import Context
+from appliance.delivery.pipeline import PipelineDeps
 from appliance.delivery.srs import srs_for
+from appliance.dns import DnsCache, DnsResolver
 from appliance.events import ChangeBus
+from appliance.filters.base import FilterChain
 from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_store import store_for
 from appliance.filters.sieve_vacation import VacationTracker
 from appliance.queue import dkim
-from appliance.queue.service import QueueService
+from appliance.queue.service import QueueDeps, QueueService
 from appliance.queue.spool import Spool
 from appliance.store.base import INBOX
 from appliance.store.maildir import MaildirStore
@@ -51,9 +53,17 @@ DOMAIN = "pillarbox.test"
 SENDER_KEY = make_dkim_key(1024)
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What the test reads of the box: its config and its TLS certificate."""
+
+    config: config_mod.Config
+    tls: TlsManager
+
+
 @dataclass
 class Box:
-    ctx: Context
+    ctx: Parts
     loop: asyncio.AbstractEventLoop
     dns: FakeResolver
     sink: SinkHandler
@@ -131,24 +141,27 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
         send=spool.enqueue,
         tracker=VacationTracker(cfg.data_dir / "sieve" / "vacation.sqlite"),
     )
-    ctx = Context(
-        config=cfg,
-        accounts=accounts,
-        auth=Authenticator(accounts, LoginThrottle(free_failures=3, base=30.0)),
-        store=store,
-        bus=bus,
-        tls=TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True),
-        queue=spool,
-        filters=[MailAuthFilter(dns, MailAuthSettings(hostname=cfg.hostname, timeout=5))],
-        recipient_filters=[sieve],
+    tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)
+    chain = FilterChain(
+        [MailAuthFilter(dns, MailAuthSettings(hostname=cfg.hostname, timeout=5))], [sieve]
     )
+    ctx = Parts(cfg, tls)
     from appliance.smtp.service import SmtpService
+    from appliance.smtp.state import SmtpDeps
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    smtp = SmtpService(ctx)
-    queue = QueueService(ctx, poll=0.5, timeout=10)
+    smtp = SmtpService(
+        cfg,
+        SmtpDeps(
+            auth=Authenticator(accounts, LoginThrottle(free_failures=3, base=30.0)),
+            tls=tls,
+            delivery=PipelineDeps(accounts, store, spool, chain),
+        ),
+    )
+    resolver = DnsResolver(cache=DnsCache())  # the daemon's default; mail goes to the smarthost
+    queue = QueueService(cfg, QueueDeps(accounts, store, spool, resolver), poll=0.5, timeout=10)
     b = Box(ctx, loop, dns, sink, store, {})
     b.call(queue.start())
     b.call(smtp.start())

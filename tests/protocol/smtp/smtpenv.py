@@ -11,15 +11,17 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from appliance import config as config_mod
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
-from appliance.daemon import Context
+from appliance.delivery.pipeline import PipelineDeps
 from appliance.events import ChangeBus
+from appliance.filters.base import Filter, FilterChain, RecipientFilter
 from appliance.smtp.service import SmtpService
+from appliance.smtp.state import SmtpDeps
 from appliance.store.base import INBOX
 from appliance.store.maildir import MaildirStore
 from appliance.tls import TlsManager
@@ -57,9 +59,64 @@ class FakeQueue:
         return qid
 
 
+class Parts:
+    """The objects the SMTP service was built from, as a test reaches them.
+
+    Assigning ``config`` gives new connections that config (a reload hands it in the
+    same way; tests of reload's listener changes call ``service.reload(new)``);
+    assigning ``store`` gives new connections that store."""
+
+    def __init__(
+        self,
+        service: SmtpService,
+        accounts: Accounts,
+        bus: ChangeBus,
+        tls: TlsManager,
+        chain: FilterChain,
+    ) -> None:
+        self.service = service
+        self.accounts = accounts
+        self.bus = bus
+        self.tls = tls
+        self.chain = chain
+
+    @property
+    def config(self) -> config_mod.Config:
+        return self.service.state.config
+
+    @config.setter
+    def config(self, new: config_mod.Config) -> None:
+        self.service.state.config = new
+
+    @property
+    def store(self) -> Any:
+        return self.service.state.deps.delivery.store
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        deps = self.service.state.deps
+        self.service.state.deps = replace(deps, delivery=replace(deps.delivery, store=store))
+
+    @property
+    def auth(self) -> Authenticator:
+        return self.service.state.deps.auth
+
+    @property
+    def filters(self) -> list[Filter]:
+        return self.chain.filters
+
+    @filters.setter
+    def filters(self, filters: list[Filter]) -> None:
+        self.chain.filters[:] = filters
+
+    @property
+    def recipient_filters(self) -> list[RecipientFilter]:
+        return self.chain.recipient_filters
+
+
 @dataclass
 class SmtpEnv:
-    ctx: Context
+    ctx: Parts
     service: SmtpService
     loop: asyncio.AbstractEventLoop
     queue: FakeQueue
@@ -145,18 +202,16 @@ def _build(tmp: Path, limits: dict[str, Any], template: Path | None = None) -> S
     store = MaildirStore(cfg.mail_dir, notify=bus.publish, summarizer=lambda p: b"")
     queue = FakeQueue(tmp / "fakequeue")
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)
-    ctx = Context(
-        config=cfg,
-        accounts=accounts,
+    chain = FilterChain()
+    deps = SmtpDeps(
         auth=Authenticator(accounts, LoginThrottle(free_failures=3, base=30.0)),
-        store=store,
-        bus=bus,
         tls=tls,
-        queue=queue,
+        delivery=PipelineDeps(accounts, store, queue, chain),
     )
     loop = asyncio.new_event_loop()
-    service = SmtpService(ctx)
-    return SmtpEnv(ctx, service, loop, queue, store, accounts, tmp)
+    service = SmtpService(cfg, deps)
+    parts = Parts(service, accounts, bus, tls, chain)
+    return SmtpEnv(parts, service, loop, queue, store, accounts, tmp)
 
 
 def start(

@@ -147,7 +147,7 @@ def test_reload_opens_and_closes_listeners(env: SmtpEnv) -> None:
         submission=(*cfg.listeners.submission, Listen("127.0.0.2", 0)),
     )
     env.ctx.config = dataclasses.replace(cfg, listeners=listeners)
-    env.call(env.service.reload())
+    env.call(env.service.reload(env.ctx.config))
     status = env.service.status()
     assert "submissions" not in status["listeners"]
     assert len(status["listeners"]["submission"]) == 2

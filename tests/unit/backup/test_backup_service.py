@@ -15,7 +15,8 @@ from appliance import config
 from appliance.accounts import Accounts
 from appliance.backup import schedule
 from appliance.backup.initialize import init_repository
-from appliance.backup.service import BackupService
+from appliance.backup.service import BackupDeps
+from appliance.backup.service import BackupService as _BackupService
 from appliance.backup.store_lock import open_store
 from appliance.ctl.service import CommandError
 
@@ -26,6 +27,13 @@ def make_ctx(cfg: config.Config) -> Any:
         accounts=Accounts(cfg.accounts_db),
         store=open_store(cfg.mail_dir),
         ctl_handlers={},
+    )
+
+
+def BackupService(ctx: Any, **kwargs: Any) -> _BackupService:
+    """The service built from the parts make_ctx holds."""
+    return _BackupService(
+        ctx.config, BackupDeps(ctx.accounts, ctx.store), ctx.ctl_handlers, **kwargs
     )
 
 
@@ -76,7 +84,7 @@ def test_reload_turns_the_scheduler_off(cfg: config.Config) -> None:
         ctx.config = dataclasses.replace(
             cfg, backup=dataclasses.replace(cfg.backup, schedule="off")
         )
-        await svc.reload()
+        await svc.reload(ctx.config)
         assert svc._scheduler is None and svc.status()["next_run"] is None
         await svc.stop()
 

@@ -97,23 +97,63 @@ def test_invalid_values_name_the_key(tmp_path: Path, filters: dict[str, Any], ke
 def test_service_rebuilds_chain_on_reload(tmp_path: Path) -> None:
     import asyncio
 
+    from appliance.filters.base import FilterChain
     from appliance.filters.service import FiltersService
 
     @dataclass
     class DaemonCtx:
         config: config.Config
         queue: Queue
-        filters: list[Any]
-        recipient_filters: list[Any]
         ctl_handlers: dict[str, Any]
         dns: DnsResolver
 
     off = cfg(tmp_path, {"mailauth": False, "sieve": False})
-    ctx = DaemonCtx(off, Queue(), [], [], {}, DnsResolver(nameservers=["127.0.0.1"]))
-    svc = FiltersService(ctx)  # type: ignore[arg-type]
+    ctx = DaemonCtx(off, Queue(), {}, DnsResolver(nameservers=["127.0.0.1"]))
+    chain = FilterChain()
+    svc = FiltersService(ctx.config, ctx.queue, ctx.dns, chain, ctx.ctl_handlers)  # type: ignore[arg-type]
     asyncio.run(svc.start())
     assert svc.status() == {"filters": [], "recipient_filters": []}
     assert "sieve.save" in ctx.ctl_handlers
     ctx.config = cfg(tmp_path, {"greylist": True})
-    asyncio.run(svc.reload())
+    asyncio.run(svc.reload(ctx.config))
     assert svc.status() == {"filters": ["greylist", "mailauth"], "recipient_filters": ["sieve"]}
+
+
+def test_reload_closes_the_replaced_chain_after_its_last_run(tmp_path: Path) -> None:
+    """A rebuilt chain replaces the old one; the old greylist and vacation databases
+    are closed, but only once no pipeline run holds the old chain any more."""
+    import asyncio
+    import sqlite3
+
+    from appliance.filters.base import FilterChain
+    from appliance.filters.greylist import GreylistFilter
+    from appliance.filters.service import FiltersService
+    from appliance.filters.sieve_filter import SieveFilter
+
+    first = cfg(tmp_path, {"greylist": True, "mailauth": False})
+    chain = FilterChain()
+    dns = DnsResolver(nameservers=["127.0.0.1"])
+    svc = FiltersService(first, Queue(), dns, chain, {})  # type: ignore[arg-type]
+
+    async def main() -> None:
+        await svc.start()
+        old = chain.current
+        [grey] = [f for f in old.filters if isinstance(f, GreylistFilter)]
+        [sieve] = [f for f in old.recipient_filters if isinstance(f, SieveFilter)]
+        assert sieve.tracker is not None
+        async with chain.use() as held:  # a delivery in progress
+            assert held is old
+            await svc.reload(cfg(tmp_path, {"greylist": True, "mailauth": True}))
+            assert chain.current is not old
+            grey.greylist._db.execute("SELECT 1")  # still open while the run holds it
+        with pytest.raises(sqlite3.ProgrammingError):
+            grey.greylist._db.execute("SELECT 1")
+        with pytest.raises(sqlite3.ProgrammingError):
+            sieve.tracker._db.execute("SELECT 1")
+        new = chain.current
+        await svc.stop()  # stop closes the chain in force too
+        [grey2] = [f for f in new.filters if isinstance(f, GreylistFilter)]
+        with pytest.raises(sqlite3.ProgrammingError):
+            grey2.greylist._db.execute("SELECT 1")
+
+    asyncio.run(main())

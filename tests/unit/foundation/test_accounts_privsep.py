@@ -18,13 +18,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
 from appliance import config
 from appliance.accounts import AccountError, Accounts, ReadOnly
-from appliance.daemon import build_context
+from appliance.daemon import open_accounts
 
 REPO = Path(__file__).resolve().parents[3]
 HOOKS = REPO / "firmware-hooks"
@@ -60,7 +60,7 @@ def test_daemon_opens_accounts_read_only_outside_dev_mode(tmp_path: Path) -> Non
     cfg = _appliance_config(tmp_path)
     assert not cfg.dev
     web = _writer(cfg.accounts_db)  # the web UI's connection keeps the WAL alive
-    ctx = build_context(cfg)
+    ctx = SimpleNamespace(accounts=open_accounts(cfg))  # as appliance.daemon.build opens it
     assert ctx.accounts.readonly
     with pytest.raises(sqlite3.OperationalError, match="readonly database"):
         ctx.accounts._conn().execute("UPDATE users SET is_admin=1")
@@ -75,7 +75,7 @@ def test_daemon_opens_accounts_read_only_outside_dev_mode(tmp_path: Path) -> Non
 def test_dev_mode_daemon_still_writes(tmp_path: Path) -> None:
     cfg_path = tmp_path / "pillarbox.toml"
     cfg_path.write_text('dev = true\nhostname = "mail.pillarbox.test"\ndata_dir = "."\n')
-    ctx = build_context(config.load(cfg_path))
+    ctx = SimpleNamespace(accounts=open_accounts(config.load(cfg_path)))
     assert not ctx.accounts.readonly
     ctx.accounts.add_domain("pillarbox.test")  # devrun adds the dev domain this way
 

@@ -3,40 +3,42 @@ from __future__ import annotations
 import asyncio
 import socket
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from appliance import config
-from appliance.accounts import Accounts, Authenticator
 from appliance.ctl.client import CtlClient
 from appliance.ctl.protocol import CtlError
 from appliance.ctl.service import CommandError, CtlService, register
-from appliance.daemon import Context
-from appliance.events import ChangeBus
+from appliance.runtime import CtlHandlers, Supervisor
 from appliance.tls import TlsManager
 from tests.harness import write_config
 
 
-def make_ctx(tmp_path: Path) -> Context:
+@dataclass
+class Parts:
+    """What the ctl service is built from: the supervisor and the handler table."""
+
+    supervisor: Supervisor
+    ctl_handlers: CtlHandlers = field(default_factory=dict)
+
+    @property
+    def config(self) -> config.Config:
+        return self.supervisor.config
+
+
+def make_ctx(tmp_path: Path) -> Parts:
     cfg = config.load(write_config(tmp_path))
-    accounts = Accounts(cfg.accounts_db)
-    return Context(
-        config=cfg,
-        accounts=accounts,
-        auth=Authenticator(accounts),
-        store=cast(Any, None),
-        bus=ChangeBus(),
-        tls=TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True),
-        queue=cast(Any, None),
-    )
+    return Parts(Supervisor(cfg, TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)))
 
 
-def run_with_ctl(ctx: Context, client_work: Any) -> Any:
+def run_with_ctl(ctx: Parts, client_work: Any) -> Any:
     async def main() -> Any:
-        svc = CtlService(ctx)
-        ctx.services = [svc]
+        svc = CtlService(ctx.config, ctx.ctl_handlers, ctx.supervisor)
+        ctx.supervisor.services = [svc]
         await svc.start()
         try:
             return await asyncio.to_thread(client_work, CtlClient(ctx.config.ctl_socket, 10))
@@ -88,8 +90,8 @@ def test_unknown_command_bad_json_and_handler_errors(tmp_path: Path) -> None:
     async def crash(args: dict[str, Any]) -> Any:
         raise RuntimeError("internal detail that must not leak")
 
-    register(ctx, "refuse", refuse)
-    register(ctx, "crash", crash)
+    register(ctx.ctl_handlers, "refuse", refuse)
+    register(ctx.ctl_handlers, "crash", crash)
 
     def work(c: CtlClient) -> Any:
         with pytest.raises(CtlError, match="unknown command 'nope'"):
