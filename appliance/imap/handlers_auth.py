@@ -3,11 +3,9 @@ AUTHENTICATE ENABLE COMPRESS IDLE."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
-from appliance import __version__
+from appliance import __version__, sasl
 from appliance.imap import wire
 from appliance.imap.commands import Authenticate, Command, Compress, Enable, Id, Login
 from appliance.imap.errors import ImapError, bad
@@ -108,15 +106,14 @@ async def authenticate(s: Session, cmd: Command) -> str:
     if response == "*":
         raise bad("Authentication cancelled")
     try:
-        raw = b"" if response == "=" else base64.b64decode(response, validate=True)
-        authzid, authcid, password = raw.decode("utf-8").split("\0")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        creds = sasl.parse_plain(sasl.decode_response(response))
+    except sasl.SaslError:
         _failed(s)
         raise bad("Malformed PLAIN response") from None
-    if authzid and authzid.lower() != authcid.lower():  # RFC 4616 2: no proxy logins
+    if not sasl.acts_as_self(creds):  # RFC 4616 2: no proxy logins
         _failed(s)
         raise ImapError("Not authorized to act as another user", "AUTHORIZATIONFAILED")
-    return await _login_user(s, authcid, password)
+    return await _login_user(s, creds.authcid, creds.password)
 
 
 async def enable(s: Session, cmd: Command) -> str:

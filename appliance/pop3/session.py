@@ -12,8 +12,6 @@ timer), after which the connection closes without the UPDATE state.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import ipaddress
 import logging
@@ -23,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from appliance import sasl
 from appliance.accounts import Authenticator
 from appliance.pop3.maildrop import Maildrop, NoSuchMessage, WireEncoder
 from appliance.store.base import MailStore, MessageNotFound, StoreError
@@ -337,15 +336,14 @@ class Pop3Session:
                 return
         try:
             # RFC 5034 4: "=" is an empty initial response.
-            data = b"" if initial == "=" else base64.b64decode(initial, validate=True)
-            authzid, authcid, password = (p.decode("utf-8") for p in data.split(b"\0"))
-        except (binascii.Error, ValueError):
+            creds = sasl.parse_plain(sasl.decode_response(initial))
+        except sasl.SaslError:
             await self.error("-ERR Invalid SASL PLAIN response")
             return
-        if authzid and authzid != authcid:
+        if not sasl.acts_as_self(creds):  # RFC 4616 2: no proxy logins
             await self.error("-ERR [AUTH] Authorization identity not permitted")
             return
-        await self.login(authcid, password)
+        await self.login(creds.authcid, creds.password)
 
     async def login(self, login: str, password: str) -> None:
         result = await self.env.auth.authenticate(login, password, self.ip)

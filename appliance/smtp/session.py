@@ -26,14 +26,13 @@ it (spam bots do, to save time) is refused with 554 and dropped.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
 import logging
-from base64 import b64decode
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from appliance import sasl
 from appliance.delivery.errors import DeliveryFailed, local_failure
 from appliance.delivery.pipeline import Outcome, Pipeline
 from appliance.delivery.recipients import Recipient
@@ -54,6 +53,11 @@ log = logging.getLogger(__name__)
 MAX_AUTH_FAILURES = 3
 COMMAND_LIMIT = 1024  # MAIL/RCPT with a 256-octet path and parameters (RFC 5321 4.5.3.1.4)
 READ_BLOCK = 65536  # DATA is taken from the reader in blocks of at most this many octets
+_SASL_REPLIES: dict[sasl.Problem, str] = {
+    "base64": "501 5.5.2 Cannot decode base64",
+    "split": "501 5.5.2 Cannot split PLAIN response",
+    "utf8": "501 5.5.2 PLAIN response is not UTF-8",
+}
 
 
 def _unread(reader: asyncio.StreamReader, data: bytes) -> None:
@@ -283,11 +287,9 @@ class PillarboxSMTP(SMTP):
 
     async def _response(self, initial: str | None, challenge: str) -> bytes | None:
         if initial is not None:
-            if initial == "=":  # RFC 4954 4: "=" is an empty initial response
-                return b""
             try:
-                return b64decode(initial, validate=True)
-            except binascii.Error:
+                return sasl.decode_response(initial)  # RFC 4954 4: "=" is empty
+            except sasl.SaslError:
                 await self.push("501 5.5.2 Cannot decode base64")
                 return None
         answer = await self.challenge_auth(challenge)
@@ -297,20 +299,16 @@ class PillarboxSMTP(SMTP):
         blob = await self._response(initial, "")
         if blob is None:
             return None
-        parts = blob.split(b"\x00")
-        if len(parts) != 3:
-            await self.push("501 5.5.2 Cannot split PLAIN response")
-            return None
         try:
-            authzid, login, password = (p.decode("utf-8") for p in parts)
-        except UnicodeDecodeError:
-            await self.push("501 5.5.2 PLAIN response is not UTF-8")
+            creds = sasl.parse_plain(blob)
+        except sasl.SaslError as exc:
+            await self.push(_SASL_REPLIES[exc.problem])
             return None
-        if authzid and authzid.lower() != login.lower():
+        if not sasl.acts_as_self(creds):
             # RFC 4616 2: acting for another identity is not supported
             await self.push("535 5.7.8 Authentication credentials invalid")
             return None
-        return login, password
+        return creds.authcid, creds.password
 
     async def _auth_login(self, initial: str | None) -> tuple[str, str] | None:
         user = await self._response(initial, "Username:")
@@ -320,8 +318,8 @@ class PillarboxSMTP(SMTP):
         if password is None:
             return None
         try:
-            return user.decode("utf-8"), password.decode("utf-8")
-        except UnicodeDecodeError:
+            return sasl.utf8(user), sasl.utf8(password)
+        except sasl.SaslError:
             await self.push("501 5.5.2 LOGIN response is not UTF-8")
             return None
 

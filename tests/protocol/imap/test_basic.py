@@ -110,3 +110,17 @@ def test_tls_rejects_garbage_handshake(imap_server: ImapServer) -> None:
         except (ConnectionResetError, ssl.SSLError):
             data = b""
         assert b"OK" not in data
+
+
+def test_authenticate_plain_authzid_rule(imap_server: ImapServer) -> None:
+    """appliance.sasl: the one authzid rule IMAP, SMTP and POP3 share: the login itself
+    in any case is accepted, another identity is refused."""
+    other = imap_server.add_user("carol@example.org")
+    conn = imap_server.imaps(login=False)
+    token = f"{other}\0{imap_server.user}\0{PASSWORD}".encode()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHORIZATIONFAILED"):
+        conn.authenticate("PLAIN", lambda _: token)
+    token = f"{imap_server.user.upper()}\0{imap_server.user}\0{PASSWORD}".encode()
+    typ, _ = conn.authenticate("PLAIN", lambda _: token)
+    assert typ == "OK"
+    conn.logout()

@@ -317,3 +317,12 @@ def test_store_failures_are_temporary_errors(
         client.quit()
     monkeypatch.undo()
     assert store.status(USER, INBOX).messages == 1
+
+
+def test_auth_plain_authzid_is_compared_without_case(server: Pop3Server) -> None:
+    """appliance.sasl: the one authzid rule POP3, SMTP and IMAP share (POP3 compared it
+    case-sensitively before: an authzid in capitals was refused here, accepted there)."""
+    client = server.plain()
+    token = base64.b64encode(f"{USER.upper()}\0{USER}\0{PASSWORD}".encode()).decode()
+    assert cmd(client, f"AUTH PLAIN {token}").startswith(b"+OK Logged in")
+    client.quit()

@@ -253,3 +253,14 @@ def test_plaintext_client_on_465_is_dropped_cleanly(env: SmtpEnv) -> None:
     assert env.service.status()["connections"] == 0
     with env.smtp("submissions") as s:  # still serving
         assert s.ehlo("c")[0] == 250
+
+
+def test_auth_plain_authzid_is_compared_without_case(env: SmtpEnv) -> None:
+    """appliance.sasl: the one authzid rule SMTP, IMAP and POP3 share (an identity is an
+    address; addresses compare without case)."""
+    with env.smtp("submission") as s:
+        s.starttls(context=env.client_tls())
+        s.ehlo("c")
+        upper = f"ALICE@{DOMAIN.upper()}\0alice@{DOMAIN}\0{PASSWORD}"
+        blob = base64.b64encode(upper.encode()).decode()
+        assert s.docmd("AUTH", f"PLAIN {blob}") == (235, b"2.7.0 Authentication successful")
