@@ -50,6 +50,17 @@ from appliance.smtp.state import ListenerKind, ServerState
 
 log = logging.getLogger(__name__)
 
+# aiosmtpd's private members this module overrides or uses; aiosmtpd is pinned exactly
+# in pyproject.toml and tests/protocol/smtp/test_aiosmtpd_contract.py checks each name
+# against the installed version (README, "Design notes").
+AIOSMTPD_OVERRIDES = (
+    "_create_envelope",
+    "_getaddr",
+    "_handle_client",
+    "_set_post_data_state",
+    "_timeout_cb",
+)
+AIOSMTPD_USES = ("_auth_required", "_reader", "_reset_timeout", "_set_rset_state", "_tls_protocol")
 MAX_AUTH_FAILURES = 3
 COMMAND_LIMIT = 1024  # MAIL/RCPT with a 256-octet path and parameters (RFC 5321 4.5.3.1.4)
 READ_BLOCK = 65536  # DATA is taken from the reader in blocks of at most this many octets
