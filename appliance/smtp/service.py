@@ -40,7 +40,7 @@ class SmtpService:
         return self.state.config
 
     def _factory(self, endpoint: Endpoint) -> ProtocolFactory:
-        kind = KINDS[endpoint.kind]  # type: ignore[index]
+        kind = next(k for k in KINDS.values() if k.name == endpoint.kind)
         return lambda: PillarboxSMTP(self.state, kind)
 
     def _wanted(self) -> list[Endpoint]:
