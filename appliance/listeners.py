@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from appliance.config import Limits
+from appliance.config import Limits, Listeners
 from appliance.tls import HANDSHAKE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,15 @@ class Endpoint:
     host: str
     port: int
     implicit_tls: bool = False  # TLS from the first byte (RFC 8314 3.3)
+
+
+def endpoints(listeners: Listeners, kinds: dict[str, bool]) -> list[Endpoint]:
+    """The endpoints of the ``[listeners]`` keys in ``kinds`` (key -> implicit TLS)."""
+    return [
+        Endpoint(kind, listen.host, listen.port, implicit_tls)
+        for kind, implicit_tls in kinds.items()
+        for listen in getattr(listeners, kind)
+    ]
 
 
 class ConnectionLimits:

@@ -34,6 +34,7 @@ from appliance.listeners import (
     Endpoint,
     ListenerSet,
     ProtocolFactory,
+    endpoints,
     finish,
     stream_protocol,
 )
@@ -100,10 +101,7 @@ class ImapService:
         return stream_protocol(accept)
 
     def _wanted(self) -> list[Endpoint]:
-        listeners = self.config.listeners
-        return [Endpoint("imap", a.host, a.port) for a in listeners.imap] + [
-            Endpoint("imaps", a.host, a.port, implicit_tls=True) for a in listeners.imaps
-        ]
+        return endpoints(self.config.listeners, {"imap": False, "imaps": True})
 
     async def start(self) -> None:
         # Literals spooled by a run that was killed are removed before anyone connects.

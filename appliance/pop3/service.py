@@ -23,6 +23,7 @@ from appliance.listeners import (
     ListenerSet,
     ProtocolFactory,
     ServerTls,
+    endpoints,
     finish,
     stream_protocol,
 )
@@ -69,10 +70,7 @@ class Pop3Service:
         return stream_protocol(handle, limit=MAX_LINE * 64)
 
     def _wanted(self) -> list[Endpoint]:
-        listeners = self.config.listeners
-        return [Endpoint("pop3", a.host, a.port) for a in listeners.pop3] + [
-            Endpoint("pop3s", a.host, a.port, implicit_tls=True) for a in listeners.pop3s
-        ]
+        return endpoints(self.config.listeners, {"pop3": False, "pop3s": True})
 
     async def start(self) -> None:
         self.limits.draining = False

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from appliance.config import Config
-from appliance.listeners import Endpoint, ListenerSet, ProtocolFactory
+from appliance.listeners import Endpoint, ListenerSet, ProtocolFactory, endpoints
 from appliance.runtime import Service
 from appliance.smtp.session import PillarboxSMTP
 from appliance.smtp.spool import clean_spool_dir
@@ -44,12 +44,8 @@ class SmtpService:
         return lambda: PillarboxSMTP(self.state, kind)
 
     def _wanted(self) -> list[Endpoint]:
-        lst = self.config.listeners
-        return [
-            Endpoint(kind.name, listen.host, listen.port, kind.implicit_tls)
-            for kind in KINDS.values()
-            for listen in getattr(lst, kind.name)
-        ]
+        kinds: dict[str, bool] = {k.name: k.implicit_tls for k in KINDS.values()}
+        return endpoints(self.config.listeners, kinds)
 
     async def start(self) -> None:
         self.state.limits.draining = False
