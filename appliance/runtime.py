@@ -55,10 +55,16 @@ class Supervisor:
         self.services: list[Service] = []
         self.started = time.time()
         self.request_stop: Callable[[], None] = lambda: None
+        self._reloading = asyncio.Lock()  # bound to the loop at its first use
 
     async def reload(self) -> str | None:
         """Re-read the config file and the certificate; returns an error text (the old
-        config and certificate stay in force) or None."""
+        config and certificate stay in force) or None. Reloads run one at a time (SIGHUP
+        and ctl may ask at once)."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> str | None:
         source = self.config.source
         if source is None:
             return "no config file to reload"

@@ -7,7 +7,7 @@ Result mapping (RecipientAction):
   ``flags:<mailbox>``).
 - redirect: returned in ``redirect`` for the delivery pipeline to forward (original
   envelope sender; local targets stored directly, remote ones queued).
-- reject / vacation: with a ``send`` callable (ctx.queue.enqueue) the filter sends the
+- reject / vacation: with a ``send`` callable (the queue's enqueue) the filter sends the
   notice / auto-reply itself from the null sender and ``reject_reason`` stays empty
   (reported in ``extra``); without one the reject reason is returned for the pipeline.
 """
