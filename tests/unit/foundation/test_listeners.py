@@ -16,21 +16,16 @@ from appliance import config
 from appliance.listeners import ConnectionLimits, Endpoint, ListenerSet, stream_protocol
 from appliance.runtime import Supervisor
 from appliance.tls import TlsManager, generate_self_signed
-from tests.harness import free_port, write_config
+from tests.harness import connect, free_port, write_config
 
 
 def peer_cert(port: int) -> bytes:
     """The DER certificate the TLS listener on ``port`` presents now."""
-    client = ssl.create_default_context()
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        client.wrap_socket(raw) as tls,
-    ):
+    with connect(("127.0.0.1", port), tls=True, timeout=10) as tls:
+        assert isinstance(tls, ssl.SSLSocket)
         der = tls.getpeercert(binary_form=True)
-        assert der is not None
-        return der
+    assert der is not None
+    return der
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
