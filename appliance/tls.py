@@ -10,6 +10,7 @@ A self-signed certificate is generated on first start when none exists (dev, fir
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import logging
 import os
@@ -105,7 +106,7 @@ def client_context(verify: bool = True) -> ssl.SSLContext:
 @dataclass(frozen=True)
 class LoadedTls:
     context: ssl.SSLContext
-    files: bytes  # the certificate and key it was loaded from
+    files: bytes  # SHA-256 of the certificate and key it was loaded from
 
 
 class TlsManager:
@@ -114,7 +115,7 @@ class TlsManager:
         self.key = key
         self.hostname = hostname
         self.self_signed = self_signed
-        self._loaded = b""  # the certificate and key files the current context holds
+        self._loaded = b""  # SHA-256 of the certificate and key the current context holds
         context = self.load()
         assert context is not None
         self.install(context)
@@ -124,7 +125,8 @@ class TlsManager:
             if not self.self_signed:
                 raise FileNotFoundError(f"TLS certificate {self.cert} or key {self.key} missing")
             generate_self_signed(self.cert, self.key, self.hostname)
-        return self.cert.read_bytes() + b"\0" + self.key.read_bytes()
+        # a digest: the key's bytes are not kept beside the context
+        return hashlib.sha256(self.cert.read_bytes() + b"\0" + self.key.read_bytes()).digest()
 
     def load(self) -> LoadedTls | None:
         """Blocking: a new context from the certificate files, or None when they are the
