@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from appliance import atomicfile
 
 DEV_PORTS: dict[str, int] = {
     "smtp": 2525,
@@ -637,17 +638,7 @@ def save(path: Path, text: str) -> None:
     """
     loads(text, path.resolve().parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write_text(path, text)
 
 
 def dev_config_text(hostname: str = "mail.pillarbox.test") -> str:

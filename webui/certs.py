@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
+
+from appliance import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,8 @@ def validate_upload(cert_pem: bytes, key_pem: bytes, hostname: str, now: dt.date
 
 
 def install_files(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes) -> None:
-    """Write key (0600) then certificate, each atomically (tmp, fsync, rename)."""
+    """Write key (0600) then certificate, each atomically (appliance.atomicfile)."""
     for path, data, mode in ((key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        atomicfile.write_bytes(path, data, mode=mode)
     log.info("tls=installed cert=%s", cert_path)

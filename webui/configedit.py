@@ -9,7 +9,6 @@ is asked to reload; if it is not running, it reads the new file on its next star
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Table
 
-from appliance import config
+from appliance import atomicfile, config
 from appliance.ctl.protocol import CtlError
 from webui.context import WebContext
 
@@ -55,13 +54,7 @@ def set_smarthost(path: Path, entry: Mapping[str, Any] | None) -> None:
 def write_private(path: Path, text: str) -> None:
     """A 0600 file (the smarthost password), replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomicfile.write_text(path, text, mode=0o600)
 
 
 def reload_daemon(ctx: WebContext) -> str:

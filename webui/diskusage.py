@@ -16,7 +16,6 @@ import datetime as dt
 import itertools
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
-from appliance import config
+from appliance import atomicfile, config
 from webui import sizing
 
 if TYPE_CHECKING:
@@ -89,20 +88,7 @@ def save(path: Path, samples: list[Sample]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [[round(s.time, 1), s.used, s.total] for s in samples]
     data = json.dumps({"version": 1, "samples": rows}, separators=(",", ":"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write_text(path, data)
 
 
 def record(path: Path, now: float, used: int, total: int) -> list[Sample]:

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance import atomicfile
 from appliance.accounts import hashing
 
 log = logging.getLogger(__name__)
@@ -675,9 +676,8 @@ class Accounts:
                 if len(usage) > MAX_USAGE_ENTRIES:
                     for old in sorted(usage, key=usage.__getitem__)[: len(usage) // 2]:
                         del usage[old]
-                tmp = self.usage_file.with_name(f".{self.usage_file.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({str(k): v for k, v in usage.items()}))
-                os.replace(tmp, self.usage_file)
+                text = json.dumps({str(k): v for k, v in usage.items()})
+                atomicfile.write_text(self.usage_file, text)
         except OSError as exc:  # a login must not fail over a last-used stamp
             log.warning("app_password_usage=unwritable path=%s error=%s", self.usage_file, exc)
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance import atomicfile
+
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 GROUPS = 7
 GROUP_LEN = 4
@@ -41,20 +43,8 @@ def write_new(path: Path, password: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(PermissionError):
         os.chmod(path.parent, 0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise PasswordError(f"a repository password already exists at {path}") from None
-    try:
-        os.write(fd, (password + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if not atomicfile.create(path, (password + "\n").encode(), mode=0o600):
+        raise PasswordError(f"a repository password already exists at {path}")
 
 
 def read(path: Path) -> str:

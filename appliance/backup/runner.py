@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import atomicfile
 from appliance.backup import staging
 from appliance.backup.restic import BackupError, Keep, Progress, Restic, repository_for
 from appliance.config import Config
@@ -54,9 +55,7 @@ def read_status(cfg: Config) -> dict[str, Any]:
 def write_status(cfg: Config, status: dict[str, Any]) -> None:
     path = status_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(status, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomicfile.write_text(path, json.dumps(status, indent=2, default=str) + "\n")
 
 
 @contextlib.contextmanager

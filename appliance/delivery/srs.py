@@ -25,12 +25,13 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from appliance import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +121,9 @@ class Srs:
 
 def _create_secret(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(secrets.token_hex(SECRET_BYTES) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # another process made it first: keep theirs
-        except FileExistsError:
-            return
+    secret = (secrets.token_hex(SECRET_BYTES) + "\n").encode("ascii")
+    if atomicfile.create(path, secret, mode=0o600):  # False: another process made it first
         log.info("srs=secret-created file=%s", path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_secret(data_dir: Path) -> bytes:

@@ -7,12 +7,12 @@ daemon's Sieve filter (``compiled``, cached until the file changes).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import urllib.parse
 from pathlib import Path
 
+from appliance import atomicfile
 from appliance.filters.sieve_parse import Command, SieveSyntaxError, parse
 
 __all__ = ["SieveStore", "SieveSyntaxError", "store_for", "validate"]
@@ -50,17 +50,7 @@ class SieveStore:
         validate(text)
         path = self.path_for(user)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomicfile.write_text(path, text)
 
     def delete_script(self, user: str) -> bool:
         try:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from appliance import atomicfile
 from appliance import config as config_mod
 from appliance.mailauth import arc_seal as arc_seal_mod
 
@@ -119,25 +118,9 @@ def _create(path: Path, algorithm: KeyAlgorithm) -> None:
     # The directory stays listable so the web UI can read the public .txt files; the
     # private keys themselves are 0600.
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_generate(algorithm))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # fails if another process made the key first: keep theirs
-        except FileExistsError:
-            return
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    # False when another process made the key first: theirs is kept.
+    if atomicfile.create(path, _generate(algorithm), mode=0o600):
         log.info("queue_id=- event=dkim-key-created key=%s", path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def selector_for(cfg: config_mod.Config, algorithm: KeyAlgorithm) -> str:
@@ -152,14 +135,10 @@ def public_path(cfg: config_mod.Config, domain: str, algorithm: KeyAlgorithm) ->
 
 
 def _write_public(path: Path, value: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        tmp.write_text(value + "\n", encoding="ascii")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomicfile.write_text(path, value + "\n", encoding="ascii", mode=0o644)
     except OSError as exc:  # only a convenience copy: the key itself is fine
         log.warning("queue_id=- event=dkim-public-not-written file=%s error=%s", path, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def load_key(cfg: config_mod.Config, domain: str, algorithm: KeyAlgorithm) -> DkimKey:

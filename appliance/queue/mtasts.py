@@ -10,8 +10,6 @@ import asyncio
 import http.client
 import json
 import logging
-import os
-import secrets
 import socket
 import ssl
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from appliance import atomicfile
 from appliance.dns import DnsError, Resolver
 
 log = logging.getLogger(__name__)
@@ -205,12 +204,7 @@ class MtaSts:
             for domain, c in snapshot.items()
         }
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{secrets.token_hex(4)}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.cache_file)
+        atomicfile.write_text(self.cache_file, json.dumps(data))
 
     async def _ensure_loaded(self) -> None:
         if not self._loaded:

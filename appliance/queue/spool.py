@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from appliance import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +173,6 @@ def _origin(value: object) -> Origin:
     return ""  # unknown value: treated like an old entry (not signed)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """Implements :class:`appliance.queue.base.OutboundQueue` on a directory."""
 
@@ -225,23 +218,9 @@ class Spool:
 
     # ------------------------------------------------------------ writing
 
-    def _commit(self, tmp: Path, final: Path) -> None:
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-
     def _write_meta(self, entry: Entry) -> None:
-        tmp = self.tmp_dir / f"{entry.id}.json.{secrets.token_hex(4)}"
         data = json.dumps(entry.to_json(), separators=(",", ":")).encode()
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self._commit(tmp, self.meta_path(entry.id))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomicfile.write_bytes(self.meta_path(entry.id), data, mode=0o600, tmp_dir=self.tmp_dir)
 
     def enqueue(
         self,
@@ -265,18 +244,11 @@ class Spool:
         if not recipients:
             raise ValueError("a queue entry needs at least one recipient")
         queue_id = self.new_id()
-        tmp = self.tmp_dir / f"{queue_id}.eml"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out, message.open("rb") as src:
+        final = self.message_path(queue_id)
+        with atomicfile.writing(final, mode=0o600, tmp_dir=self.tmp_dir) as out:
+            with message.open("rb") as src:
                 shutil.copyfileobj(src, out, 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
-                size = out.tell()
-            self._commit(tmp, self.message_path(queue_id))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            size = out.tell()
         now = self.clock()
         entry = Entry(
             id=queue_id,
@@ -326,9 +298,9 @@ class Spool:
             meta.unlink()
         except FileNotFoundError:
             raise EntryNotFound(f"no queue entry {queue_id!r}") from None
-        _fsync_dir(self.meta_dir)
+        atomicfile.fsync_dir(self.meta_dir)
         self.message_path(queue_id).unlink(missing_ok=True)
-        _fsync_dir(self.msg_dir)
+        atomicfile.fsync_dir(self.msg_dir)
         log.info("queue_id=%s event=removed", queue_id)
 
     # ------------------------------------------------------------ reading
