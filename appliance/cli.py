@@ -11,41 +11,17 @@ import argparse
 import getpass
 import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from appliance import __version__, config
-
-APPLIANCE_CONFIG = Path("/etc/pillarbox/pillarbox.toml")
-DEV_CONFIG = Path("var/pillarbox.toml")
+from appliance.cliconfig import CliError, load_config
 
 # Modules that add subcommands: each has register(subparsers) whose parsers set
 # `func(args, cfg) -> int` via set_defaults.
 CLI_MODULES: tuple[str, ...] = ("appliance.backup.cli",)
-
-
-class CliError(Exception):
-    """Reported as 'pillarbox: <message>' with exit code 1."""
-
-
-def default_config_path() -> Path:
-    env = os.environ.get("PILLARBOX_CONFIG")
-    if env:
-        return Path(env)
-    if APPLIANCE_CONFIG.exists():
-        return APPLIANCE_CONFIG
-    return DEV_CONFIG
-
-
-def load_config(args: argparse.Namespace) -> config.Config:
-    path: Path = getattr(args, "config", None) or default_config_path()
-    try:
-        return config.load(path)
-    except config.ConfigError as exc:
-        raise CliError(f"config: {exc}") from None
 
 
 def _accounts(cfg: config.Config) -> Any:
@@ -234,7 +210,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
 
 
 def cmd_setup_secret(args: argparse.Namespace) -> int:
-    from webui.setup import console_secret
+    from appliance.setupsecret import console_secret
 
     code = console_secret(load_config(args))
     if code is None:  # an admin exists: the wizard is closed and the code file deleted

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from appliance import config, daemon
 from appliance import log as applog
+from appliance.cliconfig import default_config_path
+from appliance.setupsecret import box_is_set_up
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,6 @@ async def _web_state(cfg: config.Config, web_proc: subprocess.Popen[bytes] | Non
             addrs.pop(0)
         else:
             await asyncio.sleep(0.1)
-    from webui.setup import box_is_set_up
-
     return "done" if await asyncio.to_thread(box_is_set_up, cfg) else "setup"
 
 
@@ -114,8 +114,6 @@ def _prepare_dev(path: Path) -> None:
 
 
 def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
-    from appliance.cli import default_config_path
-
     path = config_path or (Path("var/pillarbox.toml") if dev else default_config_path())
     if dev:
         _prepare_dev(path)

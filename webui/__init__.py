@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
 
-from appliance import config
+from appliance import atomicfile, config, setupsecret
 from appliance.accounts import Accounts, LoginThrottle
 from appliance.dns import DnsResolver, SyncLookup, SyncResolver
 from webui import (
@@ -64,13 +63,7 @@ def _session_key(cfg: config.Config) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     data = secrets.token_hex(32).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomicfile.write_bytes(path, data, mode=0o600)
     return data
 
 
@@ -121,7 +114,7 @@ def create_app(
         smart_reader=smart,
     )
     app.extensions["pillarbox"] = ctx
-    setup_views.console_secret(cfg)  # made before setup, removed after it
+    setupsecret.console_secret(cfg)  # made before setup, removed after it
     security.install(app)
     blueprints = (
         setup_views,

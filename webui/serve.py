@@ -33,11 +33,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance import config
+from appliance.setupsecret import console_secret
 from appliance.tls import server_context, trim_asyncio_tls_buffers
 from webui import acme_renew, certviews, create_app, diskusage
 from webui.context import WebContext
 from webui.httpd import HttpLimits, HttpServer, bind
-from webui.setup import console_secret
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from appliance.backup.initialize import init_repository
 from appliance.backup.restic import BackupError, Progress, Restic, repository_for
 from appliance.backup.restore import daemon_running, restore_box, restore_mailbox
 from appliance.backup.runner import BackupRunner, read_status, run_lock
+from appliance.cliconfig import CliError, load_config
 from appliance.config import Config
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -32,8 +33,6 @@ RESTORE_TIMEOUT = 6 * 3600.0
 
 
 def _cli_error(text: str) -> Exception:
-    from appliance.cli import CliError
-
     return CliError(text)
 
 
@@ -41,8 +40,6 @@ def _wrap(handler: Handler) -> Callable[..., int]:
     """Accept ``func(args)`` (loads the config) and ``func(args, cfg)``."""
 
     def call(args: argparse.Namespace, cfg: Config | None = None) -> int:
-        from appliance.cli import load_config
-
         try:
             return handler(args, cfg if cfg is not None else load_config(args))
         except (BackupError, password.PasswordError) as exc:

@@ -26,6 +26,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance import config
+from appliance.setupsecret import read_or_create_secret
 from tests.harness import REPO, wait_port, write_config
 from tests.web.web_helpers import (
     ADMIN,
@@ -38,7 +39,6 @@ from tests.web.web_helpers import (
     served,
 )
 from webui.helper import RootHelper
-from webui.setup import read_or_create_secret
 
 SHOTS = Path(__file__).parent / "screenshots"
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from appliance.setupsecret import read_or_create_secret, secret_path
 from tests.harness import pillarbox
 from tests.web.web_helpers import CSRF_RE, Env, complete_setup, make_app
-from webui.setup import read_or_create_secret, secret_path
 
 
 def _try(client: FlaskClient, secret: str, ip: str) -> int:

@@ -19,10 +19,10 @@ import pytest
 from cryptography import x509
 
 from appliance import config
+from appliance.setupsecret import read_or_create_secret
 from appliance.tls import generate_self_signed
 from tests.harness import REPO, free_port, wait_port, write_config
 from webui import serve
-from webui.setup import read_or_create_secret
 
 
 def test_module_serves_and_prints_setup_code(tmp_path: Path) -> None:

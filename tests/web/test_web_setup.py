@@ -7,8 +7,9 @@ import stat
 import pytest
 from flask.testing import FlaskClient
 
+from appliance.setupsecret import read_or_create_secret, secret_matches, secret_path
 from tests.web.web_helpers import ADMIN, PASSWORD, Env, csrf, post
-from webui.setup import read_or_create_secret, secret_matches, secret_path, suggested_domain
+from webui.setup import suggested_domain
 
 
 def test_secret_created_once_0600_and_stable(env: Env) -> None:

@@ -28,12 +28,12 @@ from appliance.accounts import Accounts, LoginThrottle
 from appliance.ctl.protocol import CtlError
 from appliance.dns import SyncResolver
 from appliance.queue import dkim
+from appliance.setupsecret import read_or_create_secret
 from tests.dnsfake import FakeResolver
 from tests.harness import REPO, write_config
 from webui import create_app, dnscheck
 from webui.disks import Disk, Partition
 from webui.helper import RootHelper
-from webui.setup import read_or_create_secret
 from webui.sizing import GiB, Hardware
 
 HELPER = REPO / "firmware-hooks" / "root_helper.py"
