@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+from appliance import atomicfile
+from appliance.atomicfile import fsync_dir as fsync_dir  # the store's modules use it from here
 from appliance.store.base import StorageFull, StorageUnavailable, StoreError
 from appliance.store.names import KEYWORD_LETTERS
 
@@ -96,29 +98,9 @@ def link_or_copy(src: Path, dst: Path) -> None:
             os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes) -> None:
-    """tmp file in the same directory, fsync, rename over, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """A store file (0600) replaced atomically and durably (appliance.atomicfile)."""
+    atomicfile.write_bytes(path, data, mode=0o600)
 
 
 def make_maildir(path: Path, subfolder: bool) -> bool:
