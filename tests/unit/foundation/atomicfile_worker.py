@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from appliance import atomicfile
+from tests.unit.store.crash_worker import die_on
 
 CHUNK = 4096
 
@@ -25,20 +25,6 @@ def body(n: int) -> bytes:
     """Version ``n`` of the file: 64 KiB, every line naming ``n``, so a part shows."""
     line = f"version {n:08d} of the file\n".encode()
     return line * (65536 // len(line)) + f"END {n}\n".encode()
-
-
-def die_on(name: str, k: int) -> None:
-    real = getattr(os, name)
-    calls = 0
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == k:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(*args, **kwargs)
-
-    setattr(os, name, wrapper)
 
 
 def main() -> None:
