@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy.jwk import JWKRSA
 
-from appliance import config
+from appliance import atomicfile, config
 from appliance.dns import DnsError, SyncLookup
 from webui.dnscheck import published
 
@@ -74,9 +73,7 @@ def _account_key(cfg: config.Config) -> JWKRSA:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
+        atomicfile.create(path, pem, mode=0o600)  # False: another process made one first
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise AcmeProblem(f"{path} is not an RSA key")

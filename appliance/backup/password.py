@@ -1,8 +1,9 @@
 """The repository password: generated once, kept 0600 under data_dir, shown for safekeeping.
 
 Seven groups of four characters from a 32-letter alphabet without look-alikes (no i, l,
-o, u): 7 * 4 * 5 = 140 bits from :mod:`secrets`. Written with O_EXCL so an existing
-password is never replaced (that would lock the box out of its own backups).
+o, u): 7 * 4 * 5 = 140 bits from :mod:`secrets`. Created whole or not at all, never over
+an existing password (appliance.atomicfile.create): replacing it would lock the box out
+of its own backups.
 
 The password is shown on the recovery sheet until an admin confirms they stored it;
 after that the sheet lists everything else but not the password.
