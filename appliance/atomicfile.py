@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from appliance import pids
+
 __all__ = ["STALE_TEMP_SECONDS", "create", "fsync_dir", "write_bytes", "write_text", "writing"]
 
 # A temporary file this old is a leftover even when its writer's pid is alive again.
@@ -33,18 +35,6 @@ _SUFFIX = ".tmp"
 
 def _prefix(path: Path) -> str:
     return f".{path.name}."
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def _sweep(directory: Path, path: Path) -> None:
@@ -61,7 +51,7 @@ def _sweep(directory: Path, path: Path) -> None:
             continue
         owner = name[len(prefix) : -len(_SUFFIX)].partition("-")[0]
         try:
-            stale = (owner.isdigit() and not _pid_alive(int(owner))) or (
+            stale = (owner.isdigit() and not pids.alive(int(owner))) or (
                 entry.stat(follow_symlinks=False).st_mtime < limit
             )
             if stale:

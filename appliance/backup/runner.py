@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import atomicfile
+from appliance import atomicfile, pids
 from appliance.backup import staging
 from appliance.backup.restic import BackupError, Keep, Progress, Restic, repository_for
 from appliance.config import Config
@@ -75,18 +75,6 @@ def run_lock(cfg: Config, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def keep_of(cfg: Config) -> Keep:
@@ -168,7 +156,7 @@ class BackupRunner:
                 st["started"] = self._started
                 st["progress"] = self._progress.to_json() if self._progress else None
                 return st
-        if st.get("state") == "running" and not _alive(st.get("pid")):
+        if st.get("state") == "running" and not pids.alive(st.get("pid")):
             st["state"] = "interrupted"  # the process that ran it died mid-run
         return st
 
