@@ -12,13 +12,14 @@ the octet Dovecot shows in its place.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from appliance import atomicfile
 from appliance.mime.summary import summarize_file
 
 _IDENTITY = frozenset({"7bit", "8bit", "binary", ""})
@@ -134,6 +135,13 @@ def rewrite_file_without_nul(path: Path) -> bool:
     with path.open("rb") as src:
         if not _holds_nul(src, 0, os.fstat(src.fileno()).st_size):
             return False
-        with atomicfile.writing(path, mode=0o600) as dst:
-            _rewrite(src, dst)
+        fd, name = tempfile.mkstemp(prefix=".nul-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                _rewrite(src, dst)
+            os.replace(name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
     return True
