@@ -30,6 +30,8 @@ from pathlib import Path
 
 from appliance import atomicfile
 from appliance.accounts import hashing
+from appliance.address import AddressError, mailbox_name
+from appliance.address import domain as is_domain
 
 log = logging.getLogger(__name__)
 
@@ -139,34 +141,47 @@ class Resolution:
 
 
 def normalize_domain(name: str) -> str:
+    """Lower-case IDNA (A-label) form without the root dot; raise AccountError unless it
+    is an RFC 5321 4.1.2 Domain (appliance.address) of at least two labels."""
     d = name.strip().rstrip(".").lower()
     try:
         d = d.encode("idna").decode("ascii")
     except UnicodeError:
         raise AccountError(f"{name!r} is not a valid domain name") from None
-    labels = d.split(".")
-    if len(labels) < 2 or not all(
-        0 < len(lab) <= 63
-        and lab[0] != "-"
-        and lab[-1] != "-"
-        and all(c.isalnum() or c == "-" for c in lab)
-        for lab in labels
-    ):
+    if len(d.split(".")) < 2 or not is_domain(d):
         raise AccountError(f"{name!r} is not a valid domain name")
     return d
 
 
-def normalize_address(address: str) -> str:
-    """Lower-case ``local@domain`` with an IDNA domain; raise AccountError if malformed."""
-    addr = address.strip()
+def normalize_address(text: str) -> str:
+    """Lower-case ``local@domain`` with an IDNA domain; raise AccountError unless SMTP
+    would accept it: the one grammar in appliance.address (``mailbox_name``: RFC 5321
+    4.1.2 dot-string local part, so no ``bad@@d``, ``.dot@d`` or ``trailing.@d``).
+    White space, ``<>`` and the domain's root dot are cleaned off first."""
+    addr = text.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
     local, at, domain = addr.rpartition("@")
-    if not at or not local or len(local) > 64:
-        raise AccountError(f"{address!r} is not an email address (local@domain)")
-    if any(c.isspace() or c in '<>()[]\\,;:"' for c in local) or ".." in local:
-        raise AccountError(f"{address!r} has characters not allowed in a mailbox name")
-    return f"{local.lower()}@{normalize_domain(domain)}"
+    if not at or not local:
+        raise AccountError(f"{text!r} is not an email address (local@domain)")
+    domain = normalize_domain(domain)
+    try:
+        mailbox_name(f"{local}@{domain}")
+    except AddressError as exc:
+        raise AccountError(
+            f"{text!r} is not allowed as a mailbox name ({exc}): use letters, digits and"
+            " !#$%&'*+-/=?^_`{|}~ in parts joined by single dots, at most 64 octets"
+        ) from None
+    return f"{local.lower()}@{domain}"
+
+
+def _stored_key(text: str) -> str:
+    """The key to look up for a removal: the normal form, or for a name stored before the
+    grammar was enforced (``bad@@d``), the cleaned text as it was stored."""
+    try:
+        return normalize_address(text)
+    except AccountError:
+        return text.strip().lower()
 
 
 def split(address: str) -> tuple[str, str]:
@@ -329,7 +344,7 @@ class Accounts:
         return User(addr, quota_bytes, is_admin, False, now)
 
     def remove_user(self, email: str) -> None:
-        addr = normalize_address(email)
+        addr = _stored_key(email)
         with self._tx() as db:
             if not db.execute("DELETE FROM users WHERE email=?", (addr,)).rowcount:
                 raise NotFound(f"no user {addr}")
@@ -448,7 +463,7 @@ class Accounts:
             else:
                 n = db.execute(
                     "DELETE FROM aliases WHERE source=? AND target=?",
-                    (src, normalize_address(target)),
+                    (src, _stored_key(target)),
                 ).rowcount
         if not n:
             raise NotFound(f"no alias {src}" + (f" -> {target}" if target else ""))

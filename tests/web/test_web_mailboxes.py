@@ -6,6 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from appliance.accounts import Accounts
+from tests.addresses import REFUSED
 from tests.web.web_helpers import ADMIN, PASSWORD, Env, post
 
 ANNA = "anna@pillarbox.test"
@@ -249,3 +250,25 @@ def test_remove_missing_alias_flashes_error(admin: FlaskClient) -> None:
     )
     assert r.status_code == 302
     assert "no alias" in admin.get("/aliases").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("local", REFUSED)
+def test_user_and_alias_forms_refuse_what_smtp_refuses(
+    admin: FlaskClient, env: Env, local: str
+) -> None:
+    """One validator: the names SMTP would refuse (553) are never created here."""
+    data = {
+        "local": local,
+        "domain": "pillarbox.test",
+        "password": PASSWORD,
+        "confirm": PASSWORD,
+        "quota": "0",
+    }
+    r = post(admin, "/users", data)
+    assert r.status_code == 400
+    assert "not allowed as a mailbox name" in r.get_data(as_text=True)
+    r = post(admin, "/aliases", {"source": f"{local}@pillarbox.test", "target": ADMIN})
+    assert r.status_code == 400
+    assert "not allowed as a mailbox name" in r.get_data(as_text=True)
+    assert [u.email for u in accounts(env).list_users()] == [ADMIN]
+    assert accounts(env).list_aliases() == []

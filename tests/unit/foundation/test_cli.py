@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.addresses import REFUSED
 from tests.harness import pillarbox, write_config
 
 
@@ -108,3 +109,28 @@ def test_config_check(tmp_path: Path) -> None:
     r = pillarbox("config", "check", "-c", str(cfg), check=False)
     assert r.returncode == 1
     assert "queue.max_age: must be an integer >= 60" in r.stderr
+
+
+def test_user_and_alias_add_refuse_what_smtp_refuses(tmp_path: Path) -> None:
+    """One validator: `bad@@d`, `.dot@d`, `trailing.@d` ... are refused, nothing created."""
+    cfg = str(write_config(tmp_path))
+    pillarbox("domain", "add", "example.org", "-c", cfg)
+    for local in REFUSED:
+        r = pillarbox(
+            "user",
+            "add",
+            f"{local}@example.org",
+            "--password-stdin",
+            "-c",
+            cfg,
+            input="a long password\n",
+            check=False,
+        )
+        assert r.returncode == 1, local
+        assert "not allowed as a mailbox name" in r.stderr, (local, r.stderr)
+        r = pillarbox(
+            "alias", "add", f"{local}@example.org", "x@else.example", "-c", cfg, check=False
+        )
+        assert r.returncode == 1 and "not allowed as a mailbox name" in r.stderr, local
+    assert pillarbox("user", "list", "-c", cfg).stdout.splitlines()[1:] == []
+    assert pillarbox("alias", "list", "-c", cfg).stdout.splitlines()[1:] == []
