@@ -195,17 +195,14 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
-    from appliance.queue.dkim import dns_records
+    from appliance.dnsrecords import zone_text
 
     cfg = load_config(args)
     acc = _accounts(cfg)
     domains = [args.domain] if args.domain else acc.list_domains()
     if not domains:
         raise CliError("no domains yet; add one with `pillarbox domain add`")
-    for domain in domains:
-        print(f"; DKIM records for {domain}")
-        for name, value in dns_records(cfg, domain):
-            print(f'{name}. IN TXT "{value}"')
+    print("\n".join(zone_text(cfg, domain) for domain in domains), end="")
     return 0
 
 
@@ -317,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     que_sub.add_parser("delete", help="drop an entry without a bounce").add_argument("id")
     que_sub.add_parser("flush", help="retry everything now")
 
-    dns = add("dns", cmd_dns, "print the DKIM TXT records to publish")
+    dns = add("dns", cmd_dns, "print the DNS records to publish, as zone-file text")
     dns.add_argument("--domain", help="only this domain")
 
     for name in CLI_MODULES:

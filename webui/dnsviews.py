@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance import config
 from appliance.accounts import AccountError, normalize_domain
+from appliance.dnsrecords import zone_text
 from webui import configedit, dnscheck
 from webui.context import web
 from webui.security import current_user
@@ -52,6 +53,21 @@ def page() -> Page:
         smarthost=cfg.smarthosts[0] if cfg.smarthosts else None,
         suggestions=SMARTHOST_SUGGESTIONS,
         form={},
+    )
+
+
+@bp.route("/dns/zone")
+def zone() -> Page:
+    """The page's records as a zone file (the same text `pillarbox dns` prints)."""
+    ctx = web()
+    domains = ctx.accounts.list_domains()
+    domain = request.args.get("domain", "")
+    if domain not in domains:
+        abort(404)
+    return Response(
+        zone_text(ctx.config(), domain),
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{domain}.zone"'},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import stat
 
 import pytest
@@ -10,6 +11,7 @@ from flask.testing import FlaskClient
 from appliance.dns import DnsResolver, SyncResolver
 from tests.dnsserver import DnsServer
 from tests.web.web_helpers import DOMAIN, HOST, Env, FakeResolver, complete_zone, post
+from tests.zonecheck import check_zone
 from webui import dnscheck
 
 
@@ -212,3 +214,31 @@ def test_unreadable_dkim_key_is_reported(env: Env) -> None:
     checks = dnscheck.check_all(cfg, DOMAIN, SyncResolver(FakeResolver()))
     (dkim_check,) = [c for c in checks if "._domainkey." in c.record.name]
     assert dkim_check.status == "error" and "unsigned" in dkim_check.detail
+
+
+# ------------------------------------------------------------------ zone file, columns, copy
+
+
+def test_zone_download_parses_and_holds_every_record(admin: FlaskClient, env: Env) -> None:
+    r = admin.get(f"/dns/zone?domain={DOMAIN}")
+    assert r.status_code == 200
+    assert r.headers["Content-Disposition"] == f'attachment; filename="{DOMAIN}.zone"'
+    text = r.get_data(as_text=True)
+    assert check_zone(text, env.cfg, DOMAIN) >= 10
+    rsa = next(line for line in text.splitlines() if "k=rsa" in line)
+    assert rsa.count('" "') >= 1  # the 2048-bit key is split into <= 255-octet strings
+    assert admin.get("/dns/zone?domain=other.example").status_code == 404
+    assert f'href="/dns/zone?domain={DOMAIN}"' in admin.get("/dns").get_data(as_text=True)
+
+
+def test_priority_column_and_copy_buttons(admin: FlaskClient, env: Env) -> None:
+    body = admin.get("/dns").get_data(as_text=True)
+    assert "<th>Priority</th>" in body
+    mx_row = next(row for row in body.split("<tr") if "Incoming mail (MX)" in row)
+    assert '<td class="priority">10</td>' in mx_row
+    assert f"10 {HOST}" not in mx_row  # the value column holds the host alone
+    for rec in dnscheck.expected_records(env.cfg, DOMAIN):
+        if rec.known:
+            assert f'data-copy="{html.escape(rec.data)}"' in body, rec
+    assert "/static/copy.js" in body
+    assert admin.get("/static/copy.js").status_code == 200

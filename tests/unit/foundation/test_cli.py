@@ -134,3 +134,21 @@ def test_user_and_alias_add_refuse_what_smtp_refuses(tmp_path: Path) -> None:
         assert r.returncode == 1 and "not allowed as a mailbox name" in r.stderr, local
     assert pillarbox("user", "list", "-c", cfg).stdout.splitlines()[1:] == []
     assert pillarbox("alias", "list", "-c", cfg).stdout.splitlines()[1:] == []
+
+
+def test_dns_prints_every_record_as_zone_text(tmp_path: Path) -> None:
+    """`pillarbox dns`: the DNS page's records (not only DKIM) as zone text dnspython
+    parses, the RSA DKIM value split into strings of at most 255 octets."""
+    from appliance.config import load
+    from tests.zonecheck import check_zone
+
+    cfg = write_config(tmp_path)
+    pillarbox("domain", "add", "example.org", "-c", str(cfg))
+    pillarbox("domain", "add", "example.net", "-c", str(cfg))
+    out = pillarbox("dns", "-c", str(cfg)).stdout
+    assert out.count("$TTL") == 2
+    first, second = out.split("\n\n")
+    assert check_zone(first, load(cfg), "example.net") >= 10
+    assert check_zone(second, load(cfg), "example.org") >= 10
+    one = pillarbox("dns", "--domain", "example.org", "-c", str(cfg)).stdout
+    assert one == second
