@@ -63,6 +63,14 @@ def _size(text: str) -> int:
     return int(value * units[unit])
 
 
+def _size_text(n: int) -> str:
+    """Bytes in the units `_size` reads back: ``500 MiB``, ``1.5 GiB``, ``100 B``."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} B"
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -107,13 +115,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"password changed for {args.email}")
     elif args.action == "quota":
         acc.set_quota(args.email, args.size)
-        print(f"quota for {args.email}: {args.size or 'unlimited'} bytes")
+        print(f"quota for {args.email}: {_size_text(args.size) if args.size else 'unlimited'}")
     else:
         rows = [
             (
                 u.email,
-                u.quota_bytes or "unlimited",
-                "admin" if u.is_admin else "",
+                _size_text(u.quota_bytes) if u.quota_bytes else "unlimited",
+                "admin" if u.is_admin else "user",
                 "disabled" if u.disabled else "",
             )
             for u in acc.list_users(args.domain)
@@ -154,12 +162,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"pillarbox {result['version']} on {result['hostname']}, up {result['uptime']:.0f} s")
-    for name, st in result.get("services", {}).items():
-        listening = ", ".join(st.get("listening", [])) or "-"
-        extra = {k: v for k, v in st.items() if k != "listening"}
-        tail = " ".join(f"{k}={v}" for k, v in extra.items())
-        print(f"  {name:<12} {listening}  {tail}".rstrip())
+    from appliance.ctl.statustext import render
+
+    print(render(result))
     return 0
 
 
@@ -302,14 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     a_list.add_argument("--domain")
 
     st = add("status", cmd_status, "show the running daemon's status")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="the status as JSON, for scripts")
     add("reload", cmd_reload, "reload config and certificates in the running daemon")
     add("setup-secret", cmd_setup_secret, "print the one-time secret that unlocks the wizard")
 
     que = add("queue", cmd_queue, "inspect and steer the outbound queue")
     que_sub = _Nested(que, common)
     q_list = que_sub.add_parser("list", help="list queued messages and their recipients")
-    q_list.add_argument("--json", action="store_true")
+    q_list.add_argument("--json", action="store_true", help="the status as JSON, for scripts")
     que_sub.add_parser("retry", help="retry one entry (or all) now").add_argument("id", nargs="?")
     que_sub.add_parser("delete", help="drop an entry without a bounce").add_argument("id")
     que_sub.add_parser("flush", help="retry everything now")

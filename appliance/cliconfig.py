@@ -32,8 +32,27 @@ def default_config_path() -> Path:
     return DEV_CONFIG
 
 
+def searched_places(args: argparse.Namespace) -> list[str]:
+    """Where the config was looked for, in order, each with why it was a candidate."""
+    explicit = getattr(args, "config", None)
+    if explicit:
+        return [f"{explicit} (--config)"]
+    env = os.environ.get("PILLARBOX_CONFIG")
+    if env:
+        return [f"{env} ($PILLARBOX_CONFIG)"]
+    return [
+        f"{APPLIANCE_CONFIG} (the appliance)",
+        f"{DEV_CONFIG.absolute()} (dev mode: `pillarbox run --dev` creates it)",
+    ]
+
+
 def load_config(args: argparse.Namespace) -> config.Config:
     path: Path = getattr(args, "config", None) or default_config_path()
+    if not path.exists():
+        places = "".join(f"\n  {p}" for p in searched_places(args))
+        raise CliError(
+            f"no config file found. Looked in:{places}\nUse --config FILE or set $PILLARBOX_CONFIG."
+        )
     try:
         return config.load(path)
     except config.ConfigError as exc:
