@@ -1,4 +1,5 @@
-"""Mail-client settings: the settings page, Thunderbird autoconfig, Apple profiles, MTA-STS.
+"""Mail-client settings: the settings page, Thunderbird autoconfig, Outlook autodiscover,
+Apple profiles, MTA-STS.
 
 The autoconfig files and the MTA-STS policy are public (mail clients and sending servers
 fetch them without signing in); they reveal only host names and ports.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import plistlib
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, render_template, request
@@ -90,6 +92,49 @@ def autoconfig() -> Response:
 @bp.route("/.well-known/autoconfig/mail/config-v1.1.xml")
 def autoconfig_wellknown() -> Response:
     return _autoconfig()
+
+
+MAX_AUTODISCOVER_REQUEST = 16 * 1024  # bytes; Outlook's request is well under 1 KiB
+
+
+def _posted_address() -> str | None:
+    """The EMailAddress of an Outlook POX autodiscover request, normalised; None if the
+    body is not such a request. No DTDs (no entity expansion)."""
+    body = request.get_data(cache=False)
+    if len(body) > MAX_AUTODISCOVER_REQUEST or b"<!DOCTYPE" in body.upper():
+        return None
+    try:
+        # A DOCTYPE was refused above, so no entities to expand; expat never fetches.
+        root = ET.fromstring(body)  # noqa: S314 - DTD-free, at most 16 KiB
+    except ET.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == "EMailAddress" and element.text:
+            try:
+                return normalize_address(element.text)
+            except AccountError:
+                return None
+    return None
+
+
+@bp.route("/autodiscover/autodiscover.xml", methods=["POST"])
+@bp.route("/Autodiscover/Autodiscover.xml", methods=["POST"])
+def autodiscover() -> Response:
+    """Outlook's POX autodiscover (MS-OXDSCLI 2.2.4): IMAP and SMTP settings for the posted
+    address. Public and exempt from the CSRF check (webui.security): it changes nothing."""
+    if (request.content_length or 0) > MAX_AUTODISCOVER_REQUEST:
+        abort(413)
+    email = _posted_address()
+    if email is None:
+        abort(400, description="Expected an Outlook autodiscover request with EMailAddress.")
+    cfg = web().config()
+    xml = render_template(
+        "autodiscover.xml",
+        email=email,
+        hostname=cfg.hostname,
+        protocols=[s for s in (_first(cfg, "imap"), _first(cfg, "smtp")) if s is not None],
+    )
+    return Response(xml, mimetype="application/xml")
 
 
 def mobileconfig(cfg: config.Config, email: str, password: str | None = None) -> bytes:

@@ -2,6 +2,7 @@
 
 - Every POST must carry the session's CSRF token (form field ``csrf_token`` or header
   ``X-CSRF-Token``); a missing or wrong token is answered 400 before the view runs.
+  Exempt: ``CSRF_EXEMPT_ENDPOINTS`` alone (Outlook's autodiscover query).
 - Sessions live server-side (webui.sessions): the cookie carries a random id. A session
   idle for longer than ``idle_timeout`` (30 min) or older than 12 h is deleted.
 - Until the first admin exists every page except the setup wizard, static files and the
@@ -37,11 +38,17 @@ PUBLIC_ENDPOINTS = frozenset(
         "twofactor.login_code",
         "clients.autoconfig",
         "clients.autoconfig_wellknown",
+        "clients.autodiscover",
         "clients.mta_sts_policy",
         "certs.acme_challenge",
         "health",
     }
 )
+
+
+# POST endpoints without a CSRF token: each is public, reads the body as a query and
+# changes nothing server-side (Outlook posts its autodiscover request cross-site).
+CSRF_EXEMPT_ENDPOINTS = frozenset({"clients.autodiscover"})
 
 
 # Endpoints every signed-in mailbox user may use (issue 20): their own pages. Nothing
@@ -149,7 +156,7 @@ def before_request() -> Response | None:
     if isinstance(session, ServerSession) and session.expired and session.expired_user:
         session.expired = False
         flash("You were signed out after 30 minutes without activity.", "info")
-    if request.method == "POST":
+    if request.method == "POST" and request.endpoint not in CSRF_EXEMPT_ENDPOINTS:
         _check_csrf()
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import plistlib
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.web.web_helpers import ADMIN, Env
+from tests.web.web_helpers import ADMIN, Env, served
 
 
 @pytest.mark.parametrize(
@@ -91,3 +92,81 @@ def test_mta_sts_policy_public(admin: FlaskClient) -> None:
     assert r.status_code == 200
     lines = r.get_data(as_text=True).split("\r\n")
     assert lines[:3] == ["version: STSv1", "mode: testing", "mx: mail.pillarbox.test"]
+
+
+# The request Outlook sends (MS-OXDSCLI 4.1), posted without cookie or CSRF token.
+OUTLOOK_REQUEST = """<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">
+  <Request>
+    <EMailAddress>{email}</EMailAddress>
+    <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
+  </Request>
+</Autodiscover>
+"""
+RESPONSE_NS = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a}"
+
+
+def _curl(url: str, body: str) -> tuple[int, str]:
+    r = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/xml",
+            "-H",
+            "User-Agent: Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0)",
+            "--data-binary",
+            body,
+            "-w",
+            "\n%{http_code}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    text, _, code = r.stdout.rpartition("\n")
+    return int(code), text
+
+
+@pytest.mark.parametrize(
+    "path", ["/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"]
+)
+def test_outlook_autodiscover_post_gets_settings(admin: FlaskClient, env: Env, path: str) -> None:
+    cfg = env.cfg
+    with served(admin.application) as base:
+        code, text = _curl(base + path, OUTLOOK_REQUEST.format(email=ADMIN.upper()))
+        assert code == 200, text
+        assert "form has expired" not in text
+        root = ET.fromstring(text)
+        assert root.tag.endswith("}Autodiscover")
+        account = root.find(f"{RESPONSE_NS}Response/{RESPONSE_NS}Account")
+        assert account is not None
+        assert account.findtext(f"{RESPONSE_NS}Action") == "settings"
+        protocols = {
+            p.findtext(f"{RESPONSE_NS}Type"): p for p in account.findall(f"{RESPONSE_NS}Protocol")
+        }
+        assert set(protocols) == {"IMAP", "SMTP"}
+        for kind, port in (
+            ("IMAP", cfg.listeners.imaps[0].port),
+            ("SMTP", cfg.listeners.submissions[0].port),
+        ):
+            p = protocols[kind]
+            assert p.findtext(f"{RESPONSE_NS}Server") == cfg.hostname
+            assert p.findtext(f"{RESPONSE_NS}Port") == str(port)
+            assert p.findtext(f"{RESPONSE_NS}LoginName") == ADMIN
+            assert p.findtext(f"{RESPONSE_NS}Encryption") == "SSL"
+        # Garbage, a DTD, or an address no mailbox could have: 400, never settings.
+        for body in (
+            "not xml",
+            OUTLOOK_REQUEST.format(email=".dot@pillarbox.test"),
+            '<!DOCTYPE x [<!ENTITY a "b">]>' + OUTLOOK_REQUEST.format(email=ADMIN),
+        ):
+            code, text = _curl(base + path, body)
+            assert code == 400 and "form has expired" not in text
+        # The exemption is exactly that endpoint: other POSTs still need the token.
+        code, text = _curl(base + "/users", "local=x")
+        assert code == 400 and "form has expired" in text
