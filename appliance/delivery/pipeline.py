@@ -206,7 +206,9 @@ class Pipeline:
         a forward keeps its bytes and is ARC-sealed with an SRS0 envelope sender."""
         queue = self.deps.queue
         if forward is None:
-            return queue.enqueue(msg.mail_from, remote, msg.path, origin="submission")
+            return queue.enqueue(
+                msg.mail_from, remote, msg.path, origin="submission", queue_id=msg.id
+            )
         accounts = self.deps.accounts
         domains = [r.address.rpartition("@")[2].lower() for r in recipients]
         domain = next((d for d in domains if accounts.is_local_domain(d)), "")
@@ -231,6 +233,7 @@ class Pipeline:
             wire_sender=wire_sender,
             auth_results=forward.auth_results,
             forward_domain=domain,
+            queue_id=msg.id,
         )
 
     # ------------------------------------------------------------ filters

@@ -31,6 +31,7 @@ class InboundMessage:
     authenticated_user: str | None = None
     tls: bool = False
     size: int = 0
+    id: str = ""  # the id SMTP answered "queued as"; the queue entry takes it too
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ class OutboundQueue(Protocol):
         wire_sender: str = "",
         auth_results: str = "",
         forward_domain: str = "",
+        queue_id: str = "",
     ) -> str:
         """Durably spool a copy of ``message`` (data fsynced, metadata fsynced) for
         ``recipients`` and return the queue id. Blocking; raises OSError on failure.
 
         ``origin`` decides signing (see :data:`appliance.queue.spool.Origin`); a forward
         carries its SRS ``wire_sender``, this box's ``auth_results`` (for the ARC seal)
-        and the ``forward_domain`` that seals it."""
+        and the ``forward_domain`` that seals it. ``queue_id``: the id the message
+        already has (SMTP's "queued as"), kept when free; empty: a new one."""
         ...

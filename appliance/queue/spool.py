@@ -46,6 +46,14 @@ Origin = Literal["submission", "local", "forward", ""]
 ORIGINS: tuple[Origin, ...] = ("submission", "local", "forward", "")
 
 _ID_RE = re.compile(r"^[0-9A-F]{10,40}$")
+
+
+def message_id(now: float) -> str:
+    """A message's one id, from the SMTP "queued as" reply to the queue entry and the
+    logs: sortable by creation time (microseconds), then 40 random bits."""
+    return f"{int(now * 1_000_000):014X}{secrets.token_hex(5).upper()}"
+
+
 FORMAT_VERSION = 1
 
 
@@ -213,8 +221,7 @@ class Spool:
         return self.meta_dir / f"{self._check_id(queue_id)}.json"
 
     def new_id(self) -> str:
-        # Sortable by creation time (microseconds), then 40 random bits.
-        return f"{int(self.clock() * 1_000_000):014X}{secrets.token_hex(5).upper()}"
+        return message_id(self.clock())
 
     # ------------------------------------------------------------ writing
 
@@ -233,8 +240,10 @@ class Spool:
         wire_sender: str = "",
         auth_results: str = "",
         forward_domain: str = "",
+        queue_id: str = "",
     ) -> str:
-        """Durably copy ``message`` into the spool for ``recipients``; returns the id.
+        """Durably copy ``message`` into the spool for ``recipients``; returns the id:
+        ``queue_id`` (the id SMTP answered "queued as") when given and free, else a new one.
 
         ``origin`` None: "local" for the null reverse-path (only the box's own
         notifications are enqueued from it without an origin; a forwarded bounce passes
@@ -243,7 +252,12 @@ class Spool:
             origin = "local" if not sender else ""
         if not recipients:
             raise ValueError("a queue entry needs at least one recipient")
-        queue_id = self.new_id()
+        if queue_id:
+            queue_id = self._check_id(queue_id)
+            if self.message_path(queue_id).exists() or self.meta_path(queue_id).exists():
+                log.warning("queue_id=%s event=id-taken (a new id is used)", queue_id)
+                queue_id = ""
+        queue_id = queue_id or self.new_id()
         final = self.message_path(queue_id)
         with atomicfile.writing(final, mode=0o600, tmp_dir=self.tmp_dir) as out:
             with message.open("rb") as src:

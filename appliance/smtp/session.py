@@ -595,6 +595,7 @@ class PillarboxSMTP(SMTP):
             authenticated_user=user.email if user else None,
             tls=self.tls_active,
             size=spool.written,
+            id=path.stem,
         )
         task: asyncio.Task[Outcome] = asyncio.create_task(
             self._run_pipeline(msg, tuple(txn.recipients), spool)

@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from appliance.queue.spool import message_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ HeaderRewrite = Callable[[bytes], bytes]  # header section -> the section to sto
 
 
 def new_id() -> str:
-    return secrets.token_hex(8).upper()
+    # The same id the queue entry takes (appliance.queue.spool), so "queued as" matches.
+    return message_id(time.time())
 
 
 def clean_spool_dir(path: Path) -> int:
