@@ -117,8 +117,7 @@ def _posted_address() -> str | None:
     return None
 
 
-@bp.route("/autodiscover/autodiscover.xml", methods=["POST"])
-@bp.route("/Autodiscover/Autodiscover.xml", methods=["POST"])
+@bp.route("/autodiscover/autodiscover.xml", methods=["POST"])  # the path Outlook posts to
 def autodiscover() -> Response:
     """Outlook's POX autodiscover (MS-OXDSCLI 2.2.4): IMAP and SMTP settings for the posted
     address. Public and exempt from the CSRF check (webui.security): it changes nothing."""
