@@ -437,6 +437,95 @@ def set_mailbox_state(
         )
 
 
+def mailbox_counts(
+    conn: sqlite3.Connection, mailbox_id: int, recent_uid: int
+) -> tuple[int, int, int, int, int]:
+    """(messages, unseen, bytes, deleted, above ``recent_uid``) of one mailbox."""
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(1 - seen), 0), coalesce(sum(size), 0),"
+        " coalesce(sum(deleted), 0), coalesce(sum(uid > ?), 0)"
+        " FROM messages WHERE mailbox_id = ?",
+        (recent_uid, mailbox_id),
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
+
+
+def changed_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[MessageRow]:
+    """Rows whose MODSEQ is above ``modseq``, ascending UID."""
+    rows = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+        " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+        (mailbox_id, modseq),
+    ).fetchall()
+    return [message_row(r) for r in rows]
+
+
+def present_uids(conn: sqlite3.Connection, mailbox_id: int) -> set[int]:
+    return {
+        int(r[0])
+        for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+    }
+
+
+def expunged_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> tuple[int, ...]:
+    """UIDs expunged with a MODSEQ above ``modseq``, ascending."""
+    return tuple(
+        int(r[0])
+        for r in conn.execute(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        )
+    )
+
+
+# ------------------------------------------------------------------ summaries
+
+
+def get_summaries(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> dict[int, bytes]:
+    """The cached summaries of ``uids`` that exist (read in chunks of 500)."""
+    found: dict[int, bytes] = {}
+    wanted = sorted(set(uids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for uid, data in conn.execute(
+            f"SELECT uid, data FROM summaries WHERE mailbox_id = ? AND uid IN ({marks})",  # noqa: S608
+            (mailbox_id, *chunk),
+        ):
+            found[int(uid)] = bytes(data)
+    return found
+
+
+def put_summaries(
+    conn: sqlite3.Connection, mailbox_id: int, summaries: dict[int, bytes], *, checked: bool
+) -> None:
+    """Cache summaries (caller holds a write transaction). ``checked``: only for rows
+    that still exist (a summary made outside the transaction may outlive its message)."""
+    if checked:
+        conn.executemany(
+            "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
+            " SELECT ?, ?, ? WHERE EXISTS"
+            " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
+            [(mailbox_id, u, d, mailbox_id, u) for u, d in summaries.items()],
+        )
+    else:
+        conn.executemany(
+            "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data) VALUES (?, ?, ?)",
+            [(mailbox_id, u, d) for u, d in summaries.items()],
+        )
+
+
+def copy_summary(
+    conn: sqlite3.Connection, src_mailbox: int, src_uid: int, dst_mailbox: int, dst_uid: int
+) -> None:
+    """A copied message keeps its summary (caller holds a write transaction)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO summaries (mailbox_id, uid, data)"
+        " SELECT ?, ?, data FROM summaries WHERE mailbox_id = ? AND uid = ?",
+        (dst_mailbox, dst_uid, src_mailbox, src_uid),
+    )
+
+
 # ------------------------------------------------------------------ reservations
 
 

@@ -135,14 +135,9 @@ class MaildirStore(MailboxOps):
     @guarded
     def status(self, user: str, mailbox: str) -> MailboxStatus:
         with self._open(user, mailbox, lock=False) as box:
-            row = box.conn.execute(
-                "SELECT count(*), coalesce(sum(1 - seen), 0), coalesce(sum(size), 0),"
-                " coalesce(sum(deleted), 0), coalesce(sum(uid > ?), 0)"
-                " FROM messages WHERE mailbox_id = ?",
-                (box.mbx.recent_uid, box.mbx.id),
-            ).fetchone()
             # RFC 3501 6.3.10: RECENT counts the messages no session has claimed yet
-            result = _status(box.mbx, row[0], row[1], row[2], row[3], row[4])
+            counts = index.mailbox_counts(box.conn, box.mbx.id, box.mbx.recent_uid)
+            result = _status(box.mbx, *counts)
         if box.changed:
             self._publish(user, box.name)
         return result
@@ -193,30 +188,14 @@ class MaildirStore(MailboxOps):
         with self._open(user, mailbox, lock=False) as box, index.read_transaction(box.conn):
             conn = box.conn
             mbx = index.get_mailbox(conn, box.name) or box.mbx
-            rows = conn.execute(
-                f"SELECT {index.MESSAGE_COLUMNS} FROM messages"  # noqa: S608
-                " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                (mbx.id, since),
-            ).fetchall()
-            changed = tuple(_info(index.message_row(r)) for r in rows)
+            changed = tuple(_info(r) for r in index.changed_since(conn, mbx.id, since))
             if mbx.vanished_floor and since < mbx.vanished_floor:
                 # History before an index rebuild is gone: report every UID below
                 # UIDNEXT that no longer exists (clients ignore unknown UIDs).
-                present = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT uid FROM messages WHERE mailbox_id = ?", (mbx.id,)
-                    )
-                }
+                present = index.present_uids(conn, mbx.id)
                 expunged = tuple(u for u in range(1, mbx.uidnext) if u not in present)
             else:
-                expunged = tuple(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                        (mbx.id, since),
-                    )
-                )
+                expunged = index.expunged_since(conn, mbx.id, since)
         if box.changed:
             self._publish(user, box.name)
         return Changes(mbx.highest_modseq, mbx.uidnext, changed, expunged)
@@ -252,12 +231,9 @@ class MaildirStore(MailboxOps):
         idx = self.user_index(user)
         with self._open(user, name, lock=False) as box:
             mailbox_id = box.mbx.id
-            cached = box.conn.execute(
-                "SELECT data FROM summaries WHERE mailbox_id = ? AND uid = ?",
-                (mailbox_id, uid),
-            ).fetchone()
-        if cached is not None and self._summary_current(bytes(cached[0])):
-            return bytes(cached[0])
+            cached = index.get_summaries(box.conn, mailbox_id, [uid]).get(uid)
+        if cached is not None and self._summary_current(cached):
+            return cached
         path = self.message_path(user, name, uid)
         try:
             data = self._summarizer(path)
@@ -265,12 +241,7 @@ class MaildirStore(MailboxOps):
             data = self._summarizer(self._message(user, name, uid, force=True))
         try:
             with idx.write() as conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
-                    " SELECT ?, ?, ? WHERE EXISTS"
-                    " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
-                    (mailbox_id, uid, data, mailbox_id, uid),
-                )
+                index.put_summaries(conn, mailbox_id, {uid: data}, checked=True)
         except sqlite3.Error as exc:
             if not reserve.is_disk_full(exc):
                 raise
@@ -310,15 +281,9 @@ class MaildirStore(MailboxOps):
         found: dict[int, bytes] = {}
         with self._open(user, name, lock=False) as box:
             mailbox_id = box.mbx.id
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for uid, data in box.conn.execute(
-                    f"SELECT uid, data FROM summaries WHERE mailbox_id = ? AND uid IN ({marks})",  # noqa: S608
-                    (mailbox_id, *chunk),
-                ):
-                    if self._summary_current(bytes(data)):
-                        found[uid] = bytes(data)
+            for uid, data in index.get_summaries(box.conn, mailbox_id, wanted).items():
+                if self._summary_current(data):
+                    found[uid] = data
             missing = [u for u in wanted if u not in found]
             rows = index.get_messages(box.conn, mailbox_id, missing) if missing else []
             folder = box.folder
@@ -333,12 +298,7 @@ class MaildirStore(MailboxOps):
                     continue
         if made:
             with self.user_index(user).write() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
-                    " SELECT ?, ?, ? WHERE EXISTS"
-                    " (SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?)",
-                    [(mailbox_id, u, d, mailbox_id, u) for u, d in made.items()],
-                )
+                index.put_summaries(conn, mailbox_id, made, checked=True)
             found.update(made)
         return found
 
@@ -550,11 +510,7 @@ class MaildirStore(MailboxOps):
                     modseq = modseqs.setdefault(p.mailbox, mbx.highest_modseq + 1)
                     index.insert_message(conn, mbx.id, _replace(row, modseq=modseq))
                     if p.summary is not None:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO summaries (mailbox_id, uid, data)"
-                            " VALUES (?, ?, ?)",
-                            (mbx.id, row.uid, p.summary),
-                        )
+                        index.put_summaries(conn, mbx.id, {row.uid: p.summary}, checked=False)
                 for mailbox, modseq in modseqs.items():
                     key = (user, mailbox)
                     index.set_mailbox_state(conn, rows[key].id, highest_modseq=modseq)
@@ -771,11 +727,7 @@ class MaildirStore(MailboxOps):
                     quota.check(conn, user, incoming, limit)  # RFC 9208 4.3.1: decides
                     for r, row in plan:
                         index.insert_message(conn, dbox.mbx.id, row)
-                        conn.execute(
-                            "INSERT OR IGNORE INTO summaries (mailbox_id, uid, data)"
-                            " SELECT ?, ?, data FROM summaries WHERE mailbox_id = ? AND uid = ?",
-                            (dbox.mbx.id, row.uid, sbox.mbx.id, r.uid),
-                        )
+                        index.copy_summary(conn, sbox.mbx.id, r.uid, dbox.mbx.id, row.uid)
                     index.set_mailbox_state(conn, dbox.mbx.id, highest_modseq=dmodseq)
                     index.advance_uidnext(conn, dbox.mbx.id, uid)
                     index.clear_pending(conn, dbox.mbx.id, bases)
