@@ -15,6 +15,7 @@ Every method that changes a mailbox bumps its MODSEQ and publishes a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -303,6 +304,13 @@ class MailStore(Protocol):
 
     def delete_messages(self, user: str, mailbox: str, uids: Sequence[int]) -> list[int]:
         """Remove the given messages regardless of flags (POP3 DELE at QUIT)."""
+        ...
+
+    # ---- locking
+    def hold(self, user: str) -> AbstractContextManager[None]:
+        """Hold all of ``user``'s mailboxes while the context lasts: no mailbox is
+        created, renamed or deleted and no message is added, changed or removed, in
+        this process or another (a backup stages the user's files meanwhile)."""
         ...
 
     # ---- accounting

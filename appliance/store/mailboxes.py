@@ -236,6 +236,17 @@ class MailboxOps(abc.ABC):
             FolderMeta(meta.uidvalidity, box.mbx.uidnext, modseq, meta.special_use),
         )
 
+    @contextlib.contextmanager
+    def hold(self, user: str) -> Iterator[None]:
+        """Hold all of ``user``'s mailboxes: the tree lock first (no mailbox appears,
+        goes or is renamed), then every mailbox lock in one sorted ``hold`` (no
+        delivery, flag change, copy or expunge), the order every writer uses. The locks
+        are flock files, so another process's store waits too."""
+        with self.locks.hold([self._tree_lock(user)]):
+            paths = [self.lock_path(user, name) for name in self._folders(user)]
+            with self.locks.hold(paths):
+                yield
+
     # ------------------------------------------------------------ usage
 
     @guarded
