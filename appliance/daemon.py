@@ -145,7 +145,9 @@ def create_services(d: Daemon) -> list[Service]:
         *ctl_service.create(
             cfg, handlers, d.supervisor, ctl_service.MailboxDeps(d.accounts, d.store)
         ),
-        *filters_service.create(cfg, d.queue, d.dns, d.chain, handlers),
+        *filters_service.create(
+            cfg, d.queue, d.dns, d.chain, handlers, accounts=d.accounts, store=d.store
+        ),
         *queue_service.create(
             cfg, queue_service.QueueDeps(d.accounts, d.store, d.queue, d.dns), handlers
         ),

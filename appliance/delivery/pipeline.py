@@ -15,7 +15,10 @@ The caller answers 250 only after :meth:`Pipeline.run` returns. Local copies are
 before the queue hand-off: if the hand-off fails the client is told 451 and retries, so
 a failure can duplicate a local copy but never lose a remote one.
 Quota: copies for users whose quota the message does not fit are left out when at least
-one other copy fits; a message that fits nobody's quota is refused with 452 4.2.2.
+one other copy fits; a message that fits nobody's quota is refused with 452 4.2.2. The
+check uses the message's one usage read per user (``MessageQuota``, the one RCPT
+filled); the store decides last, inside its transaction. The sender of a copy left out
+gets a DSN through the box's one notifier (``notices.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,11 +42,13 @@ from appliance.delivery.errors import (
     storage_full,
 )
 from appliance.delivery.forwarding import ForwardDecision, decide
-from appliance.delivery.recipients import Recipient, Resolver, quota_of
+from appliance.delivery.notices import Notifier
+from appliance.delivery.recipients import Recipient, Resolver, message_quota
 from appliance.delivery.srs import SrsError, srs_for
 from appliance.filters.base import FilterChain, FilterSet, InboundMessage, RecipientAction, Verdict
 from appliance.mime.dsn import RecipientReport, build_dsn, original_header
 from appliance.queue.base import OutboundQueue
+from appliance.queue.spool import scratch_dir
 from appliance.store import reserve
 from appliance.store.base import (
     INBOX,
@@ -52,6 +58,7 @@ from appliance.store.base import (
     StorageFull,
     StoreError,
 )
+from appliance.store.quota import MessageQuota
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +103,36 @@ class Pipeline:
     def __init__(self, deps: PipelineDeps, config: Config) -> None:
         self.deps = deps
         self.config = config
+        self.notices = Notifier(
+            deps.accounts,
+            deps.store,
+            deps.queue,
+            hostname=lambda: self.config.hostname,
+            scratch=scratch_dir(config.queue_dir),
+        )
 
     @property
     def resolver(self) -> Resolver:
         deps = self.deps
         return Resolver(deps.accounts, deps.store, self.config.limits.default_quota)
 
-    async def run(self, msg: InboundMessage, recipients: Sequence[Recipient]) -> Outcome:
+    async def run(
+        self,
+        msg: InboundMessage,
+        recipients: Sequence[Recipient],
+        quota: MessageQuota | None = None,
+    ) -> Outcome:
+        """Deliver ``msg``; ``quota`` is the transaction's (usage read at RCPT), else
+        one is made here."""
         async with self.deps.chain.use() as chain:  # closed on reload only after this run
-            return await self._run(msg, recipients, chain)
+            return await self._run(msg, recipients, chain, quota)
 
     async def _run(
-        self, msg: InboundMessage, recipients: Sequence[Recipient], chain: FilterSet
+        self,
+        msg: InboundMessage,
+        recipients: Sequence[Recipient],
+        chain: FilterSet,
+        quota: MessageQuota | None,
     ) -> Outcome:
         verdict = await self._filter(msg, chain)
         if verdict.action == "discard":
@@ -145,7 +170,7 @@ class Pipeline:
         if targets:
             try:
                 appended, skipped = await asyncio.to_thread(
-                    self._store, targets, msg.path, msg.size
+                    self._store, targets, msg.path, msg.size, quota
                 )
             except QuotaExceeded as exc:
                 log.info("delivery=over-quota error=%s", exc)
@@ -305,23 +330,29 @@ class Pipeline:
     # ------------------------------------------------------------ store (worker thread)
 
     def _store(
-        self, targets: Sequence[DeliveryTarget], path: Path, size: int
+        self,
+        targets: Sequence[DeliveryTarget],
+        path: Path,
+        size: int,
+        quota: MessageQuota | None,
     ) -> tuple[list[object], list[str]]:
         """Store every copy that fits its user's quota; returns (stored, users left out).
 
-        The store decides quota (one usage read per user, again inside its transaction,
-        so racing deliveries cannot both take the last bytes): a user it refuses is left
-        out and the rest is stored. Bounded: each round leaves out one more user."""
+        Users whose copies do not fit the message's usage figure (read once per user,
+        at RCPT or here) are left out first; the store then decides inside its
+        transaction, so racing deliveries cannot both take the last bytes: a user it
+        refuses is left out too and the rest is stored. Bounded: each round leaves out
+        one more user."""
         store: MailStore = self.deps.store
-        accounts = self.deps.accounts
-        default_quota = self.config.limits.default_quota
+        if quota is None:
+            quota = message_quota(self.deps.accounts, store, self.config.limits.default_quota)
         quotas: dict[str, int] = {}
         existing: dict[str, set[str]] = {}
         final: list[DeliveryTarget] = []
         for t in targets:
             if t.user not in quotas:
                 store.ensure_user(t.user)
-                quotas[t.user] = quota_of(accounts, t.user, default_quota)
+                quotas[t.user] = quota.limit(t.user)
             mailbox = t.mailbox
             if mailbox.upper() != INBOX:
                 if t.user not in existing:
@@ -335,7 +366,16 @@ class Pipeline:
         reserve.guard(self.config.mail_dir).check(
             self.config.limits.disk_reserve, size * len(final)
         )
+        # The bytes each user's copies add, as the store counts them (file + trace prefix).
+        source = path.stat().st_size
+        incoming: Counter[str] = Counter()
+        for t in final:
+            incoming[t.user] += source + len(t.header_prefix)
         skipped: list[str] = []
+        for user, nbytes in incoming.items():
+            if not quota.fits(user, nbytes):
+                log.warning("delivery=copy-skipped-over-quota user=%s size=%s", user, size)
+                skipped.append(user)
         while True:
             fitting = list(dict.fromkeys(t for t in final if t.user not in skipped))
             if not fitting:
@@ -350,10 +390,8 @@ class Pipeline:
 
     def _bounce_over_quota(self, msg: InboundMessage, users: Sequence[str]) -> None:
         """The message was accepted for others: tell the sender which mailboxes were full
-        (RFC 3464 DSN, status 5.2.2) instead of dropping those copies silently."""
-        if not msg.mail_from:
-            log.warning("delivery=over-quota-not-reported reason=null-sender")
-            return
+        (RFC 3464 DSN, status 5.2.2) instead of dropping those copies silently. The
+        notifier's rules apply: none to the null sender, stored for a local sender."""
         cfg, now = self.config, time.time()
         reports = [
             RecipientReport(u, "failed", "552 5.2.2 Mailbox full", status="5.2.2", last_attempt=now)
@@ -368,20 +406,10 @@ class Pipeline:
             reports=reports,
             header=original_header(msg.path),
         )
-        tmp = msg.path.with_name(f"dsn-{msg.path.name}")
         try:
-            tmp.write_bytes(dsn)
-            sender = self.deps.accounts.resolve(msg.mail_from)
-            if sender.local:
-                prefix = b"Return-Path: <>\r\n"
-                self.deps.store.deliver(
-                    [DeliveryTarget(u, header_prefix=prefix) for u in sender.local], tmp
+            if self.notices.dsn(msg.mail_from, dsn, msg.path.stem):
+                log.info(
+                    "delivery=over-quota-reported to=%s users=%s", msg.mail_from, ",".join(users)
                 )
-            else:
-                # RFC 5321 4.5.5: notifications go out with the null reverse-path.
-                self.deps.queue.enqueue("", [msg.mail_from], tmp)
-            log.info("delivery=over-quota-reported to=%s users=%s", msg.mail_from, ",".join(users))
         except (OSError, StoreError) as exc:
             log.error("delivery=over-quota-report-failed to=%s error=%r", msg.mail_from, exc)
-        finally:
-            tmp.unlink(missing_ok=True)

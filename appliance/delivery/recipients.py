@@ -8,19 +8,22 @@ refuse quotes), so every relay trick ends in 550.
 
 Everything here is blocking (SQLite, store usage): call from ``asyncio.to_thread``.
 Quota at RCPT is advisory (refuse early what cannot fit, RFC 1870 SIZE): the store takes
-the decision that counts when the message is stored, with the same usage and rule.
+the decision that counts when the message is stored, with the same rule. The usage
+read here is the message's one read per user (``MessageQuota``, kept in the SMTP
+transaction and reused at the end of DATA).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from appliance.accounts import AccountError, Accounts, normalize_address
 from appliance.delivery.errors import DeliveryFailed, mailbox_full, relay_denied, unknown_user
 from appliance.delivery.srs import Srs, SrsError, is_srs
-from appliance.store.base import MailStore, StoreError
-from appliance.store.quota import exceeds
+from appliance.store.base import MailStore
+from appliance.store.quota import MessageQuota
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,18 @@ def quota_of(accounts: Accounts, user: str, default_quota: int) -> int:
     return default_quota
 
 
-def postmaster(accounts: Accounts, hostname: str) -> str | None:
+def message_quota(accounts: Accounts, store: MailStore, default_quota: int) -> MessageQuota:
+    """The quota checks of one message: each user's limit and usage read once."""
+    return MessageQuota(store, lambda user: quota_of(accounts, user, default_quota))
+
+
+class Domains(Protocol):
+    def is_local_domain(self, name: str) -> bool: ...
+
+    def list_domains(self) -> list[str]: ...
+
+
+def postmaster(accounts: Domains, hostname: str) -> str | None:
     """The address ``<Postmaster>`` (no domain) stands for: postmaster@ the first local
     domain among the host name and its parents (RFC 5321 4.1.1.3)."""
     labels = hostname.split(".")
@@ -56,12 +70,19 @@ def postmaster(accounts: Accounts, hostname: str) -> str | None:
 
 class Resolver:
     def __init__(
-        self, accounts: Accounts, store: MailStore, default_quota: int, srs: Srs | None = None
+        self,
+        accounts: Accounts,
+        store: MailStore,
+        default_quota: int,
+        srs: Srs | None = None,
+        quota: MessageQuota | None = None,
     ) -> None:
         self.accounts = accounts
         self.store = store
         self.default_quota = default_quota
         self.srs = srs  # reverses SRS0 addresses of mail this box forwarded (bounces)
+        # the message's quota checks (one usage read per user), shared by its RCPTs
+        self.quota = quota or message_quota(accounts, store, default_quota)
 
     def check(self, local: str, domain: str, authenticated: bool, size_hint: int = 0) -> Recipient:
         """Resolve ``local@domain`` for RCPT TO; raise DeliveryFailed with the reply."""
@@ -118,15 +139,8 @@ class Resolver:
         return Recipient(address, resolution.local, resolution.remote)
 
     def over_quota(self, user: str, size: int) -> bool:
-        quota = quota_of(self.accounts, user, self.default_quota)
-        if quota <= 0:
-            return False
-        try:
-            used = self.store.usage(user).bytes  # index totals: no walk over the messages
-        except StoreError as exc:  # no mailbox yet, disk trouble: the store decides at DATA
-            log.debug("quota=usage-unknown user=%s error=%s", user, exc)
-            return False
-        return exceeds(used, max(size, 1), quota)
+        # Usage unknown (no mailbox yet, disk trouble): the store decides at DATA.
+        return not self.quota.fits(user, max(size, 1))
 
     def sender_allowed(self, user: str, sender: str) -> bool:
         """Submission: MAIL FROM must be the user or one of the addresses leading to them."""

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import Config
+from appliance.delivery.notices import Directory
 from appliance.dns import DnsResolver
 from appliance.filters.base import FilterChain
 from appliance.filters.setup import build_filters, sieve_store
 from appliance.filters.sieve_ctl import sieve_handlers
 from appliance.queue.base import OutboundQueue
 from appliance.runtime import CtlHandlers, Service
+from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ class FilterEnv:
     config: Config
     queue: OutboundQueue
     dns: DnsResolver  # the daemon's one resolver and cache
+    accounts: Directory  # Sieve's replies go through the box's notifier
+    store: MailStore
 
 
 class FiltersService:
@@ -43,12 +47,17 @@ class FiltersService:
         dns: DnsResolver,
         chain: FilterChain,
         handlers: CtlHandlers,
+        *,
+        accounts: Directory,
+        store: MailStore,
     ) -> None:
         self.config = config
         self.queue = queue
         self.dns = dns
         self.chain = chain
         self.handlers = handlers
+        self.accounts = accounts
+        self.store = store
 
     async def start(self) -> None:
         if not self.chain.filters and not self.chain.recipient_filters:
@@ -62,7 +71,7 @@ class FiltersService:
         await self._rebuild()
 
     async def _rebuild(self) -> None:
-        env = FilterEnv(self.config, self.queue, self.dns)
+        env = FilterEnv(self.config, self.queue, self.dns, self.accounts, self.store)
         try:
             filters, recipient_filters = await asyncio.to_thread(build_filters, env)
         except OSError as exc:
@@ -89,5 +98,8 @@ def create(
     dns: DnsResolver,
     chain: FilterChain,
     handlers: CtlHandlers,
+    *,
+    accounts: Directory,
+    store: MailStore,
 ) -> list[Service]:
-    return [FiltersService(config, queue, dns, chain, handlers)]
+    return [FiltersService(config, queue, dns, chain, handlers, accounts=accounts, store=store)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from appliance import config
+from appliance.delivery.notices import Directory, Notifier
 from appliance.dns import DnsResolver, Resolver
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.filters.clamav import ClamavFilter, ClamdClient
@@ -25,6 +26,8 @@ from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_store import SieveStore, store_for
 from appliance.filters.sieve_vacation import VacationTracker
 from appliance.queue.base import OutboundQueue
+from appliance.queue.spool import scratch_dir
+from appliance.store.base import MailStore
 
 
 class Context(Protocol):
@@ -38,6 +41,12 @@ class Context(Protocol):
 
     @property
     def dns(self) -> DnsResolver: ...
+
+    @property
+    def accounts(self) -> Directory: ...
+
+    @property
+    def store(self) -> MailStore: ...
 
 
 def sieve_store(ctx: Context) -> SieveStore:
@@ -78,12 +87,18 @@ def build_filters(
     recipient_filters: list[RecipientFilter] = []
     if f.sieve:
         root = cfg.data_dir / "sieve"
+        replies = Notifier(
+            ctx.accounts,
+            ctx.store,
+            ctx.queue,
+            hostname=lambda: cfg.hostname,
+            scratch=scratch_dir(cfg.queue_dir),
+        )
         recipient_filters.append(
             SieveFilter(
                 sieve_store(ctx),
                 cfg.hostname,
-                outbox=root / "outbox",
-                send=ctx.queue.enqueue,
+                replies=replies,
                 tracker=VacationTracker(root / "vacation.sqlite"),
             )
         )

@@ -7,22 +7,20 @@ Result mapping (RecipientAction):
   ``flags:<mailbox>``).
 - redirect: returned in ``redirect`` for the delivery pipeline to forward (original
   envelope sender; local targets stored directly, remote ones queued).
-- reject / vacation: with a ``send`` callable (the queue's enqueue) the filter sends the
-  notice / auto-reply itself from the null sender and ``reject_reason`` stays empty
-  (reported in ``extra``); without one the reject reason is returned for the pipeline.
+- reject / vacation: with ``replies`` (the box's notifier, appliance.delivery.notices:
+  null sender, stored for local senders, queued for others) the filter sends the
+  notice / auto-reply itself and ``reject_reason`` stays empty (reported in
+  ``extra``); without it the reject reason is returned for the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.parser
 import email.policy
 import logging
-import os
-import uuid
-from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
 from appliance.filters.sieve_eval import (
@@ -36,10 +34,20 @@ from appliance.filters.sieve_parse import SieveSyntaxError
 from appliance.filters.sieve_replies import reject_notice, vacation_reply
 from appliance.filters.sieve_store import SieveStore
 from appliance.filters.sieve_vacation import VacationTracker, handle_for, refuse_reason
+from appliance.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, Sequence[str], Path], str]  # OutboundQueue.enqueue (blocking)
+
+class Replies(Protocol):
+    """How generated replies leave (appliance.delivery.notices.Notifier)."""
+
+    async def send_auto_reply(self, recipient: str, message: bytes) -> bool:
+        """Send from the null sender; False when a rule dropped it. Raises OSError or
+        StoreError when storing or queueing failed."""
+        ...
+
+
 INBOX = "INBOX"
 JUNK = "Junk"
 MAX_HOPS = 30  # Received fields beyond which redirect is refused (loop control)
@@ -59,14 +67,12 @@ class SieveFilter:
         self,
         store: SieveStore,
         hostname: str,
-        outbox: Path,
-        send: Send | None = None,
+        replies: Replies | None = None,
         tracker: VacationTracker | None = None,
     ) -> None:
         self.store = store
         self.hostname = hostname
-        self.outbox = outbox  # where generated replies are written before enqueueing
-        self.send = send
+        self.replies = replies
         self.tracker = tracker
 
     async def close(self) -> None:
@@ -116,7 +122,7 @@ class SieveFilter:
             # The delivery pipeline forwards them (local users directly, others queued).
             redirect = outcome.redirects
         if outcome.reject is not None:
-            if self.send is None:
+            if self.replies is None:
                 reject_reason = outcome.reject
             elif spam:
                 extra["sieve:rejected"] = "silently"  # no backscatter to forged spam senders
@@ -148,7 +154,7 @@ class SieveFilter:
         if why:
             log.info("sieve=vacation-skipped user=%s reason=%s", user, why)
             return f"skipped: {why}"
-        if self.send is None or self.tracker is None:
+        if self.replies is None or self.tracker is None:
             return "skipped: no sender configured"
         handle = handle_for(request)
         fresh = await asyncio.to_thread(
@@ -160,34 +166,14 @@ class SieveFilter:
         ok = await self._send_bytes(reply, msg.mail_from)
         return "sent" if ok else "failed"
 
-    async def _send(self, sender: str, recipients: Sequence[str], path: Path) -> bool:
-        assert self.send is not None
-        try:
-            queue_id = await asyncio.to_thread(self.send, sender, list(recipients), path)
-        except OSError as exc:
-            log.error("sieve=send-failed to=%s reason=%s", ",".join(recipients), exc)
-            return False
-        log.info("sieve=sent to=%s queue_id=%s", ",".join(recipients), queue_id)
-        return True
-
     async def _send_bytes(self, data: bytes, recipient: str) -> bool:
-        """Write a generated message to the outbox and enqueue it from the null sender."""
-        path = self.outbox / f"sieve-{uuid.uuid4().hex}.eml"
-
-        def write() -> None:
-            self.outbox.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-
+        """Hand a generated message to the notifier (RFC 5230 5.1 / RFC 3834 3.3: it goes
+        out from the null reverse-path)."""
+        assert self.replies is not None
         try:
-            await asyncio.to_thread(write)
-            # RFC 5230 5.1 / RFC 3834 3.3: auto-replies use the null reverse-path.
-            return await self._send("", [recipient], path)
-        except OSError as exc:
-            log.error("sieve=outbox-failed reason=%s", exc)
+            sent = await self.replies.send_auto_reply(recipient, data)
+        except (OSError, StoreError) as exc:
+            log.error("sieve=send-failed to=%s reason=%s", recipient, exc)
             return False
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        log.info("sieve=sent to=%s ok=%s", recipient, sent)
+        return sent

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from appliance.queue.spool import Origin
+from appliance.queue.spool import EntryKind, Origin
 
 
 class OutboundQueue(Protocol):
@@ -16,6 +16,7 @@ class OutboundQueue(Protocol):
         recipients: Sequence[str],
         message: Path,
         *,
+        kind: EntryKind = "message",
         origin: Origin | None = None,
         wire_sender: str = "",
         auth_results: str = "",
@@ -24,6 +25,7 @@ class OutboundQueue(Protocol):
     ) -> str:
         """Durably spool a copy of ``message`` (data fsynced, metadata fsynced) for
         ``recipients`` and return the queue id. Blocking; raises OSError on failure.
+        ``kind`` "bounce" marks the box's own DSNs (shown by ``queue.list``).
 
         ``origin`` decides signing (see :data:`appliance.queue.spool.Origin`); a forward
         carries its SRS ``wire_sender``, this box's ``auth_results`` (for the ARC seal)

@@ -1,5 +1,6 @@
-"""The outbound queue as a daemon service: the scheduling loop, DSN delivery through the
-local store, and the control handlers (``queue.list/retry/delete/flush`` on the ctl socket).
+"""The outbound queue as a daemon service: the scheduling loop, DSNs through the box's
+notifier (``appliance.delivery.notices``: stored for local senders, queued for others),
+and the control handlers (``queue.list/retry/delete/flush`` on the ctl socket).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import functools
 import logging
 import random
-import secrets
 import ssl
 import time
 from collections.abc import Callable
@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.config import Config
+from appliance.delivery.notices import Notifier
 from appliance.dns import Resolver
 from appliance.queue import dkim
 from appliance.queue.base import OutboundQueue
@@ -27,7 +28,7 @@ from appliance.queue.routes import Router
 from appliance.queue.smtpclient import SmtpClient
 from appliance.queue.spool import Entry, EntryNotFound, Spool
 from appliance.runtime import CtlHandlers, Service
-from appliance.store.base import DeliveryTarget, MailStore
+from appliance.store.base import MailStore
 from appliance.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -45,42 +46,6 @@ class QueueDeps:
     store: MailStore  # DSNs to local senders
     queue: OutboundQueue  # the spool (a Spool is used as is)
     dns: Resolver  # the daemon's one resolver and cache (MX, MTA-STS)
-
-
-class StoreBounces:
-    """Delivers DSNs: into the local store for local senders, else through the queue."""
-
-    def __init__(self, deps: QueueDeps, spool: Spool) -> None:
-        self.deps = deps
-        self.spool = spool
-
-    def _send(self, recipient: str, message: bytes, log_id: str) -> None:
-        resolution = self.deps.accounts.resolve(recipient)
-        tmp = self.spool.tmp_dir / f"dsn-{log_id}-{secrets.token_hex(4)}.eml"
-        try:
-            tmp.write_bytes(message)
-            if resolution.local:
-                prefix = b"Return-Path: <>\r\n"
-                targets = [DeliveryTarget(user=u, header_prefix=prefix) for u in resolution.local]
-                self.deps.store.deliver(targets, tmp)
-                log.info("queue_id=%s event=dsn-stored rcpts=%d", log_id, len(targets))
-            remote = list(resolution.remote)
-            if not resolution.exists:
-                domain = recipient.rpartition("@")[2]
-                if self.deps.accounts.is_local_domain(domain):
-                    # A local domain without that mailbox: queuing it would only loop back.
-                    log.warning("queue_id=%s event=dsn-dropped reason=no-local-mailbox", log_id)
-                    return
-                remote = [recipient]
-            if remote:
-                # RFC 3464 / RFC 5321 4.5.5: DSNs use the null reverse-path.
-                qid = self.spool.enqueue("", remote, tmp, kind="bounce", origin="local")
-                log.info("queue_id=%s event=dsn-queued dsn_id=%s", log_id, qid)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    async def send_dsn(self, recipient: str, message: bytes, log_id: str) -> None:
-        await asyncio.to_thread(self._send, recipient, message, log_id)
 
 
 class QueueService:
@@ -122,7 +87,13 @@ class QueueService:
             config=lambda: self.config,
             router=Router(resolver, mtasts, rng, port_for),
             client=SmtpClient(config.hostname, context_factory, timeout),
-            bounces=StoreBounces(deps, self.spool),
+            bounces=Notifier(
+                deps.accounts,
+                deps.store,
+                self.spool,
+                hostname=lambda: self.config.hostname,
+                scratch=self.spool.tmp_dir,
+            ),
             signer=lambda domain, data: dkim.sign(self.config, domain, data),
             sealer=lambda domain, ar, data: dkim.arc_seal(self.config, domain, ar, data),
             is_local_domain=deps.accounts.is_local_domain,

@@ -181,13 +181,18 @@ def _origin(value: object) -> Origin:
     return ""  # unknown value: treated like an old entry (not signed)
 
 
+def scratch_dir(directory: Path) -> Path:
+    """The spool's tmp/: files being written; what a crash leaves is swept by recover()."""
+    return directory / "tmp"
+
+
 class Spool:
     """Implements :class:`appliance.queue.base.OutboundQueue` on a directory."""
 
     def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
         self.clock = clock
-        self.tmp_dir = directory / "tmp"
+        self.tmp_dir = scratch_dir(directory)
         self.msg_dir = directory / "msg"
         self.meta_dir = directory / "meta"
         for d in (self.tmp_dir, self.msg_dir, self.meta_dir):

@@ -21,7 +21,7 @@ from appliance.accounts import User
 from appliance.config import Config
 from appliance.delivery.errors import DeliveryFailed, local_failure, storage_full
 from appliance.delivery.pipeline import PipelineDeps
-from appliance.delivery.recipients import Recipient, Resolver, postmaster
+from appliance.delivery.recipients import Recipient, Resolver, message_quota, postmaster
 from appliance.delivery.srs import srs_for
 from appliance.smtp import identity
 from appliance.smtp.address import AddressError, parse_mailbox
@@ -29,6 +29,7 @@ from appliance.smtp.body import Chunked
 from appliance.smtp.reply import SmtpReply
 from appliance.smtp.state import ListenerKind
 from appliance.store import reserve
+from appliance.store.quota import MessageQuota
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Transaction(Envelope):
         self.recipients: list[Recipient] = []
         self.chunks: Chunked | None = None  # a BDAT transfer in progress (RFC 3030)
         self.header: bytes | None = None  # the message's header section, once received
+        self.quota: MessageQuota | None = None  # usage read once per user (RCPT, DATA)
 
 
 def _mail_size(options: list[str]) -> int:
@@ -62,10 +64,14 @@ class Hooks:
         self.deps = deps
         self.kind = kind
 
-    def _resolver(self) -> Resolver:
+    def _resolver(self, quota: MessageQuota | None = None) -> Resolver:
         cfg = self.config
         return Resolver(
-            self.deps.accounts, self.deps.store, cfg.limits.default_quota, srs_for(cfg.data_dir)
+            self.deps.accounts,
+            self.deps.store,
+            cfg.limits.default_quota,
+            srs_for(cfg.data_dir),
+            quota,
         )
 
     async def handle_MAIL(
@@ -105,6 +111,9 @@ class Hooks:
         envelope.mail_options.extend(mail_options)
         envelope.sender = sender
         envelope.size_hint = size
+        envelope.quota = message_quota(
+            self.deps.accounts, self.deps.store, self.config.limits.default_quota
+        )
         log.info("mail=ok from=<%s> size=%s", sender, size)
         return "250 2.1.0 Sender OK"
 
@@ -124,7 +133,7 @@ class Hooks:
             raise SmtpReply(553, "5.1.3", "Null recipient not allowed")
         if not address.isascii() and not envelope.smtp_utf8:
             raise SmtpReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
-        resolver = self._resolver()
+        resolver = self._resolver(envelope.quota)
         if address == POSTMASTER:
             # RFC 5321 4.1.1.3: <Postmaster> without a domain must be accepted
             target = await asyncio.to_thread(postmaster, self.deps.accounts, self.config.hostname)

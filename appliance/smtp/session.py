@@ -47,6 +47,7 @@ from appliance.smtp.received import TlsInfo, protocol_name, received_header, sub
 from appliance.smtp.reply import with_enhanced
 from appliance.smtp.spool import SpoolWriter
 from appliance.smtp.state import ListenerKind, ServerState
+from appliance.store.quota import MessageQuota
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +599,7 @@ class PillarboxSMTP(SMTP):
             id=path.stem,
         )
         task: asyncio.Task[Outcome] = asyncio.create_task(
-            self._run_pipeline(msg, tuple(txn.recipients), spool)
+            self._run_pipeline(msg, tuple(txn.recipients), spool, txn.quota)
         )
         self.state.track(task)
         self._busy = True
@@ -627,9 +628,13 @@ class PillarboxSMTP(SMTP):
         return f"250 2.0.0 Ok: queued as {path.stem}"
 
     async def _run_pipeline(
-        self, msg: InboundMessage, recipients: tuple[Recipient, ...], spool: SpoolWriter
+        self,
+        msg: InboundMessage,
+        recipients: tuple[Recipient, ...],
+        spool: SpoolWriter,
+        quota: MessageQuota | None,
     ) -> Outcome:
         try:
-            return await self.pipeline.run(msg, recipients)
+            return await self.pipeline.run(msg, recipients, quota)
         finally:
             await spool.discard()

@@ -251,7 +251,9 @@ class MailStore(Protocol):
 
         Returns only after every copy is durable (file and directory fsync). On error no
         target keeps a copy and a StoreError (often temporary) is raised. A target's
-        ``quota_bytes`` is enforced atomically: QuotaExceeded, nothing stored.
+        ``quota_bytes`` is enforced atomically: QuotaExceeded, nothing stored. The
+        decision uses the usage the store knows; files other programs changed count
+        once :meth:`usage` has been read (the caller does, once per message).
         """
         ...
 

@@ -38,13 +38,14 @@ Locking: one lock per mailbox (thread lock + flock, ``locking.py``) for every wr
 and every re-scan; a fresh index is read without it (SQLite gives a consistent view).
 
 Quota: usage is the index's per-mailbox totals (``index.usage``, kept by triggers in
-the same transaction as every message row). A write with a quota (a target's
-``quota_bytes``, APPEND's and COPY's ``quota_bytes``) first syncs folders whose
-directories changed (``refresh_usage``), then decides inside the index write
-transaction that adds the rows (``quota.check``): writers of one user are serialised
-by that transaction, so two racing for the last bytes cannot both pass, and a refused
-write unlinks what it linked (nothing is stored). MOVE never changes usage and is
-never refused.
+the same transaction as every message row). APPEND and COPY with ``quota_bytes`` first
+sync folders whose directories changed (``refresh_usage``) and refuse early; a
+delivery leaves that to its caller, which read ``usage()`` once for the message
+(``quota.MessageQuota``). Every write then decides inside the index write transaction
+that adds the rows (``quota.check``): writers of one user are serialised by that
+transaction, so two racing for the last bytes cannot both pass, and a refused write
+unlinks what it linked (nothing is stored). MOVE never changes usage and is never
+refused.
 
 Sizes: messages written by the store are CRLF, so ``size`` is RFC822.SIZE. A file
 another program dropped in with bare LF keeps its bytes; its size is the file size.
@@ -306,7 +307,9 @@ class MaildirStore(MailboxOps):
 
     @guarded
     def deliver(self, targets: Sequence[DeliveryTarget], source: Path) -> list[Appended]:
-        return self._store_new([(t, source, None) for t in targets])
+        # The caller read each user's usage for this message (MessageQuota) and left out
+        # what does not fit: the store decides in its transaction, on the index totals.
+        return self._store_new([(t, source, None) for t in targets], precheck=False)
 
     @guarded
     def append(
@@ -389,9 +392,10 @@ class MaildirStore(MailboxOps):
             quota.check(self.user_index(user).conn(), user, incoming[user], limit)
 
     def _store_new(
-        self, items: Sequence[tuple[DeliveryTarget, Path, float | None]]
+        self, items: Sequence[tuple[DeliveryTarget, Path, float | None]], *, precheck: bool = True
     ) -> list[Appended]:
-        self._precheck_quota(items)
+        if precheck:
+            self._precheck_quota(items)
         prepared: list[_Prepared] = []
         linked: list[Path] = []
         try:

@@ -8,6 +8,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from appliance import config
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
@@ -30,6 +31,8 @@ class Queue:
 class Ctx:
     config: config.Config
     queue: Queue
+    accounts: Any = None  # the notifier's; no reply is sent in these tests
+    store: Any = None
 
 
 def pipeline(

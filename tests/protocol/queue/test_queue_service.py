@@ -16,9 +16,10 @@ import pytest
 
 from appliance import config
 from appliance.accounts import Accounts
+from appliance.delivery.notices import Notifier
 from appliance.dns import DnsCache, DnsResolver
 from appliance.filters.setup import build_filters
-from appliance.queue.service import QueueDeps, QueueService, StoreBounces, create
+from appliance.queue.service import QueueDeps, QueueService, create
 from appliance.queue.spool import EntryNotFound, Spool
 from appliance.store.base import DeliveryTarget
 
@@ -69,6 +70,17 @@ def _service(world: World, ctx: Parts, clock: Any = time.time) -> QueueService:
         clock=clock,
         poll=1.0,
         timeout=10,
+    )
+
+
+def _notifier(ctx: Parts, spool: Spool) -> Notifier:
+    """The queue's bounce sink, as QueueService builds it."""
+    return Notifier(
+        ctx.accounts,
+        ctx.store,
+        spool,
+        hostname=lambda: ctx.config.hostname,
+        scratch=spool.tmp_dir,
     )
 
 
@@ -156,7 +168,7 @@ def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
 def test_bounce_to_remote_sender_is_queued_with_null_sender(world: World) -> None:
     ctx = _context(world)
     spool: Spool = ctx.queue  # type: ignore[assignment]
-    asyncio.run(StoreBounces(ctx.deps, spool).send_dsn("carol@remote.example", b"DSN\r\n", "Q1"))
+    asyncio.run(_notifier(ctx, spool).send_dsn("carol@remote.example", b"DSN\r\n", "Q1"))
     [entry] = list(spool.entries())
     assert entry.sender == "" and entry.kind == "bounce"
     assert [r.address for r in entry.recipients] == ["carol@remote.example"]
@@ -208,7 +220,7 @@ def test_ctl_handlers(world: World) -> None:
 def test_bounce_to_unknown_local_sender_is_dropped(world: World) -> None:
     ctx = _context(world)
     spool: Spool = ctx.queue  # type: ignore[assignment]
-    asyncio.run(StoreBounces(ctx.deps, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
+    asyncio.run(_notifier(ctx, spool).send_dsn("ghost@pillarbox.test", b"DSN\r\n", "Q2"))
     assert spool.ids() == []
     assert ctx.store.delivered == []  # type: ignore[attr-defined]
 

@@ -26,6 +26,7 @@ import pytest
 
 from appliance import config as config_mod
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
+from appliance.delivery.notices import Notifier
 from appliance.delivery.pipeline import PipelineDeps
 from appliance.delivery.srs import srs_for
 from appliance.dns import DnsCache, DnsResolver
@@ -37,7 +38,7 @@ from appliance.filters.sieve_store import store_for
 from appliance.filters.sieve_vacation import VacationTracker
 from appliance.queue import dkim
 from appliance.queue.service import QueueDeps, QueueService
-from appliance.queue.spool import Spool
+from appliance.queue.spool import Spool, scratch_dir
 from appliance.store.base import INBOX
 from appliance.store.maildir import MaildirStore
 from appliance.tls import TlsManager
@@ -137,8 +138,13 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
     sieve = SieveFilter(
         store_for(cfg.data_dir),
         cfg.hostname,
-        outbox=cfg.data_dir / "sieve" / "outbox",
-        send=spool.enqueue,
+        replies=Notifier(
+            accounts,
+            store,
+            spool,
+            hostname=lambda: cfg.hostname,
+            scratch=scratch_dir(cfg.queue_dir),
+        ),
         tracker=VacationTracker(cfg.data_dir / "sieve" / "vacation.sqlite"),
     )
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)

@@ -25,6 +25,8 @@ class Queue:
 class Ctx:
     config: config.Config
     queue: Queue
+    accounts: Any = None  # the notifier's; untouched while the chain is built
+    store: Any = None
 
 
 def cfg(tmp_path: Path, filters: dict[str, Any]) -> config.Config:
@@ -106,11 +108,21 @@ def test_service_rebuilds_chain_on_reload(tmp_path: Path) -> None:
         queue: Queue
         ctl_handlers: dict[str, Any]
         dns: DnsResolver
+        accounts: Any = None
+        store: Any = None
 
     off = cfg(tmp_path, {"mailauth": False, "sieve": False})
     ctx = DaemonCtx(off, Queue(), {}, DnsResolver(nameservers=["127.0.0.1"]))
     chain = FilterChain()
-    svc = FiltersService(ctx.config, ctx.queue, ctx.dns, chain, ctx.ctl_handlers)  # type: ignore[arg-type]
+    svc = FiltersService(
+        ctx.config,
+        ctx.queue,  # type: ignore[arg-type]
+        ctx.dns,
+        chain,
+        ctx.ctl_handlers,
+        accounts=ctx.accounts,
+        store=ctx.store,
+    )
     asyncio.run(svc.start())
     assert svc.status() == {"filters": [], "recipient_filters": []}
     assert "sieve.save" in ctx.ctl_handlers
@@ -133,7 +145,15 @@ def test_reload_closes_the_replaced_chain_after_its_last_run(tmp_path: Path) -> 
     first = cfg(tmp_path, {"greylist": True, "mailauth": False})
     chain = FilterChain()
     dns = DnsResolver(nameservers=["127.0.0.1"])
-    svc = FiltersService(first, Queue(), dns, chain, {})  # type: ignore[arg-type]
+    svc = FiltersService(
+        first,
+        Queue(),  # type: ignore[arg-type]
+        dns,
+        chain,
+        {},
+        accounts=None,  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+    )
 
     async def main() -> None:
         await svc.start()

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from appliance.accounts import Accounts
+from appliance.delivery.notices import Notifier
 from appliance.filters.base import InboundMessage, RecipientAction, Verdict
 from appliance.filters.sieve_filter import SieveFilter
 from appliance.filters.sieve_parse import SieveSyntaxError
 from appliance.filters.sieve_store import SieveStore
 from appliance.filters.sieve_vacation import DAY, VacationTracker
+from appliance.store.maildir import MaildirStore
 
 USER = "bob@pillarbox.test"
 
@@ -24,7 +27,7 @@ class Outbox:
     sent: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
     fail: bool = False
 
-    def enqueue(self, sender: str, recipients: Sequence[str], message: Path) -> str:
+    def enqueue(self, sender: str, recipients: Sequence[str], message: Path, **_: object) -> str:
         if self.fail:
             raise OSError("queue disk full")
         self.sent.append((sender, tuple(recipients), message.read_bytes()))
@@ -53,9 +56,18 @@ class Env:
         self.outbox = Outbox()
         self.clock = Clock()
         self.tracker = VacationTracker(tmp / "vacation.sqlite", clock=self.clock)
-        self.filter = SieveFilter(
-            self.store, "mx.pillarbox.test", tmp / "outbox", self.outbox.enqueue, self.tracker
+        accounts = Accounts(tmp / "accounts.sqlite")
+        accounts.add_domain("pillarbox.test")
+        mail = MaildirStore(tmp / "mail", lambda _e: None, lambda _p: b"")
+        # The box's notifier, its scratch files in tmp/outbox, queueing into the fake.
+        replies = Notifier(
+            accounts,
+            mail,
+            self.outbox,
+            hostname=lambda: "mx.pillarbox.test",
+            scratch=tmp / "outbox",
         )
+        self.filter = SieveFilter(self.store, "mx.pillarbox.test", replies, self.tracker)
 
     def route(
         self, data: bytes, mail_from: str = "alice@example.org", verdict: Verdict | None = None
@@ -129,7 +141,7 @@ def test_redirect_is_left_to_the_pipeline(env: Env) -> None:
 
 def test_without_send_the_pipeline_gets_redirect_and_reject(tmp_path: Path) -> None:
     store = SieveStore(tmp_path / "sieve")
-    f = SieveFilter(store, "mx.pillarbox.test", tmp_path / "outbox")
+    f = SieveFilter(store, "mx.pillarbox.test")
     path = tmp_path / "m.eml"
     path.write_bytes(raw())
     msg = InboundMessage(path, "alice@example.org", (USER,), "192.0.2.1", "", "h")
