@@ -235,3 +235,38 @@ def test_queue_and_filters_share_the_daemons_dns_cache(world: World) -> None:
     assert svc.engine.router.resolver is ctx.dns and ctx.dns.cache is not None
     assert mailauth.resolver.cache is ctx.dns.cache  # type: ignore[attr-defined]
     assert mailauth.resolver.timeout == ctx.config.filters.dns_timeout  # type: ignore[attr-defined]
+
+
+def test_queue_bounces_go_through_the_notifier(
+    world: World, sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str, str]] = []
+    original = Notifier.send
+
+    def spy(self: Notifier, recipient: str, data: bytes, kind: Any, log_id: str = "-") -> bool:
+        calls.append((recipient, kind, log_id))
+        return original(self, recipient, data, kind, log_id)
+
+    monkeypatch.setattr(Notifier, "send", spy)
+    handler, ctl = sinks()
+    handler.rcpt_replies["nobody@example.net"] = "550 5.1.1 unknown user"
+    world.add_mx("example.net", "mx1.example.net", ctl.port)
+    ctx = _context(world)
+    svc = _service(world, ctx)
+    store: RecordingStore = ctx.store  # type: ignore[assignment]
+
+    async def go() -> str:
+        await svc.start()
+        try:
+            qid = await asyncio.to_thread(
+                ctx.queue.enqueue, "alice@pillarbox.test", ["nobody@example.net"], world.message()
+            )
+            await _until(lambda: len(store.delivered) == 1)
+            return qid
+        finally:
+            await svc.stop()
+
+    qid = asyncio.run(go())
+    assert calls == [("alice@pillarbox.test", "dsn", qid)]
+    [(_, data)] = store.delivered
+    assert b"Auto-Submitted: auto-replied" in data
