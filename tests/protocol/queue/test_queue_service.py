@@ -137,7 +137,9 @@ def test_entries_present_at_start_are_delivered(world: World, sinks) -> None:
     asyncio.run(go())
 
 
-def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
+def _bounce_to_local_sender(world: World, sinks: Any) -> tuple[RecordingStore, str]:
+    """Alice's message is refused by the next hop; returns the store her DSN reached
+    and the queue id of her message."""
     handler, ctl = sinks()
     handler.rcpt_replies["nobody@example.net"] = "550 5.1.1 unknown user"
     world.add_mx("example.net", "mx1.example.net", ctl.port)
@@ -145,17 +147,22 @@ def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
     svc = _service(world, ctx)
     store: RecordingStore = ctx.store  # type: ignore[assignment]
 
-    async def go() -> None:
+    async def go() -> str:
         await svc.start()
         try:
-            await asyncio.to_thread(
+            qid = await asyncio.to_thread(
                 ctx.queue.enqueue, "Alice@pillarbox.test", ["nobody@example.net"], world.message()
             )
             await _until(lambda: len(store.delivered) == 1)
+            return qid
         finally:
             await svc.stop()
 
-    asyncio.run(go())
+    return store, asyncio.run(go())
+
+
+def test_bounce_to_local_sender_goes_to_store(world: World, sinks) -> None:
+    store, _ = _bounce_to_local_sender(world, sinks)
     [(targets, data)] = store.delivered
     assert [t.user for t in targets] == ["alice@pillarbox.test"]
     assert targets[0].header_prefix == b"Return-Path: <>\r\n"
@@ -248,25 +255,7 @@ def test_queue_bounces_go_through_the_notifier(
         return original(self, recipient, data, kind, log_id)
 
     monkeypatch.setattr(Notifier, "send", spy)
-    handler, ctl = sinks()
-    handler.rcpt_replies["nobody@example.net"] = "550 5.1.1 unknown user"
-    world.add_mx("example.net", "mx1.example.net", ctl.port)
-    ctx = _context(world)
-    svc = _service(world, ctx)
-    store: RecordingStore = ctx.store  # type: ignore[assignment]
-
-    async def go() -> str:
-        await svc.start()
-        try:
-            qid = await asyncio.to_thread(
-                ctx.queue.enqueue, "alice@pillarbox.test", ["nobody@example.net"], world.message()
-            )
-            await _until(lambda: len(store.delivered) == 1)
-            return qid
-        finally:
-            await svc.stop()
-
-    qid = asyncio.run(go())
-    assert calls == [("alice@pillarbox.test", "dsn", qid)]
+    store, qid = _bounce_to_local_sender(world, sinks)
+    assert calls == [("Alice@pillarbox.test", "dsn", qid)]
     [(_, data)] = store.delivered
     assert b"Auto-Submitted: auto-replied" in data
