@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal, Protocol
@@ -68,6 +69,18 @@ class Directory(Protocol):
     def list_domains(self) -> list[str]: ...
 
 
+@dataclass(frozen=True)
+class Sent:
+    """Where one notice went; false when a rule dropped it."""
+
+    stored: tuple[str, ...] = ()  # local users it was stored for
+    queue_id: str = ""  # the outbound queue entry, "" when nothing was queued
+    dropped: str = ""  # why a rule dropped it, "" when it was stored or queued
+
+    def __bool__(self) -> bool:
+        return not self.dropped
+
+
 class NoticeError(Exception):
     """The box has no local domain, so no postmaster address to send from."""
 
@@ -95,17 +108,18 @@ class Notifier:
 
     # ------------------------------------------------------------ entry points
 
-    def dsn(self, recipient: str, message: bytes, log_id: str = "-") -> bool:
+    def dsn(self, recipient: str, message: bytes, log_id: str = "-") -> Sent:
         """A delivery status notification (RFC 3464) to ``recipient``."""
         return self.send(recipient, message, "dsn", log_id)
 
-    def auto_reply(self, recipient: str, message: bytes, log_id: str = "-") -> bool:
+    def auto_reply(self, recipient: str, message: bytes, log_id: str = "-") -> Sent:
         """A Sieve vacation reply or reject notice to ``recipient``."""
         return self.send(recipient, message, "auto-reply", log_id)
 
-    def text(self, to: str, subject: str, body: str) -> bool:
+    def text(self, to: str, subject: str, body: str) -> Sent:
         """A plain text message from the box (``postmaster@<primary domain>``) to ``to``:
-        what the admin alerts send. Raises NoticeError when the box serves no domain."""
+        what the admin alerts send. Raises NoticeError when the box serves no domain,
+        ValueError for a line break in ``to`` or ``subject`` (no header injection)."""
         sender = self.postmaster()
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = f"Pillarbox <{sender}>"
@@ -128,18 +142,18 @@ class Notifier:
         await asyncio.to_thread(self.dsn, recipient, message, log_id)
 
     async def send_auto_reply(self, recipient: str, message: bytes) -> bool:
-        return await asyncio.to_thread(self.auto_reply, recipient, message)
+        return bool(await asyncio.to_thread(self.auto_reply, recipient, message))
 
     # ------------------------------------------------------------ the rules
 
-    def send(self, recipient: str, message: bytes, kind: Kind, log_id: str = "-") -> bool:
-        """Store or queue ``message`` for ``recipient`` by the rules above. True when it
-        was stored or queued, False when a rule dropped it; raises OSError/StoreError
-        when storing or queueing failed."""
+    def send(self, recipient: str, message: bytes, kind: Kind, log_id: str = "-") -> Sent:
+        """Store or queue ``message`` for ``recipient`` by the rules above; the result
+        is false when a rule dropped it. Raises OSError/StoreError when storing or
+        queueing failed."""
         if not recipient:
             # RFC 3834 2 / RFC 5321 4.5.5: the null reverse-path is never answered.
             log.info("notice=dropped kind=%s id=%s reason=null-sender", kind, log_id)
-            return False
+            return Sent(dropped="null sender")
         # RFC 3464 / RFC 3834 3.3: DSNs and auto-replies use the null reverse-path.
         sender = "" if kind in ("dsn", "auto-reply") else self.postmaster()
         if not has_auto_submitted(message):
@@ -155,10 +169,11 @@ class Notifier:
                     log_id,
                     recipient,
                 )
-                return False
+                return Sent(dropped="no such local mailbox")
             remote = [recipient]
         self.scratch.mkdir(parents=True, exist_ok=True)
         tmp = self.scratch / f"notice-{log_id}-{secrets.token_hex(6)}.eml"
+        qid = ""
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -185,4 +200,4 @@ class Notifier:
                 log.info("notice=queued kind=%s id=%s queue_id=%s", kind, log_id, qid)
         finally:
             tmp.unlink(missing_ok=True)
-        return True
+        return Sent(stored=resolution.local, queue_id=qid)

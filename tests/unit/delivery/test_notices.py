@@ -84,7 +84,8 @@ def test_an_alias_gets_its_local_copy_stored_and_its_remote_target_queued(box: B
 
 
 def test_unknown_local_address_and_null_sender_are_dropped(box: Box) -> None:
-    assert not box.notifier.dsn(f"ghost@{DOMAIN}", DSN, "Q3")  # would loop back here
+    ghost = box.notifier.dsn(f"ghost@{DOMAIN}", DSN, "Q3")  # would loop back here
+    assert not ghost and ghost.dropped == "no such local mailbox"
     assert not box.notifier.dsn("", DSN, "Q4")  # RFC 3834 2: never to the null sender
     assert not box.notifier.auto_reply("", DSN)
     assert box.spool.ids() == []
@@ -112,8 +113,9 @@ def test_auto_submitted_is_added_when_missing_and_kept_when_present(
 
 
 def test_text_comes_from_postmaster_of_the_primary_domain(box: Box) -> None:
-    assert box.notifier.text("admin@remote.test", "Disk 90% full", "The mail disk is at 90 %.")
+    sent = box.notifier.text("admin@remote.test", "Disk 90% full", "The mail disk is at 90 %.")
     [entry] = list(box.spool.entries())
+    assert (sent.stored, sent.queue_id) == ((), entry.id)
     # Not a reply to anything: a real envelope sender, so failures reach the postmaster.
     assert entry.sender == f"postmaster@{DOMAIN}"
     assert (entry.kind, entry.origin) == ("message", "local")
@@ -131,7 +133,8 @@ def test_text_comes_from_postmaster_of_the_primary_domain(box: Box) -> None:
 
 
 def test_text_to_a_local_address_is_stored(box: Box) -> None:
-    assert box.notifier.text(f"alice@{DOMAIN}", "Backup failed", "restic said no")
+    sent = box.notifier.text(f"alice@{DOMAIN}", "Backup failed", "restic said no")
+    assert (sent.stored, sent.queue_id) == ((f"alice@{DOMAIN}",), "")
     [stored] = box.inbox(f"alice@{DOMAIN}")
     assert stored.startswith(f"Return-Path: <postmaster@{DOMAIN}>\r\n".encode())
     assert b"Subject: Backup failed" in stored
@@ -147,3 +150,11 @@ def test_text_needs_a_local_domain(tmp_path: Path) -> None:
         n.text("admin@remote.test", "s", "b")
     assert spool.ids() == []
     accounts.close()
+
+
+def test_text_refuses_header_injection(box: Box) -> None:
+    with pytest.raises(ValueError):
+        box.notifier.text("admin@remote.test", "Alert\r\nBcc: victim@remote.test", "x")
+    with pytest.raises(ValueError):
+        box.notifier.text("admin@remote.test\r\nBcc: victim@remote.test", "Alert", "x")
+    assert box.spool.ids() == []
