@@ -172,7 +172,7 @@ class Notifier:
                 return Sent(dropped="no such local mailbox")
             remote = [recipient]
         self.scratch.mkdir(parents=True, exist_ok=True)
-        tmp = self.scratch / f"notice-{log_id}-{secrets.token_hex(6)}.eml"
+        tmp = self.scratch / f"notice-{secrets.token_hex(8)}.eml"
         qid = ""
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
