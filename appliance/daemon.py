@@ -25,6 +25,7 @@ from appliance import __version__, config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
 from appliance.backup import service as backup_service
 from appliance.ctl import service as ctl_service
+from appliance.delivery.notices import Notifier
 from appliance.delivery.pipeline import PipelineDeps
 from appliance.dns import DnsCache, DnsResolver
 from appliance.events import ChangeBus
@@ -35,6 +36,7 @@ from appliance.imap.session import ImapDeps
 from appliance.pop3 import service as pop3_service
 from appliance.queue import service as queue_service
 from appliance.queue.base import OutboundQueue
+from appliance.queue.spool import scratch_dir
 from appliance.runtime import CtlHandlers, Service, Supervisor
 from appliance.smtp import service as smtp_service
 from appliance.smtp.state import SmtpDeps
@@ -140,16 +142,23 @@ def fixed_mmap_threshold() -> None:
 def create_services(d: Daemon) -> list[Service]:
     """Every service, in start order, each given only what it uses."""
     cfg, handlers = d.config, d.ctl_handlers
-    delivery = PipelineDeps(d.accounts, d.store, d.queue, d.chain)
+    # The one notifier for all box-generated mail (DSNs, over-quota notices, Sieve
+    # replies, admin notices); the hostname is read per message, so a reload applies.
+    notices = Notifier(
+        d.accounts,
+        d.store,
+        d.queue,
+        hostname=lambda: d.config.hostname,
+        scratch=scratch_dir(cfg.queue_dir),
+    )
+    delivery = PipelineDeps(d.accounts, d.store, d.queue, d.chain, notices)
     return [
         *ctl_service.create(
             cfg, handlers, d.supervisor, ctl_service.MailboxDeps(d.accounts, d.store)
         ),
-        *filters_service.create(
-            cfg, d.queue, d.dns, d.chain, handlers, accounts=d.accounts, store=d.store
-        ),
+        *filters_service.create(cfg, d.dns, d.chain, handlers, replies=notices),
         *queue_service.create(
-            cfg, queue_service.QueueDeps(d.accounts, d.store, d.queue, d.dns), handlers
+            cfg, queue_service.QueueDeps(d.accounts, notices, d.queue, d.dns), handlers
         ),
         *backup_service.create(cfg, backup_service.BackupDeps(d.accounts, d.store), handlers),
         *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),

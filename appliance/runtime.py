@@ -30,6 +30,16 @@ CtlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 CtlHandlers = dict[str, CtlHandler]
 
 
+class CommandError(Exception):
+    """A ctl handler's refusal; the text is sent to the client."""
+
+
+def register(handlers: CtlHandlers, name: str, handler: CtlHandler) -> None:
+    """Add a ctl command to the daemon's one handler table (services call this in their
+    ``create(...)``; the ctl service serves the table)."""
+    handlers[name] = handler
+
+
 class Service(Protocol):
     """A daemon service: ``start`` opens listeners, ``stop`` stops accepting and drains,
     ``reload`` receives the new config (already validated; on the event loop)."""

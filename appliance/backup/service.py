@@ -30,8 +30,7 @@ from appliance.backup import password, restore, schedule, store_lock
 from appliance.backup.restic import BackupError, NotConfigured, Restic, repository_for
 from appliance.backup.runner import BackupBusy, BackupRunner, RunResult
 from appliance.config import Config
-from appliance.ctl.service import CommandError, register
-from appliance.runtime import CtlHandlers, Service
+from appliance.runtime import CommandError, CtlHandlers, Service, register
 from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)

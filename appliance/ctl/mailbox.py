@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from appliance.ctl.service import CommandError
+from appliance.runtime import CommandError
 from appliance.store.base import MailboxNotFound, MailStore
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The ctl socket service: status, reload, version, and commands other services register.
 
-Other services register handlers with :func:`register` in their ``create(...)`` on the
-daemon's one handler table; status, reload and stop act on the
+Other services register handlers with :func:`appliance.runtime.register` in their
+``create(...)`` on the daemon's one handler table; status, reload and stop act on the
 :class:`~appliance.runtime.Supervisor`. The socket is created with mode 0660 so only
 root and the pillarbox group (the web UI) can use it.
 """
@@ -20,20 +20,19 @@ from appliance.accounts import Accounts
 from appliance.config import Config
 from appliance.ctl.protocol import MAX_LINE, decode, encode
 from appliance.log import new_conn_id
-from appliance.runtime import CtlHandler, CtlHandlers, Service, Supervisor
+from appliance.runtime import (
+    CommandError,
+    CtlHandler,
+    CtlHandlers,
+    Service,
+    Supervisor,
+    register,
+)
 from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
 Handler = CtlHandler
-
-
-class CommandError(Exception):
-    """A handler's refusal; the text is sent to the client."""
-
-
-def register(handlers: CtlHandlers, name: str, handler: Handler) -> None:
-    handlers[name] = handler
 
 
 class CtlService:

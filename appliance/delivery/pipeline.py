@@ -48,7 +48,6 @@ from appliance.delivery.srs import SrsError, srs_for
 from appliance.filters.base import FilterChain, FilterSet, InboundMessage, RecipientAction, Verdict
 from appliance.mime.dsn import RecipientReport, build_dsn, original_header
 from appliance.queue.base import OutboundQueue
-from appliance.queue.spool import scratch_dir
 from appliance.store import reserve
 from appliance.store.base import (
     INBOX,
@@ -97,19 +96,14 @@ class PipelineDeps:
     store: MailStore
     queue: OutboundQueue
     chain: FilterChain
+    notices: Notifier  # the box's one notifier (daemon.create_services)
 
 
 class Pipeline:
     def __init__(self, deps: PipelineDeps, config: Config) -> None:
         self.deps = deps
         self.config = config
-        self.notices = Notifier(
-            deps.accounts,
-            deps.store,
-            deps.queue,
-            hostname=lambda: self.config.hostname,
-            scratch=scratch_dir(config.queue_dir),
-        )
+        self.notices = deps.notices
 
     @property
     def resolver(self) -> Resolver:

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import Config
-from appliance.delivery.notices import Directory
 from appliance.dns import DnsResolver
 from appliance.filters.base import FilterChain
 from appliance.filters.setup import build_filters, sieve_store
 from appliance.filters.sieve_ctl import sieve_handlers
-from appliance.queue.base import OutboundQueue
+from appliance.filters.sieve_filter import Replies
 from appliance.runtime import CtlHandlers, Service
-from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +29,8 @@ class FilterEnv:
     """What build_filters reads (appliance.filters.setup.Context)."""
 
     config: Config
-    queue: OutboundQueue
     dns: DnsResolver  # the daemon's one resolver and cache
-    accounts: Directory  # Sieve's replies go through the box's notifier
-    store: MailStore
+    replies: Replies  # Sieve's replies: the box's one notifier
 
 
 class FiltersService:
@@ -43,21 +39,17 @@ class FiltersService:
     def __init__(
         self,
         config: Config,
-        queue: OutboundQueue,
         dns: DnsResolver,
         chain: FilterChain,
         handlers: CtlHandlers,
         *,
-        accounts: Directory,
-        store: MailStore,
+        replies: Replies,
     ) -> None:
         self.config = config
-        self.queue = queue
         self.dns = dns
         self.chain = chain
         self.handlers = handlers
-        self.accounts = accounts
-        self.store = store
+        self.replies = replies
 
     async def start(self) -> None:
         if not self.chain.filters and not self.chain.recipient_filters:
@@ -71,7 +63,7 @@ class FiltersService:
         await self._rebuild()
 
     async def _rebuild(self) -> None:
-        env = FilterEnv(self.config, self.queue, self.dns, self.accounts, self.store)
+        env = FilterEnv(self.config, self.dns, self.replies)
         try:
             filters, recipient_filters = await asyncio.to_thread(build_filters, env)
         except OSError as exc:
@@ -94,12 +86,10 @@ class FiltersService:
 
 def create(
     config: Config,
-    queue: OutboundQueue,
     dns: DnsResolver,
     chain: FilterChain,
     handlers: CtlHandlers,
     *,
-    accounts: Directory,
-    store: MailStore,
+    replies: Replies,
 ) -> list[Service]:
-    return [FiltersService(config, queue, dns, chain, handlers, accounts=accounts, store=store)]
+    return [FiltersService(config, dns, chain, handlers, replies=replies)]

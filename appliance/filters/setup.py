@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from appliance import config
-from appliance.delivery.notices import Directory, Notifier
 from appliance.dns import DnsResolver, Resolver
 from appliance.filters.base import Filter, RecipientFilter
 from appliance.filters.clamav import ClamavFilter, ClamdClient
@@ -22,12 +21,9 @@ from appliance.filters.greylist import Greylist, GreylistFilter, GreylistSetting
 from appliance.filters.learning import client_for
 from appliance.filters.mailauth import MailAuthFilter, MailAuthSettings
 from appliance.filters.rspamd import RspamdFilter, SpamThresholds
-from appliance.filters.sieve_filter import SieveFilter
+from appliance.filters.sieve_filter import Replies, SieveFilter
 from appliance.filters.sieve_store import SieveStore, store_for
 from appliance.filters.sieve_vacation import VacationTracker
-from appliance.queue.base import OutboundQueue
-from appliance.queue.spool import scratch_dir
-from appliance.store.base import MailStore
 
 
 class Context(Protocol):
@@ -37,16 +33,10 @@ class Context(Protocol):
     def config(self) -> config.Config: ...
 
     @property
-    def queue(self) -> OutboundQueue: ...
-
-    @property
     def dns(self) -> DnsResolver: ...
 
     @property
-    def accounts(self) -> Directory: ...
-
-    @property
-    def store(self) -> MailStore: ...
+    def replies(self) -> Replies: ...
 
 
 def sieve_store(ctx: Context) -> SieveStore:
@@ -87,18 +77,11 @@ def build_filters(
     recipient_filters: list[RecipientFilter] = []
     if f.sieve:
         root = cfg.data_dir / "sieve"
-        replies = Notifier(
-            ctx.accounts,
-            ctx.store,
-            ctx.queue,
-            hostname=lambda: cfg.hostname,
-            scratch=scratch_dir(cfg.queue_dir),
-        )
         recipient_filters.append(
             SieveFilter(
                 sieve_store(ctx),
                 cfg.hostname,
-                replies=replies,
+                replies=ctx.replies,
                 tracker=VacationTracker(root / "vacation.sqlite"),
             )
         )

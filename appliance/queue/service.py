@@ -18,17 +18,15 @@ from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.config import Config
-from appliance.delivery.notices import Notifier
 from appliance.dns import Resolver
 from appliance.queue import dkim
 from appliance.queue.base import OutboundQueue
-from appliance.queue.engine import DeliveryEngine, RetryPolicy
+from appliance.queue.engine import BounceSink, DeliveryEngine, RetryPolicy
 from appliance.queue.mtasts import HttpsPolicyFetcher, MtaSts, PolicyFetcher
 from appliance.queue.routes import Router
 from appliance.queue.smtpclient import SmtpClient
 from appliance.queue.spool import Entry, EntryNotFound, Spool
 from appliance.runtime import CtlHandlers, Service
-from appliance.store.base import MailStore
 from appliance.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -43,7 +41,7 @@ class QueueDeps:
     """What the queue service uses besides the config."""
 
     accounts: Accounts
-    store: MailStore  # DSNs to local senders
+    bounces: BounceSink  # the box's one notifier (appliance.delivery.notices)
     queue: OutboundQueue  # the spool (a Spool is used as is)
     dns: Resolver  # the daemon's one resolver and cache (MX, MTA-STS)
 
@@ -87,13 +85,7 @@ class QueueService:
             config=lambda: self.config,
             router=Router(resolver, mtasts, rng, port_for),
             client=SmtpClient(config.hostname, context_factory, timeout),
-            bounces=Notifier(
-                deps.accounts,
-                deps.store,
-                self.spool,
-                hostname=lambda: self.config.hostname,
-                scratch=self.spool.tmp_dir,
-            ),
+            bounces=deps.bounces,
             signer=lambda domain, data: dkim.sign(self.config, domain, data),
             sealer=lambda domain, ar, data: dkim.arc_seal(self.config, domain, ar, data),
             is_local_domain=deps.accounts.is_local_domain,
@@ -251,7 +243,7 @@ class QueueService:
 
 
 def _register_ctl(handlers: CtlHandlers, svc: QueueService) -> None:
-    from appliance.ctl.service import CommandError, register
+    from appliance.runtime import CommandError, register
 
     async def list_(args: dict[str, Any]) -> Any:
         return await svc.ctl_list()

@@ -13,10 +13,10 @@ from appliance import config
 from appliance.accounts import Accounts
 from appliance.ctl.mailbox import Handler, mailbox_handlers
 from appliance.ctl.protocol import CtlError
-from appliance.ctl.service import CommandError
 from appliance.filters.sieve_ctl import sieve_handlers
 from appliance.filters.sieve_store import SieveStore, store_for
 from appliance.mime.summary import summarize
+from appliance.runtime import CommandError
 from appliance.store.maildir import MaildirStore
 from tests.web.web_helpers import FakeCtl
 

@@ -31,8 +31,7 @@ class Queue:
 class Ctx:
     config: config.Config
     queue: Queue
-    accounts: Any = None  # the notifier's; no reply is sent in these tests
-    store: Any = None
+    replies: Any = None  # the notifier's; no reply is sent in these tests
 
 
 def pipeline(

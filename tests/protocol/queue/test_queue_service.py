@@ -49,7 +49,12 @@ class Parts:
 
     @property
     def deps(self) -> QueueDeps:
-        return QueueDeps(self.accounts, self.store, self.queue, self.dns)
+        return QueueDeps(self.accounts, self.replies, self.queue, self.dns)
+
+    @property
+    def replies(self) -> Notifier:
+        """The box's one notifier (queue bounces and Sieve replies)."""
+        return _notifier(self, self.queue)
 
 
 def _context(world: World) -> Parts:
@@ -212,7 +217,7 @@ def test_ctl_handlers(world: World) -> None:
         assert (await ctx.ctl_handlers["queue.flush"]({}))["rescheduled"] == 1
         with pytest.raises(EntryNotFound):
             await svc.ctl_retry("0123456789ABCDEF0123")
-        from appliance.ctl.service import CommandError
+        from appliance.runtime import CommandError
 
         with pytest.raises(CommandError):
             await ctx.ctl_handlers["queue.delete"]({"id": "0123456789ABCDEF0123"})

@@ -135,16 +135,14 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
     dns.add("_dmarc.sender.test", "TXT", "v=DMARC1; p=quarantine")
     dns.add("s1._domainkey.sender.test", "TXT", SENDER_KEY.dns_txt)
     spool = Spool(cfg.queue_dir)
+    # the box's one notifier (appliance.daemon.create_services)
+    notices = Notifier(
+        accounts, store, spool, hostname=lambda: cfg.hostname, scratch=scratch_dir(cfg.queue_dir)
+    )
     sieve = SieveFilter(
         store_for(cfg.data_dir),
         cfg.hostname,
-        replies=Notifier(
-            accounts,
-            store,
-            spool,
-            hostname=lambda: cfg.hostname,
-            scratch=scratch_dir(cfg.queue_dir),
-        ),
+        replies=notices,
         tracker=VacationTracker(cfg.data_dir / "sieve" / "vacation.sqlite"),
     )
     tls = TlsManager(cfg.tls.cert, cfg.tls.key, cfg.hostname, True)
@@ -163,11 +161,11 @@ def box(tmp_path: Path, sinks: Callable[..., Any]) -> Iterator[Box]:
         SmtpDeps(
             auth=Authenticator(accounts, LoginThrottle(free_failures=3, base=30.0)),
             tls=tls,
-            delivery=PipelineDeps(accounts, store, spool, chain),
+            delivery=PipelineDeps(accounts, store, spool, chain, notices),
         ),
     )
     resolver = DnsResolver(cache=DnsCache())  # the daemon's default; mail goes to the smarthost
-    queue = QueueService(cfg, QueueDeps(accounts, store, spool, resolver), poll=0.5, timeout=10)
+    queue = QueueService(cfg, QueueDeps(accounts, notices, spool, resolver), poll=0.5, timeout=10)
     b = Box(ctx, loop, dns, sink, store, {})
     b.call(queue.start())
     b.call(smtp.start())

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 
 from appliance import config as config_mod
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
+from appliance.delivery.notices import Notifier
 from appliance.delivery.pipeline import PipelineDeps
 from appliance.events import ChangeBus
 from appliance.filters.base import Filter, FilterChain, RecipientFilter
+from appliance.queue.spool import scratch_dir
 from appliance.smtp.service import SmtpService
 from appliance.smtp.state import SmtpDeps
 from appliance.store.base import INBOX
@@ -160,6 +162,17 @@ class SmtpEnv:
         return sorted(d.iterdir()) if d.exists() else []
 
 
+def notifier(cfg: config_mod.Config, accounts: Accounts, store: Any, queue: Any) -> Notifier:
+    """The box's one notifier, as appliance.daemon.create_services builds it."""
+    return Notifier(
+        accounts,
+        store,
+        queue,
+        hostname=lambda: cfg.hostname,
+        scratch=scratch_dir(cfg.queue_dir),
+    )
+
+
 def populate(accounts: Accounts) -> None:
     accounts.add_domain(DOMAIN)
     accounts.add_domain("catch.test")
@@ -206,7 +219,7 @@ def _build(tmp: Path, limits: dict[str, Any], template: Path | None = None) -> S
     deps = SmtpDeps(
         auth=Authenticator(accounts, LoginThrottle(free_failures=3, base=30.0)),
         tls=tls,
-        delivery=PipelineDeps(accounts, store, queue, chain),
+        delivery=PipelineDeps(accounts, store, queue, chain, notifier(cfg, accounts, store, queue)),
     )
     loop = asyncio.new_event_loop()
     service = SmtpService(cfg, deps)

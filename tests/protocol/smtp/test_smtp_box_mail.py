@@ -14,7 +14,7 @@ from appliance.dns import DnsResolver
 from appliance.filters.service import FilterEnv
 from appliance.filters.setup import build_filters
 from appliance.filters.sieve_store import store_for
-from tests.protocol.smtp.smtpenv import DOMAIN, SmtpEnv, message
+from tests.protocol.smtp.smtpenv import DOMAIN, SmtpEnv, message, notifier
 
 ALICE, BOB, CAROL = (f"{u}@{DOMAIN}" for u in ("alice", "bob", "carol"))
 
@@ -55,7 +55,8 @@ def sieve(env: SmtpEnv, user: str, script: str) -> None:
     """Give ``user`` a Sieve script; the daemon's own filter wiring (build_filters)."""
     store_for(env.ctx.config.data_dir).save_script(user, script)
     dns = DnsResolver(nameservers=["127.0.0.1"])  # unused: mailauth is not taken here
-    built = FilterEnv(env.ctx.config, env.queue, dns, env.accounts, env.store)
+    replies = notifier(env.ctx.config, env.accounts, env.store, env.queue)
+    built = FilterEnv(env.ctx.config, dns, replies)
     env.ctx.recipient_filters[:] = build_filters(built)[1]
 
 

@@ -18,7 +18,7 @@ from appliance.backup.initialize import init_repository
 from appliance.backup.service import BackupDeps
 from appliance.backup.service import BackupService as _BackupService
 from appliance.backup.store_lock import open_store
-from appliance.ctl.service import CommandError
+from appliance.runtime import CommandError
 
 
 def make_ctx(cfg: config.Config) -> Any:

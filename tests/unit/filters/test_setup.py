@@ -25,8 +25,7 @@ class Queue:
 class Ctx:
     config: config.Config
     queue: Queue
-    accounts: Any = None  # the notifier's; untouched while the chain is built
-    store: Any = None
+    replies: Any = None  # the notifier's; untouched while the chain is built
 
 
 def cfg(tmp_path: Path, filters: dict[str, Any]) -> config.Config:
@@ -108,20 +107,17 @@ def test_service_rebuilds_chain_on_reload(tmp_path: Path) -> None:
         queue: Queue
         ctl_handlers: dict[str, Any]
         dns: DnsResolver
-        accounts: Any = None
-        store: Any = None
+        replies: Any = None
 
     off = cfg(tmp_path, {"mailauth": False, "sieve": False})
     ctx = DaemonCtx(off, Queue(), {}, DnsResolver(nameservers=["127.0.0.1"]))
     chain = FilterChain()
     svc = FiltersService(
         ctx.config,
-        ctx.queue,  # type: ignore[arg-type]
         ctx.dns,
         chain,
         ctx.ctl_handlers,
-        accounts=ctx.accounts,
-        store=ctx.store,
+        replies=ctx.replies,
     )
     asyncio.run(svc.start())
     assert svc.status() == {"filters": [], "recipient_filters": []}
@@ -147,12 +143,10 @@ def test_reload_closes_the_replaced_chain_after_its_last_run(tmp_path: Path) -> 
     dns = DnsResolver(nameservers=["127.0.0.1"])
     svc = FiltersService(
         first,
-        Queue(),  # type: ignore[arg-type]
         dns,
         chain,
         {},
-        accounts=None,  # type: ignore[arg-type]
-        store=None,  # type: ignore[arg-type]
+        replies=None,  # type: ignore[arg-type]
     )
 
     async def main() -> None:

@@ -12,8 +12,8 @@ import pytest
 from appliance import config
 from appliance.ctl.client import CtlClient
 from appliance.ctl.protocol import CtlError
-from appliance.ctl.service import CommandError, CtlService, register
-from appliance.runtime import CtlHandlers, Supervisor
+from appliance.ctl.service import CtlService
+from appliance.runtime import CommandError, CtlHandlers, Supervisor, register
 from appliance.tls import TlsManager
 from tests.harness import write_config
 
