@@ -301,6 +301,20 @@ class Smtp:
         return next((grants for who, grants in self.extra_identities if who == key), ())
 
 
+def _alert_address(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a string")
+    return _identity(value, key, False) if value.strip() else ""
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where the box's alert mail goes (webui.alerts)."""
+
+    # "" = the first admin account's address
+    email: str = field(default="", metadata=rule(parse=_alert_address))
+
+
 @dataclass(frozen=True)
 class Config:
     hostname: str
@@ -316,6 +330,7 @@ class Config:
     backup: Backup = field(default_factory=Backup)
     filters: Filters = field(default_factory=Filters)
     smtp: Smtp = field(default_factory=Smtp)
+    alerts: Alerts = field(default_factory=Alerts)
     dev: bool = False
     source: Path | None = field(default=None, metadata=rule(toml=""))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from appliance import __version__, config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
 from appliance.backup import service as backup_service
+from appliance.ctl import alertmail
 from appliance.ctl import service as ctl_service
 from appliance.delivery.notices import Notifier
 from appliance.delivery.pipeline import PipelineDeps
@@ -55,6 +56,7 @@ SERVICE_MODULES: tuple[str, ...] = tuple(
         ctl_service,
         filters_service,
         queue_service,
+        alertmail,
         backup_service,
         smtp_service,
         imap_service,
@@ -159,6 +161,10 @@ def create_services(d: Daemon) -> list[Service]:
         *filters_service.create(cfg, d.dns, d.chain, handlers, replies=notices),
         *queue_service.create(
             cfg, queue_service.QueueDeps(d.accounts, notices, d.queue, d.dns), handlers
+        ),
+        *alertmail.create(
+            alertmail.AlertDeps(d.accounts, d.store, d.queue, lambda: d.supervisor.config),
+            handlers,
         ),
         *backup_service.create(cfg, backup_service.BackupDeps(d.accounts, d.store), handlers),
         *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),

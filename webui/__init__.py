@@ -22,6 +22,7 @@ from appliance import atomicfile, config, setupsecret
 from appliance.accounts import Accounts, LoginThrottle
 from appliance.dns import DnsResolver, SyncLookup, SyncResolver
 from webui import (
+    alertviews,
     auth,
     backup,
     certviews,
@@ -130,6 +131,7 @@ def create_app(
         backup,
         me,
         me_mail,
+        alertviews,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -3,7 +3,9 @@
 After a successful ACME install the host name is recorded in ``<data_dir>/acme/issued``.
 :func:`start` runs a thread in the web process that checks twice a day and renews when
 the installed certificate for that host name has fewer than RENEW_DAYS left. A failure
-is logged and retried on the next check; the dashboard's certificate line warns at 21 days.
+is logged, kept in ``<data_dir>/acme/renew-error`` (cleared by the next success) for the
+alert mail to quote, and retried on the next check; the dashboard's certificate line warns
+at 21 days.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from appliance import config
+from appliance import atomicfile, config
 from webui import acme_issue, certs
 from webui.context import WebContext
 
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 RENEW_DAYS = 30
 CHECK_SECONDS = 12 * 3600
 MARKER = "issued"
+ERROR_FILE = "renew-error"
 
 Issue = Callable[..., tuple[bytes, bytes]]
 Install = Callable[[WebContext, bytes, bytes], str]
@@ -31,6 +34,26 @@ def record_issued(cfg: config.Config) -> None:
     path = cfg.data_dir / "acme" / MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(cfg.hostname + "\n", encoding="ascii")
+
+
+def renew_error(cfg: config.Config) -> str:
+    """Why the last automatic renewal failed ("" when it did not, or none ran)."""
+    try:
+        return (cfg.data_dir / "acme" / ERROR_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _note_error(cfg: config.Config, text: str) -> None:
+    path = cfg.data_dir / "acme" / ERROR_FILE
+    try:
+        if text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomicfile.write_text(path, text + "\n")
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:  # the note is for the alert mail; renewal goes on without it
+        log.warning("acme=renew-error-not-kept error=%s", exc)
 
 
 def due(cfg: config.Config, now: dt.datetime) -> bool:
@@ -57,7 +80,9 @@ def renew_if_due(ctx: WebContext, install: Install, issue: Issue = acme_issue.is
         install(ctx, chain, key)
     except (acme_issue.AcmeProblem, certs.CertProblem) as exc:
         log.warning("acme=renew-failed host=%s error=%s", cfg.hostname, exc)
+        _note_error(cfg, str(exc)[:500])
         return False
+    _note_error(cfg, "")
     log.info("acme=renewed host=%s", cfg.hostname)
     return True
 

@@ -15,7 +15,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.ctl.protocol import CtlError
-from webui import certs, diskusage, dnscheck, sizing, smart
+from webui import alerts, certs, diskusage, dnscheck, sizing, smart
 from webui.context import WebContext, web
 from webui.helper import HelperError
 from webui.security import current_user
@@ -302,6 +302,9 @@ def index() -> str:
         usage_chart=diskusage.chart(samples),
         usage_summary=diskusage.summary(samples),
         usage_samples=len(samples),
+        alerts=alerts.alerts(ctx),
+        alert_to=alerts.recipient(ctx),
+        alert_email=cfg.alerts.email,
     )
 
 

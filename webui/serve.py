@@ -35,7 +35,7 @@ from pathlib import Path
 from appliance import config
 from appliance.setupsecret import console_secret
 from appliance.tls import server_context, trim_asyncio_tls_buffers
-from webui import acme_renew, certviews, create_app, diskusage
+from webui import acme_renew, alerts, certviews, create_app, diskusage
 from webui.context import WebContext
 from webui.httpd import HttpLimits, HttpServer, bind
 
@@ -209,6 +209,7 @@ def create_server(config_path: Path, threads: int = 16) -> WebServer:
     stop = threading.Event()
     acme_renew.start(ctx, certviews.install, stop)
     diskusage.start(ctx, stop)  # hourly disk usage samples for the dashboard's chart
+    alerts.start(ctx, stop)  # alert mail and the dashboard's banner (every 10 minutes)
     web = WebServer(http, plain, https, stop.set)
     log.info(
         "web=listening addresses=%s",

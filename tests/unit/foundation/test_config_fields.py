@@ -83,12 +83,19 @@ def test_dev_mode_defaults_come_from_the_fields(tmp_path: Path) -> None:
     assert box.queue == config.Queue()
 
 
+# Tables added after the corpus was captured, left out of the comparison at their default.
+ADDED_SINCE = (", alerts=Alerts(email='')",)
+
+
 def _outcome(raw: dict[str, Any]) -> dict[str, str]:
     try:
         cfg = config.from_mapping(raw, Path(CORPUS["base"]))
     except config.ConfigError as exc:
         return {"error": str(exc)}
-    return {"config_sha256": hashlib.sha256(repr(cfg).encode()).hexdigest()}
+    text = repr(cfg)
+    for added in ADDED_SINCE:
+        text = text.replace(added, "", 1)
+    return {"config_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 @pytest.mark.parametrize("case", CORPUS["cases"], ids=[c["name"] for c in CORPUS["cases"]])
