@@ -41,7 +41,8 @@ def address() -> Response:
     except config.ConfigError:
         flash("Enter one email address such as you@example.org, or leave it empty.", "error")
         return redirect(url_for("dashboard.index") + "#alerts")
-    log.info("web=alert-address-set email=%s by=%s", value or "-", current_user())
-    where = value or f"the first admin account ({alerts.recipient(ctx) or 'none yet'})"
+    saved = ctx.config().alerts.email  # as validated: lower case
+    log.info("web=alert-address-set email=%s by=%s", saved or "-", current_user())
+    where = saved or f"the first admin account ({alerts.recipient(ctx) or 'none yet'})"
     flash(f"Alerts now go to {where}.", "ok")
     return redirect(url_for("dashboard.index") + "#alerts")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import email.message
 import email.policy
 import imaplib
 import ssl
@@ -55,9 +56,7 @@ class Box:
     clock: list[float]
     smart: dict[str, Any] = field(default_factory=lambda: dict(HEALTHY_SMART))
     mail_used: list[float] = field(default_factory=lambda: [0.30])  # share of the mail disk
-    memory: list[Memory] = field(
-        default_factory=lambda: [Memory(4 * GiB, 3 * GiB, 2 * GiB, 0)]
-    )
+    memory: list[Memory] = field(default_factory=lambda: [Memory(4 * GiB, 3 * GiB, 2 * GiB, 0)])
 
     @property
     def cfg(self) -> config.Config:
@@ -79,8 +78,8 @@ class Box:
             sent += self.monitor.run_once()
         return sent
 
-    def subjects(self) -> list[str]:
-        """The Subject of every message in the admin's INBOX, oldest first."""
+    def messages(self) -> list[email.message.EmailMessage]:
+        """Every message in the admin's INBOX, oldest first, read over IMAPS."""
         cfg = self.cfg
         tls = ssl.create_default_context(cafile=str(cfg.tls.cert))
         tls.check_hostname = False
@@ -92,30 +91,26 @@ class Box:
             assert typ == "OK"
             out = []
             for num in data[0].split():
-                typ, parts = c.fetch(num, "(BODY.PEEK[HEADER])")
+                typ, parts = c.fetch(num, "(BODY.PEEK[])")
                 assert typ == "OK"
                 raw = parts[0][1]  # type: ignore[index]
                 msg = email.message_from_bytes(raw, policy=email.policy.default)
-                out.append(str(msg["Subject"]))
+                assert isinstance(msg, email.message.EmailMessage)
+                out.append(msg)
             return out
 
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages()]
+
     def bodies(self, subject_part: str) -> list[str]:
-        cfg = self.cfg
-        tls = ssl.create_default_context(cafile=str(cfg.tls.cert))
-        tls.check_hostname = False
-        imaps = cfg.listeners.imaps[0]
-        with imaplib.IMAP4_SSL(imaps.host, imaps.port, ssl_context=tls, timeout=20) as c:
-            c.login(ADMIN, PASSWORD)
-            c.select("INBOX", readonly=True)
-            typ, data = c.search(None, "ALL")
-            out = []
-            for num in data[0].split():
-                typ, parts = c.fetch(num, "(BODY.PEEK[])")
-                msg = email.message_from_bytes(parts[0][1], policy=email.policy.default)  # type: ignore[index]
-                if subject_part in str(msg["Subject"]):
-                    body = msg.get_body(("plain",))
-                    out.append(body.get_content() if body is not None else "")
-            return out
+        """The text of each message whose Subject holds ``subject_part``."""
+        out = []
+        for msg in self.messages():
+            if subject_part in str(msg["Subject"]):
+                body = msg.get_body(("plain",))
+                assert body is not None
+                out.append(str(body.get_content()))  # type: ignore[attr-defined]
+        return out
 
     def mailed(self, subject_part: str) -> int:
         return sum(subject_part in s for s in self.subjects())
