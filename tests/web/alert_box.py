@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flask import Flask
+
 from appliance import config
 from appliance.accounts import Accounts
 from appliance.dns import SyncResolver
@@ -50,6 +52,7 @@ PUBLISHED: dict[tuple[str, str], list[str]] = {
 class Box:
     cfg_path: Path
     daemon: Daemon
+    app: Flask
     ctx: WebContext
     monitor: alerts.Monitor
     resolver: FakeResolver
@@ -175,5 +178,5 @@ def alert_box(directory: Path, *, real_disk: bool = False, **overrides: Any) -> 
 
         # The system disk is the mail disk's file system here: one "disk:" condition.
         monitor = alerts.Monitor(ctx, system_path=cfg.mail_dir, memory=memory)
-        box = Box(cfg_path, daemon, ctx, monitor, resolver, clock)
+        box = Box(cfg_path, daemon, app, ctx, monitor, resolver, clock)
         yield box
