@@ -6,6 +6,7 @@ memory, DNS answers and the clock. The admin reads alert mail over IMAP (imaplib
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import email
 import email.message
 import email.policy
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from flask import Flask
 
 from appliance import config
@@ -135,6 +140,25 @@ def mail_disk(cfg: config.Config) -> Disk:
         partitions=(),
         holds_system=False,
     )
+
+
+def expired_cert(path: Path) -> None:
+    """A certificate for HOST that ran out two days ago (by the real clock)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=90))
+        .not_valid_after(now - dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 @contextlib.contextmanager

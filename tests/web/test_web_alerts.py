@@ -4,6 +4,9 @@ cannot be read this time, the recipient, the banner, the address form, the test 
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,14 @@ from flask.testing import FlaskClient
 
 from appliance import config
 from appliance.ctl.protocol import CtlError
+from tests.harness import write_config
+from tests.web.alert_box import expired_cert
 from tests.web.web_helpers import ADMIN, NOW, Env, FakeCtl, backup_run, make_pair, post
-from webui import alertchecks, alerts
+from webui import alertchecks, alerts, serve
 from webui.alertchecks import Memory
 from webui.context import WebContext
 from webui.sizing import GiB, Hardware
+from webui.webdb import WEB_DB, WebDb
 
 
 class MailCtl(FakeCtl):
@@ -302,3 +308,27 @@ def test_config_key(tmp_path: Path) -> None:
         config.loads('[alerts]\nemail = "nobody"\n', tmp_path)
     with pytest.raises(config.ConfigError, match=r"alerts\.to"):
         config.loads('[alerts]\nto = "a@b.org"\n', tmp_path)
+
+
+def test_the_web_server_runs_the_checks_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `make run` and the appliance start (webui.serve) checks on its own: here an
+    expired certificate, recorded for the banner (no daemon, so no mail)."""
+    monkeypatch.setattr(alerts, "FIRST_DELAY", 0.1)
+    cfg_path = write_config(tmp_path)
+    cfg = config.load(cfg_path)
+    cfg.tls.cert.parent.mkdir(parents=True, exist_ok=True)
+    expired_cert(cfg.tls.cert)
+    server = serve.create_server(cfg_path)
+    try:
+        db = WebDb(cfg.data_dir / WEB_DB)
+        deadline = time.monotonic() + 30
+        keys: list[str] = []
+        while time.monotonic() < deadline and "cert" not in keys:
+            time.sleep(0.1)
+            with contextlib.suppress(sqlite3.OperationalError):  # table not made yet
+                keys = [k for (k,) in db.conn().execute("SELECT key FROM alert_state")]
+        assert "cert" in keys
+    finally:
+        server.close()

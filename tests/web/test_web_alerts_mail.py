@@ -11,7 +11,6 @@ resolver, and memory readings.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -19,15 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from appliance.backup.initialize import init_repository
 from appliance.ctl.client import CtlClient
 from appliance.queue.spool import Spool
-from tests.web.alert_box import HOST, Box, alert_box
+from tests.web.alert_box import HOST, Box, alert_box, expired_cert
 from webui.alertchecks import Memory
 from webui.sizing import GiB
 
@@ -126,24 +121,6 @@ def test_a_failing_backup_target(tmp_path: Path) -> None:
         assert box.mailed("Backup failed") == 1
         (body,) = box.bodies("Backup failed")
         assert "The last backup failed: " in body
-
-
-def expired_cert(path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=90))
-        .not_valid_after(now - dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def test_an_expired_certificate_whose_renewal_failed(tmp_path: Path) -> None:
