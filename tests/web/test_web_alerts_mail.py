@@ -21,6 +21,7 @@ import pytest
 
 from appliance.backup.initialize import init_repository
 from appliance.ctl.client import CtlClient
+from appliance.ctl.protocol import CtlError
 from appliance.queue.spool import Spool
 from tests.web.alert_box import HOST, Box, alert_box, expired_cert
 from webui.alertchecks import Memory
@@ -243,3 +244,24 @@ def test_an_alert_address_elsewhere_goes_through_the_queue(tmp_path: Path) -> No
         log = box.daemon.log()
         assert "alert=sent to=ops@remote.example stored=0 queue_id=" in log
         assert box.subjects() == []  # nothing for the admin's own INBOX
+
+
+def test_alert_send_refuses_what_it_cannot_deliver(tmp_path: Path) -> None:
+    with alert_box(tmp_path) as box:
+        ctl = CtlClient(box.cfg.ctl_socket)
+        refused = [
+            ({"to": "Boss <boss@remote.example>", "subject": "s", "text": "t"}, "one plain"),
+            ({"to": "nobody@pillarbox.test", "subject": "s", "text": "t"}, "has no mailbox"),
+            ({"to": "admin@pillarbox.test", "subject": "", "text": "t"}, "args.subject"),
+            ({"to": "admin@pillarbox.test", "subject": "s" * 201, "text": "t"}, "longer than 200"),
+            ({"to": "admin@pillarbox.test", "subject": "s", "text": "t" * 65537}, "args.text"),
+        ]
+        for args, why in refused:
+            with pytest.raises(CtlError, match=why):
+                ctl.call("alert_send", **args)
+        # A line break in the subject cannot add a header.
+        ctl.call("alert_send", to="admin@pillarbox.test", subject="a\r\nBcc: x@y.example", text="t")
+        (msg,) = box.messages()
+        assert msg["Subject"] == "a Bcc: x@y.example" and msg["Bcc"] is None
+        assert msg["Auto-Submitted"] == "auto-generated"
+        assert msg["From"] == f"Pillarbox <MAILER-DAEMON@{HOST}>"
