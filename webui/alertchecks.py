@@ -171,20 +171,23 @@ def check_smart(run: Run) -> Outcome:
 
 
 def _sector_growth(run: Run, disk: Disk, count: int) -> Condition | None:
-    """Active while the disk's bad-sector count grew in the last SECTOR_HOLD_SECONDS."""
+    """Active while the disk's bad-sector count grew in the last SECTOR_HOLD_SECONDS.
+
+    The memo keeps the count last seen, the count before this episode's first growth
+    and its peak: only a new peak is news (a fall, pending sectors remapped, is not)."""
     memo_key = f"smart-sectors:{disk.serial or disk.path}"
     seen = run.memo.get(memo_key)
     if not isinstance(seen, dict):
-        run.memo.put(memo_key, {"count": count, "grown_at": 0.0, "before": count})
+        run.memo.put(memo_key, {"count": count, "before": count, "peak": count, "grown_at": 0.0})
         return None
-    last, grown_at, before = int(seen["count"]), float(seen["grown_at"]), int(seen["before"])
-    if count > last:
+    grown_at, before, peak = float(seen["grown_at"]), int(seen["before"]), int(seen["peak"])
+    if count > int(seen["count"]):
         if run.now - grown_at >= SECTOR_HOLD_SECONDS:
-            before = last  # a new episode counts from here
-        grown_at, last = run.now, count
-        run.memo.put(memo_key, {"count": count, "grown_at": grown_at, "before": before})
-    elif count < last:  # pending sectors were remapped or rewritten: a new baseline
-        run.memo.put(memo_key, {"count": count, "grown_at": grown_at, "before": min(before, count)})
+            before, peak = int(seen["count"]), count  # a new episode counts from here
+        grown_at, peak = run.now, max(peak, count)
+    if count != int(seen["count"]) or grown_at != float(seen["grown_at"]):
+        memo = {"count": count, "before": before, "peak": peak, "grown_at": grown_at}
+        run.memo.put(memo_key, memo)
     if run.now - grown_at >= SECTOR_HOLD_SECONDS:
         return None
     name = smart.describe(disk)
@@ -193,9 +196,9 @@ def _sector_growth(run: Run, disk: Disk, count: int) -> Condition | None:
         "warning",
         f"Disk sectors going bad: {name}",
         f"{name} has more reallocated or pending sectors than before: {before} then, "
-        f"{last} now. Disks that start doing this often fail soon: keep backups current "
-        "and plan to replace it.",
-        str(last),
+        f"{peak} at most since, {count} now. Disks that start doing this often fail "
+        "soon: keep backups current and plan to replace it.",
+        str(peak),
         "/storage",
     )
 
@@ -277,6 +280,10 @@ def _number(value: object) -> float | None:
     return None
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _days(seconds: float) -> str:
     days = int(seconds // 86400)
     return f"{days} day{'s' if days != 1 else ''}"
@@ -292,8 +299,7 @@ def check_backup(run: Run) -> Outcome:
         run.memo.put("backup-configured-at", None)
         return Outcome()
     conditions: list[Condition] = []
-    last = st.get("last") if isinstance(st.get("last"), dict) else {}
-    assert isinstance(last, dict)
+    last = _mapping(st.get("last"))
     if last.get("ok") is False or st.get("state") == "interrupted":
         error = (
             "it was interrupted (the box restarted or the backup process died)"
@@ -311,9 +317,7 @@ def check_backup(run: Run) -> Outcome:
                 "/backup/",
             )
         )
-    success = st.get("last_success") if isinstance(st.get("last_success"), dict) else {}
-    assert isinstance(success, dict)
-    finished = _number(success.get("finished"))
+    finished = _number(_mapping(st.get("last_success")).get("finished"))
     since = run.memo.get("backup-configured-at")
     if not isinstance(since, int | float):
         since = run.now

@@ -51,8 +51,13 @@ def test_growing_bad_sectors_are_mailed_once_per_growth(tmp_path: Path) -> None:
         box.smart["pending_sectors"] = 3
         box.check(step=1801)
         assert box.mailed("Disk sectors going bad") == 2  # grew again: news
+        box.smart["pending_sectors"] = 0  # remapped: fewer is no news
+        box.check(step=1801)
+        assert box.mailed("Disk sectors going bad") == 2
         (body,) = [b for b in box.bodies("Disk sectors going bad") if "11 now" in b]
-        assert "2 then, 11 now" in body
+        assert "2 then, 11 at most since, 11 now" in body
+        box.check(step=7 * 86400)  # a week without growth
+        assert box.mailed("Resolved: Disk sectors going bad") == 1
 
 
 def test_mail_disk_past_85_and_95_percent(tmp_path: Path) -> None:
