@@ -114,6 +114,13 @@ class DbMemo:
                 )
 
 
+def last_checked(ctx: WebContext) -> float | None:
+    """When the checks last ran (None: not yet)."""
+    _ensure(ctx)
+    value = DbMemo(ctx).get("checked-at")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def recipient(ctx: WebContext) -> str | None:
     """``[alerts] email``, else the first admin account (oldest, not disabled)."""
     configured = ctx.config().alerts.email
@@ -185,6 +192,7 @@ class Monitor:
         with self._lock:
             now = self.ctx.clock()
             self._record(now, *self._check(now))
+            DbMemo(self.ctx).put("checked-at", now)
             return self._mail(now)
 
     def _check(self, now: float) -> tuple[dict[str, Condition], list[str]]:

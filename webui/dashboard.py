@@ -305,6 +305,7 @@ def index() -> str:
         alerts=alerts.alerts(ctx),
         alert_to=alerts.recipient(ctx),
         alert_email=cfg.alerts.email,
+        alerts_checked=alerts.last_checked(ctx),
     )
 
 

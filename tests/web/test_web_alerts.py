@@ -5,6 +5,7 @@ cannot be read this time, the recipient, the banner, the address form, the test 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sqlite3
 import time
 from pathlib import Path
@@ -276,10 +277,13 @@ def test_recipient_is_the_first_admin_unless_configured(admin: FlaskClient, env:
 
 
 def test_banner_and_test_button(admin: FlaskClient, env: Env, mail_ctl: MailCtl) -> None:
-    assert 'id="alert-banner"' not in admin.get("/").get_data(as_text=True)
+    page = admin.get("/").get_data(as_text=True)
+    assert 'id="alert-banner"' not in page and "Not checked yet." in page
     used(env, 0.96)
     monitor(admin, env).run_once()
     page = admin.get("/").get_data(as_text=True)
+    checked = dt.datetime.fromtimestamp(env.clock[0]).strftime("%Y-%m-%d %H:%M")
+    assert f"Last checked {checked}." in page
     assert 'id="alert-banner"' in page and "1 problem needs attention" in page
     assert "Mail disk 96% full" in page
     r = post(admin, "/alerts/test", {}, form_page="/")
