@@ -210,6 +210,10 @@ def test_a_dns_answer_changed(tmp_path: Path) -> None:
         (body,) = box.bodies("DNS records of pillarbox.test changed")
         assert "Incoming mail (MX): MX pillarbox.test: Mail goes elsewhere" in body
         assert "found: 10 mx.elsewhere.example" in body
+        box.resolver.dead = True  # no answer is not an answer: nothing changes
+        box.check()
+        assert len(box.subjects()) == 1
+        box.resolver.dead = False
         box.resolver.records[("pillarbox.test", "MX")] = [f"10 {HOST}"]
         box.check()
         assert box.mailed("Resolved: DNS records of pillarbox.test changed") == 1
