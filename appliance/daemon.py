@@ -162,10 +162,7 @@ def create_services(d: Daemon) -> list[Service]:
         *queue_service.create(
             cfg, queue_service.QueueDeps(d.accounts, notices, d.queue, d.dns), handlers
         ),
-        *alertmail.create(
-            alertmail.AlertDeps(d.accounts, d.store, d.queue, lambda: d.supervisor.config),
-            handlers,
-        ),
+        *alertmail.create(alertmail.AlertDeps(notices), handlers),
         *backup_service.create(cfg, backup_service.BackupDeps(d.accounts, d.store), handlers),
         *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),
         *imap_service.create(cfg, ImapDeps(d.store, d.auth, d.bus, d.tls)),

@@ -12,17 +12,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.accounts import Accounts
-from appliance.config import Config
-from appliance.ctl.service import CommandError, register
 from appliance.delivery.notices import NoticeError, Notifier
-from appliance.queue.base import OutboundQueue
-from appliance.runtime import CtlHandlers, Service
-from appliance.store.base import MailStore, StoreError
+from appliance.runtime import CommandError, CtlHandlers, Service, register
+from appliance.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +46,7 @@ def _address(value: str) -> str:
 class AlertDeps:
     """What alert_send uses."""
 
-    accounts: Accounts
-    store: MailStore
-    queue: OutboundQueue
-    config: Callable[[], Config]  # the config in force (host name, queue directory)
+    notices: Notifier  # the box's one notifier (appliance.daemon.create_services)
 
 
 class AlertMail:
@@ -62,16 +54,8 @@ class AlertMail:
         self.deps = deps
 
     def _send(self, to: str, subject: str, text: str) -> dict[str, Any]:
-        deps = self.deps
-        notifier = Notifier(
-            deps.accounts,
-            deps.store,
-            deps.queue,
-            hostname=lambda: deps.config().hostname,
-            scratch=deps.config().queue_dir / "tmp",
-        )
         try:
-            sent = notifier.text(to, subject, text)
+            sent = self.deps.notices.text(to, subject, text)
         except NoticeError as exc:
             raise CommandError(str(exc)) from None
         if not sent:
