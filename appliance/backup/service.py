@@ -8,6 +8,8 @@ ctl commands (JSON args):
                                       append a user's backed-up mail under Restored/<date>
   backup_sheet   {}                   recovery sheet data; the password only until
   backup_sheet_ack {}                 an admin confirms it is stored (then never again)
+  backup_init    {}                   create the repository at the configured target (the
+                                      wizard's "save and test"); already there: connected
 
 On the appliance a systemd timer runs ``pillarbox backup run --scheduled`` instead of the
 in-daemon scheduler (which runs only in dev mode); both share the run lock, so the timer
@@ -27,6 +29,7 @@ from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.backup import password, restore, schedule, store_lock
+from appliance.backup.initialize import init_repository
 from appliance.backup.restic import BackupError, NotConfigured, Restic, repository_for
 from appliance.backup.runner import BackupBusy, BackupRunner, RunResult
 from appliance.config import Config
@@ -81,6 +84,7 @@ class BackupService:
         register(handlers, "backup_restore", self._cmd_restore)
         register(handlers, "backup_sheet", self._cmd_sheet)
         register(handlers, "backup_sheet_ack", self._cmd_sheet_ack)
+        register(handlers, "backup_init", self._cmd_init)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -232,6 +236,24 @@ class BackupService:
         await asyncio.to_thread(password.acknowledge, repo.password_file)
         log.info("backup=recovery-sheet-acknowledged")
         return {"acknowledged": True}
+
+    async def _cmd_init(self, args: dict[str, Any]) -> Any:
+        """Create the repository (a new password, shown on the recovery sheet until it is
+        acknowledged); a repository the stored password already opens is left as it is."""
+        restic = self._restic()
+        cfg = self.config
+        if restic.repo.password_file.is_file():
+            try:
+                ready = await asyncio.to_thread(restic.is_initialized)
+            except BackupError as exc:
+                raise CommandError(str(exc)) from None
+            if ready:
+                return {"location": restic.repo.display(), "created": False}
+        try:
+            result = await asyncio.to_thread(init_repository, cfg, restic=restic)
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+        return {"location": result.location, "created": result.created}
 
     async def _cmd_restore(self, args: dict[str, Any]) -> Any:
         user = args.get("user")

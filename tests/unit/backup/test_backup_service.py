@@ -132,3 +132,37 @@ def test_scheduler_backs_off_while_another_process_runs_a_backup(cfg: config.Con
         await svc.stop()
 
     asyncio.run(main())
+
+
+def test_init_creates_the_repository_once_then_reports_it_ready(cfg: config.Config) -> None:
+    """The wizard's "save and test": a real restic repository at the local target; the
+    password waits on the recovery sheet; a second call leaves the repository alone."""
+    ctx = make_ctx(cfg)
+
+    async def main() -> None:
+        BackupService(ctx)
+        first = await ctx.ctl_handlers["backup_init"]({})
+        assert first["created"] is True and first["location"] == str(cfg.backup.path)
+        sheet = await ctx.ctl_handlers["backup_sheet"]({})
+        assert sheet["password"] and not sheet["acknowledged"]
+        again = await ctx.ctl_handlers["backup_init"]({})
+        assert again == {"location": str(cfg.backup.path), "created": False}
+        assert (await ctx.ctl_handlers["backup_sheet"]({}))["password"] == sheet["password"]
+
+    asyncio.run(main())
+
+
+def test_init_says_why_an_unreachable_target_fails(tmp_path: Path, cfg: config.Config) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    ctx = make_ctx(
+        dataclasses.replace(cfg, backup=dataclasses.replace(cfg.backup, path=blocked / "repo"))
+    )
+
+    async def main() -> None:
+        BackupService(ctx)
+        with pytest.raises(CommandError, match="restic init failed"):
+            await ctx.ctl_handlers["backup_init"]({})
+        assert not ctx.config.backup.password_file.exists()  # a retry starts clean
+
+    asyncio.run(main())
