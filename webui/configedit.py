@@ -38,6 +38,22 @@ def update(path: Path, top: Mapping[str, Any] | None = None, **tables: Mapping[s
     config.save(path, tomlkit.dumps(doc))
 
 
+def replace_keys(path: Path, name: str, values: Mapping[str, Any], drop: set[str]) -> None:
+    """Set ``values`` in table ``name`` and remove the keys of ``drop`` not among them (a
+    switch of backup kind leaves no settings of the old kind behind), then save."""
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    table = doc.get(name)
+    if not isinstance(table, Table):
+        table = tomlkit.table()
+        doc[name] = table
+    for key in drop - set(values):
+        if key in table:
+            del table[key]
+    for key, value in values.items():
+        table[key] = value
+    config.save(path, tomlkit.dumps(doc))
+
+
 def set_smarthost(path: Path, entry: Mapping[str, Any] | None) -> None:
     """Replace all smarthosts with ``entry`` (one relay), or remove them when None."""
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))

@@ -30,12 +30,22 @@ bp = Blueprint(
 )
 
 
+DAEMON_DOWN = (
+    "The mail service does not answer, so the backup state is unknown. It starts with the "
+    "box; if it does not, restart the box."
+)
+
+
 def _call(cmd: str, **args: Any) -> tuple[Any, str]:
-    """(result, "") or (None, error text) for one ctl command."""
+    """(result, "") or (None, error text in words) for one ctl command."""
     try:
         return web().ctl().call(cmd, **args), ""
     except CtlError as exc:
-        return None, str(exc)
+        log.info("web=backup-ctl-failed cmd=%s error=%s", cmd, exc)
+        text = str(exc)
+        if "not running" in text or "cannot talk" in text or "closed the connection" in text:
+            return None, DAEMON_DOWN
+        return None, text[:1].upper() + text[1:].rstrip(".") + "."
 
 
 def _when(value: object) -> str:
@@ -61,6 +71,8 @@ def _size(n: object) -> str:
 bp.add_app_template_filter(_when, "backup_when")
 bp.add_app_template_filter(_size, "backup_size")
 
+from webui.backup import target  # noqa: E402 - registers its routes on bp
+
 
 @bp.route("/")
 def index() -> str:
@@ -71,8 +83,14 @@ def index() -> str:
         result, list_error = _call("backup_list")
         snapshots = result or []
     users = [u.email for u in web().accounts.list_users()]
+    ctx = web()
+    form = {"kind": "local", "path": "", "url": "", "port": "22", "key_id": ""}
     return render_template(
         "backup/index.html",
+        form=form,
+        errors={},
+        usb=target.usb_choices(ctx),
+        public_key="",
         status=status or {},
         status_error=status_error,
         snapshots=snapshots,
@@ -123,6 +141,8 @@ def restore() -> Response:
 @bp.route("/recovery-sheet")
 def recovery_sheet() -> str | tuple[str, int]:
     sheet, error = _call("backup_sheet")
+    if "not initialised" in error or "no backup target" in error.lower():
+        error = "No backup repository is set up yet: choose where backups go on the Backup page."
     if error:
         return render_template("backup/sheet.html", sheet=None, error=error), 503
     return render_template("backup/sheet.html", sheet=sheet, error="")

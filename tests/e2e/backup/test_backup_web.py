@@ -82,3 +82,41 @@ def test_backup_pages(tmp_path: Path) -> None:
     page = client.get("/backup/").get_data(as_text=True)
     assert "does not answer" in page
     assert client.get("/backup/status.json").status_code == 503
+
+
+def test_backup_target_form_creates_the_repository(tmp_path: Path) -> None:
+    """No target yet: the Backup page is the form (never "edit the config, run a
+    command"); choosing the plugged-in USB disk saves [backup], the real daemon creates
+    the restic repository, and the recovery sheet shows the new password."""
+    import dataclasses
+
+    from tests.web.web_helpers import SPARE, SYSTEM
+
+    path = write_config(tmp_path / "box")
+    cfg = config.load(path)
+    mount = tmp_path / "media" / "usb"
+    mount.mkdir(parents=True)
+    usb = dataclasses.replace(SPARE, mountpoint=str(mount), fstype="ext4", uuid="u-2")
+    app = create_app(path, disks=lambda: [SYSTEM, usb])
+    app.testing = True
+    client = app.test_client()
+    complete_setup(client, cfg)
+    with Daemon(path):
+        page = client.get("/backup/").get_data(as_text=True)
+        assert "Where should the backups go?" in page and "backup init" not in page
+        assert str(mount / "pillarbox-backup") in page
+        r = post(client, "/backup/target", {"kind": "sftp", "url": "nohost"}, "/backup/")
+        assert r.status_code == 400 and "user@host:/path" in r.get_data(as_text=True)
+        r = post(
+            client,
+            "/backup/target",
+            {"kind": "local", "path": str(mount / "pillarbox-backup")},
+            "/backup/",
+        )
+        assert r.status_code == 302 and r.location.endswith("/backup/recovery-sheet")
+        assert config.load(path).backup.target == "local"
+        assert (mount / "pillarbox-backup" / "config").is_file()  # restic's repository
+        sheet = client.get("/backup/recovery-sheet").get_data(as_text=True)
+        assert "sheet-password" in sheet and str(mount / "pillarbox-backup") in sheet
+        page = client.get("/backup/").get_data(as_text=True)
+        assert "Back up now" in page and "Change where backups go" in page
