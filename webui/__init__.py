@@ -36,6 +36,7 @@ from webui import (
     queueviews,
     security,
     twofactor,
+    wizard,
 )
 from webui import setup as setup_views
 from webui.acme_issue import AcmeSettings
@@ -132,6 +133,7 @@ def create_app(
         me,
         me_mail,
         alertviews,
+        wizard,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)
