@@ -22,35 +22,87 @@ bp = Blueprint("hardware", __name__)
 Page = Response | str | tuple[str, int]
 
 
+def _recommendation() -> sizing.Sizing:
+    ctx = web()
+    return sizing.recommend(ctx.measure(ctx.config().mail_dir), len(ctx.accounts.list_users()))
+
+
 @bp.route("/hardware")
 def sizing_page() -> str:
     ctx = web()
     cfg = ctx.config()
     hw = ctx.measure(cfg.mail_dir)
     return render_template(
-        "hardware.html", hw=hw, rec=sizing.recommend(hw), limits=cfg.limits, human=sizing.human
+        "hardware.html",
+        hw=hw,
+        rec=_recommendation(),
+        limits=cfg.limits,
+        filters=cfg.filters,
+        human=sizing.human,
+        rspamd_ram=sizing.RSPAMD_RAM,
+        clamav_ram=sizing.CLAMAV_RAM,
+        plan_min=sizing.PLAN_MIN,
     )
+
+
+def _save_limits(values: dict[str, int], said: str) -> Response:
+    ctx = web()
+    try:
+        configedit.update(ctx.config_path, limits=values)
+    except config.ConfigError as exc:
+        log.warning("web=limits-invalid error=%s", exc)
+        flash("Not saved: the box refused these values.", "error")
+        return redirect(url_for("hardware.sizing_page"))
+    log.info("web=limits-saved keys=%s by=%s", ",".join(values), current_user())
+    flash(said + " " + configedit.reload_daemon(ctx), "ok")
+    return redirect(url_for("hardware.sizing_page"))
 
 
 @bp.route("/hardware/accept", methods=["POST"])
 def sizing_accept() -> Response:
-    ctx = web()
-    rec = sizing.recommend(ctx.measure(ctx.config().mail_dir))
-    try:
-        configedit.update(
-            ctx.config_path,
-            limits={
-                "max_message_size": rec.max_message_size,
-                "max_connections": rec.max_connections,
-                "max_connections_per_ip": rec.max_connections_per_ip,
-                "default_quota": rec.quota,
-            },
-        )
-    except config.ConfigError as exc:
-        flash(f"Not saved: {exc}", "error")
+    """The connection and message limits; the storage per mailbox is its own button."""
+    rec = _recommendation()
+    return _save_limits(
+        {
+            "max_message_size": rec.max_message_size,
+            "max_connections": rec.max_connections,
+            "max_connections_per_ip": rec.max_connections_per_ip,
+        },
+        "Recommended limits saved.",
+    )
+
+
+@bp.route("/hardware/quota", methods=["POST"])
+def sizing_quota() -> Response:
+    """The default storage per new mailbox, set only to the value the button showed."""
+    value = request.form.get("quota", "")
+    if not value.isdigit() or int(value) > 1 << 50:
+        flash("Choose the storage per mailbox with its button.", "error")
         return redirect(url_for("hardware.sizing_page"))
-    log.info("web=sizing-accepted by=%s", current_user())
-    flash("Recommended limits saved. " + configedit.reload_daemon(ctx), "ok")
+    quota = int(value)
+    return _save_limits(
+        {"default_quota": quota},
+        f"Mailboxes without a limit of their own now get {sizing.human(quota)}.",
+    )
+
+
+@bp.route("/hardware/filters", methods=["POST"])
+def sizing_filters() -> Response:
+    """Switch the spam filter (rspamd) and the virus scanner (ClamAV) on or off."""
+    ctx = web()
+    wanted = {name: request.form.get(name) == "on" for name in ("rspamd", "clamav")}
+    try:
+        configedit.update(ctx.config_path, filters=wanted)
+    except config.ConfigError as exc:
+        log.warning("web=filters-invalid error=%s", exc)
+        flash("Not saved: the box refused these settings.", "error")
+        return redirect(url_for("hardware.sizing_page"))
+    log.info("web=filters-set rspamd=%s clamav=%s by=%s", *wanted.values(), current_user())
+    state = ", ".join(
+        f"{label} {'on' if wanted[key] else 'off'}"
+        for key, label in (("rspamd", "spam filter"), ("clamav", "virus scanner"))
+    )
+    flash(f"Saved: {state}. " + configedit.reload_daemon(ctx), "ok")
     return redirect(url_for("hardware.sizing_page"))
 
 

@@ -37,6 +37,8 @@ class Sizing:
     max_connections_per_ip: int
     rspamd: bool
     clamav: bool
+    planned: int = 0  # mailboxes the quota is shared by (see recommend)
+    users: int | None = None  # mailboxes on the box now, when known
 
 
 # (minimum RAM, mailboxes, connections, connections per IP)
@@ -75,12 +77,24 @@ def _round_quota(value: int) -> int:
     return max(100 * MiB, (value // (100 * MiB)) * 100 * MiB)
 
 
-def recommend(hw: Hardware) -> Sizing:
+PLAN_MIN = 5  # the quota leaves room for at least this many mailboxes
+
+
+def planned_mailboxes(users: int, capacity: int) -> int:
+    """How many mailboxes the disk is shared by: twice today's count (room to grow), at
+    least PLAN_MIN, at most what the memory serves."""
+    return max(1, min(capacity, max(2 * users, PLAN_MIN)))
+
+
+def recommend(hw: Hardware, users: int | None = None) -> Sizing:
+    """Limits for this hardware; with ``users`` (the mailboxes there are now) the storage
+    per mailbox follows the real count instead of the most the memory could serve."""
     mailboxes, conns, per_ip = next(t[1:] for t in _TIERS if hw.ram >= t[0])
     if hw.cpus <= 1:
         conns //= 2
+    planned = mailboxes if users is None else planned_mailboxes(users, mailboxes)
     # Keep a fifth of the disk free for the queue, indexes and growth.
-    quota = _round_quota(int(hw.disk_free * 0.8) // mailboxes)
+    quota = _round_quota(int(hw.disk_free * 0.8) // planned)
     return Sizing(
         mailboxes=mailboxes,
         quota=quota,
@@ -89,6 +103,8 @@ def recommend(hw: Hardware) -> Sizing:
         max_connections_per_ip=per_ip,
         rspamd=hw.ram >= RSPAMD_RAM,
         clamav=hw.ram >= CLAMAV_RAM,
+        planned=planned,
+        users=users,
     )
 
 

@@ -75,8 +75,12 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("dns", "Domain and DNS", "dns.page", "Publish the records so mail finds this box.", _dns_ok),
-    Step("storage", "Mail disk", "hardware.storage", "Keep mail on a disk of its own.", _storage_ok),
+    Step(
+        "dns", "Domain and DNS", "dns.page", "Publish the records so mail finds this box.", _dns_ok
+    ),
+    Step(
+        "storage", "Mail disk", "hardware.storage", "Keep mail on a disk of its own.", _storage_ok
+    ),
     Step("certificate", "Certificate", "certs.page", "A certificate mail apps trust.", _cert_ok),
     Step("backup", "Backup", "backup.index", "Nightly encrypted backups elsewhere.", _backup_ok),
     Step("apps", "Mail apps", "clients.page", "Set up phones and computers.", _never),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from appliance.accounts import Accounts
 from tests.web.web_helpers import SPARE, Env, post
 from webui import sizing
 from webui.jobs import JobRunner
@@ -70,17 +71,54 @@ def test_human() -> None:
 def test_sizing_page_and_accept(admin: FlaskClient, env: Env) -> None:
     body = admin.get("/hardware").get_data(as_text=True)
     assert "up to 150" in body and "4.0 GB" in body
+    before = env.cfg.limits.default_quota
     r = post(admin, "/hardware/accept", {}, form_page="/hardware")
     assert r.status_code == 302
     limits = env.cfg.limits
     rec = sizing.recommend(env.hw)
-    assert (
-        limits.max_connections,
-        limits.max_connections_per_ip,
-        limits.default_quota,
-        limits.max_message_size,
-    ) == (rec.max_connections, rec.max_connections_per_ip, rec.quota, rec.max_message_size)
+    assert (limits.max_connections, limits.max_connections_per_ip, limits.max_message_size) == (
+        rec.max_connections,
+        rec.max_connections_per_ip,
+        rec.max_message_size,
+    )
+    assert limits.default_quota == before  # issue 19: never changed by this button
     assert "reload" in env.ctl.calls
+
+
+def test_quota_advice_follows_the_real_mailboxes_and_is_applied_only_explicitly(
+    admin: FlaskClient, env: Env
+) -> None:
+    """Issue 19: one mailbox on a 77 GB disk was offered 100 MB "for up to 500
+    mailboxes". Now the disk is shared by twice today's mailboxes (at least 5), and the
+    value is written only by its own button, with the value shown on it."""
+    env.hw = sizing.Hardware(
+        cpus=4, ram=16 * GiB, disk_path="/srv", disk_total=80 * GiB, disk_free=77 * GiB
+    )
+    users = len(Accounts(env.cfg.accounts_db).list_users())
+    rec = sizing.recommend(env.hw, users)
+    assert rec.planned == max(2 * users, 5) and rec.quota >= 10 * GiB
+    body = admin.get("/hardware").get_data(as_text=True)
+    assert f"Use {sizing.human(rec.quota)} per mailbox" in body
+    assert f"among {rec.planned} mailboxes" in body and "up to 500" in body
+    before = env.cfg.limits.default_quota
+    post(admin, "/hardware/accept", {}, form_page="/hardware")
+    assert env.cfg.limits.default_quota == before
+    r = post(admin, "/hardware/quota", {"quota": str(rec.quota)}, form_page="/hardware")
+    assert r.status_code == 302 and env.cfg.limits.default_quota == rec.quota
+    r = post(admin, "/hardware/quota", {"quota": "lots"}, form_page="/hardware")
+    assert env.cfg.limits.default_quota == rec.quota
+
+
+def test_filter_switches_show_memory_and_save(admin: FlaskClient, env: Env) -> None:
+    body = admin.get("/hardware").get_data(as_text=True)
+    assert "Spam filter (rspamd)</strong>: needs about 1.0 GB" in body
+    assert "Virus scanner (ClamAV)</strong>: needs about 3.0 GB" in body
+    assert "webmail" not in body.lower()
+    r = post(admin, "/hardware/filters", {"rspamd": "on"}, form_page="/hardware")
+    assert r.status_code == 302
+    assert (env.cfg.filters.rspamd, env.cfg.filters.clamav) == (True, False)
+    post(admin, "/hardware/filters", {"clamav": "on"}, form_page="/hardware")
+    assert (env.cfg.filters.rspamd, env.cfg.filters.clamav) == (False, True)
 
 
 def test_storage_page_lists_disks(admin: FlaskClient) -> None:

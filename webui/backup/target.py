@@ -157,7 +157,9 @@ def _table(ctx: WebContext, form: dict[str, str], errors: dict[str, str]) -> dic
         url = form["url"]
         host = url.split("://", 1)[1].split("/", 1) if "://" in url else ["", ""]
         if not url.startswith("https://") or "@" in host[0] or len(host) < 2 or not host[1]:
-            errors["url"] = "Enter it as https://host/bucket, for example https://s3.example.com/mail."
+            errors["url"] = (
+                "Enter it as https://host/bucket, for example https://s3.example.com/mail."
+            )
         if not form["key_id"]:
             errors["key_id"] = "Enter the access key id."
         secret = request.form.get("secret", "")
