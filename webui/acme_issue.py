@@ -41,6 +41,7 @@ class AcmeSettings:
     # True: the system CA store; a path: a CA bundle (a private or test CA).
     verify: bool | str = True
     timeout: float = 120.0
+    http_port: int = 80  # where the CA fetches challenges (webui.certcheck probes it)
 
 
 class ChallengeStore:
@@ -172,9 +173,21 @@ def issue(
         ) from None
     except errors.TimeoutError:
         raise AcmeProblem("The certificate authority did not answer in time.") from None
-    except (errors.Error, OSError, ValueError) as exc:
+    except OSError as exc:  # requests' connection errors are OSErrors too
+        log.warning("acme=unreachable host=%s error=%s", cfg.hostname, exc)
+        raise AcmeProblem(
+            "Can't reach Let's Encrypt — is the box online? Check its internet connection "
+            "and that it can look up names (DNS)."
+        ) from None
+    except messages.Error as exc:
+        log.warning("acme=refused host=%s error=%s", cfg.hostname, exc)
+        detail = str(exc.detail or exc.description or "no reason given").rstrip(".")
+        raise AcmeProblem(f"Let's Encrypt refused the request: {detail}.") from None
+    except (errors.Error, ValueError) as exc:
         log.warning("acme=failed host=%s error=%s", cfg.hostname, exc)
-        raise AcmeProblem(f"Getting a certificate failed: {exc}") from None
+        raise AcmeProblem(
+            "Getting a certificate failed; the system log has the details. Try again later."
+        ) from None
     log.info("acme=issued host=%s", cfg.hostname)
     return done.fullchain_pem.encode("ascii"), key_pem
 

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from appliance.accounts import AccountError, normalize_address
 from appliance.tls import generate_self_signed
-from webui import acme_issue, acme_renew, certs, configedit
+from webui import acme_issue, acme_renew, certcheck, certs, configedit
 from webui.context import WebContext, web
 from webui.helper import HelperError
 from webui.security import current_user
@@ -42,7 +42,9 @@ def _now() -> dt.datetime:
     return dt.datetime.fromtimestamp(web().clock(), dt.UTC)
 
 
-def _page(errors: dict[str, str] | None = None) -> Page:
+def _page(
+    errors: dict[str, str] | None = None, findings: list[certcheck.Finding] | None = None
+) -> Page:
     cfg = web().config()
     info = certs.read_installed(cfg.tls.cert)
     return render_template(
@@ -52,7 +54,24 @@ def _page(errors: dict[str, str] | None = None) -> Page:
         hostname=cfg.hostname,
         covers=info.covers(cfg.hostname) if info else False,
         errors=errors or {},
+        name_problem=certcheck.private_name(cfg.hostname),
+        findings=findings,
+        ready=findings is not None and all(f.level == "ok" for f in findings),
     ), 400 if errors else 200
+
+
+@bp.route("/certificate/check", methods=["POST"])
+def check() -> Page:
+    """Public name, address record, port 80: before asking Let's Encrypt."""
+    ctx = web()
+    cfg = ctx.config()
+    findings = certcheck.check(cfg.hostname, ctx.resolver, ctx.challenges, ctx.acme.http_port)
+    log.info(
+        "web=cert-precheck host=%s result=%s",
+        cfg.hostname,
+        ",".join(f"{f.title}:{f.level}" for f in findings),
+    )
+    return _page(findings=findings)
 
 
 @bp.route("/certificate")
