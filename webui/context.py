@@ -27,6 +27,7 @@ from webui.disks import Disk
 from webui.dnscheck import Status
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
+from webui.relaycheck import Probe
 from webui.sessions import SessionStore
 from webui.sizing import Hardware
 from webui.smart import SMART_HELPER_TIMEOUT, SmartCache
@@ -57,6 +58,7 @@ class WebContext:
     dns_cache: dict[str, tuple[float, Status]] = field(default_factory=dict)
     smart_reader: Callable[[str], dict[str, Any]] | None = None
     smart_cache: SmartCache = field(default_factory=SmartCache)
+    relay_probe: Probe = field(default_factory=Probe)
     _cached: tuple[float, config.Config] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

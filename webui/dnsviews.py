@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from appliance import config
 from appliance.accounts import AccountError, normalize_domain
 from appliance.dnsrecords import zone_text
-from webui import configedit, dnscheck
+from webui import configedit, dnscheck, relaycheck
 from webui.context import web
 from webui.security import current_user
 
@@ -134,18 +134,31 @@ def smarthost() -> Page:
         errors["username"] = "A password needs a user name."
     if errors:
         return _render_with_errors(errors, form)
+    pw_file = cfg.data_dir / "smarthost-password"
+    if form["username"] and not password and pw_file.exists():
+        password = pw_file.read_text(encoding="utf-8")
+    problem = relaycheck.check(
+        ctx.relay_probe, form["host"], port, form["tls"], form["username"], password
+    )
+    if problem is not None:
+        log.info("web=smarthost-test-failed host=%s port=%s", form["host"], port)
+        return _render_with_errors({"relay": problem}, form)
     entry: dict[str, object] = {"host": form["host"], "port": port, "tls": form["tls"]}
     if form["username"]:
         entry["username"] = form["username"]
-        pw_file = cfg.data_dir / "smarthost-password"
-        if password:
+        if request.form.get("password", ""):
             configedit.write_private(pw_file, password)
         if pw_file.exists():
             entry["password_file"] = str(pw_file)
     try:
         configedit.set_smarthost(ctx.config_path, entry)
     except config.ConfigError as exc:
-        return _render_with_errors({"host": str(exc)}, form)
+        log.warning("web=smarthost-invalid error=%s", exc)
+        return _render_with_errors({"host": "These relay settings are not valid."}, form)
     log.info("web=smarthost-set host=%s port=%s by=%s", form["host"], port, current_user())
-    flash(f"Outgoing mail now goes through {form['host']}. " + configedit.reload_daemon(ctx), "ok")
+    flash(
+        f"{form['host']} answered{' and accepted the login' if form['username'] else ''}. "
+        "Outgoing mail now goes through it. " + configedit.reload_daemon(ctx),
+        "ok",
+    )
     return redirect(url_for("dns.page"))

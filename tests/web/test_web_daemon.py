@@ -8,6 +8,7 @@ from pathlib import Path
 from appliance import config
 from appliance.dns import SyncResolver
 from tests.harness import Daemon, write_config
+from tests.web import relay_helpers
 from tests.web.web_helpers import FakeResolver, complete_setup, post
 from webui import create_app
 
@@ -16,6 +17,7 @@ def test_dashboard_and_reload_with_real_daemon(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path)
     with Daemon(cfg_path) as daemon:
         app = create_app(cfg_path, resolver=SyncResolver(FakeResolver()))
+        app.extensions["pillarbox"].relay_probe = relay_helpers.probe()  # relay on loopback
         client = app.test_client()
         complete_setup(client, config.load(cfg_path))
         body = client.get("/").get_data(as_text=True)

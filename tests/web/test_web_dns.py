@@ -242,3 +242,26 @@ def test_priority_column_and_copy_buttons(admin: FlaskClient, env: Env) -> None:
             assert f'data-copy="{html.escape(rec.data)}"' in body, rec
     assert "/static/copy.js" in body
     assert admin.get("/static/copy.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "words"),
+    [
+        ({"host": "smtp.nowhere.example"}, "could not be found"),
+        ({"host": "closed.relay.example"}, "did not answer on port 587"),
+        ({"host": "smtp.relay.example", "password": "wrong"}, "refused the user name or password"),
+        ({"host": "smtp.relay.example", "tls": "tls"}, "The encrypted connection"),
+    ],
+)
+def test_smarthost_is_tested_before_it_is_used(
+    admin: FlaskClient, env: Env, form: dict[str, str], words: str
+) -> None:
+    """Issue 19: connect, EHLO, STARTTLS and AUTH against a real relay on loopback; any
+    failure is said in words and nothing is saved."""
+    data = {"port": "587", "tls": "starttls", "username": "me", "password": "relay-secret"}
+    r = post(admin, "/dns/smarthost", {**data, **form, "action": "save"}, form_page="/dns")
+    assert r.status_code == 400
+    page = r.get_data(as_text=True)
+    assert words in page and "Traceback" not in page and "Errno" not in page
+    assert env.cfg.smarthosts == ()
+    assert not (env.cfg.data_dir / "smarthost-password").exists()

@@ -31,6 +31,7 @@ from appliance.queue import dkim
 from appliance.setupsecret import read_or_create_secret
 from tests.dnsfake import FakeResolver
 from tests.harness import REPO, write_config
+from tests.web import relay_helpers
 from webui import create_app, dnscheck
 from webui.disks import Disk, Partition
 from webui.helper import RootHelper
@@ -197,6 +198,7 @@ def make_app(env: Env, throttle: LoginThrottle | None = None) -> Flask:
         clock=lambda: env.clock[0],
         smart=env.read_smart,
     )
+    app.extensions["pillarbox"].relay_probe = relay_helpers.probe()  # a relay on loopback
     app.testing = True
     return app
 
