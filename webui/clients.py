@@ -12,7 +12,8 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, abort, render_template, request
+import segno
+from flask import Blueprint, Response, abort, render_template, request, url_for
 
 from appliance import config
 from appliance.accounts import AccountError, normalize_address
@@ -58,15 +59,27 @@ def _domain_for(address: str) -> str:
     return domains[0] if domains else web().config().hostname
 
 
+def phone_url(hostname: str, email: str) -> str:
+    """Where a phone fetches its profile: over HTTPS on the box's public name."""
+    return f"https://{hostname}" + url_for("clients.phone_profile", email=email)
+
+
 @bp.route("/clients")
 def page() -> str:
     ctx = web()
     cfg = ctx.config()
+    users = ctx.accounts.list_users()
+    wanted = request.args.get("qr", "")
+    chosen = next((u.email for u in users if u.email == wanted), users[0].email if users else "")
+    url = phone_url(cfg.hostname, chosen) if chosen else ""
     return render_template(
         "clients.html",
         hostname=cfg.hostname,
         servers=servers(cfg),
-        users=ctx.accounts.list_users(),
+        users=users,
+        chosen=chosen,
+        phone_url=url,
+        qr=segno.make(url, error="m").svg_data_uri(scale=4) if url else "",
     )
 
 
@@ -205,6 +218,30 @@ def apple_profile() -> Response:
         body,
         mimetype="application/x-apple-aspen-config",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.route("/mail/phone.mobileconfig")
+def phone_profile() -> Response:
+    """The profile a phone opens from the QR code on the Mail apps page. Public, like
+    autoconfig: it holds host names and ports, and the device asks for the password. Any
+    address of a domain served here gets one, so it tells nothing about which mailboxes
+    exist."""
+    ctx = web()
+    try:
+        email = normalize_address(request.args.get("email", ""))
+    except AccountError:
+        abort(400, description="The link is incomplete: scan the code again.")
+    if not ctx.accounts.is_local_domain(email.rpartition("@")[2]):
+        abort(404, description="This box does not serve mail for that domain.")
+    try:
+        body = mobileconfig(ctx.config(), email)
+    except ValueError:
+        abort(409, description="Mail apps cannot connect: IMAP or sending is switched off.")
+    return Response(
+        body,
+        mimetype="application/x-apple-aspen-config",
+        headers={"Content-Disposition": 'attachment; filename="mail.mobileconfig"'},
     )
 
 

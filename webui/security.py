@@ -39,6 +39,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "clients.autoconfig",
         "clients.autoconfig_wellknown",
         "clients.autodiscover",
+        "clients.phone_profile",  # like autoconfig: host names and ports, no password
         "clients.mta_sts_policy",
         "certs.acme_challenge",
         "health",

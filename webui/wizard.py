@@ -174,9 +174,11 @@ def overview() -> str:
     )
 
 
-@bp.route("/<key>/<action>", methods=["POST"])
-def mark(key: str, action: str) -> Response:
+@bp.route("/<name>", methods=["POST"])
+def mark(name: str) -> Response:
+    """Form field ``action``: done, skip (both lead on to the next step) or reopen."""
     ctx = web()
+    key, action = name, request.form.get("action", "")
     step = _step(key)
     if step is None or action not in ("done", "skip", "reopen"):
         return redirect(url_for("wizard.overview"))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import plistlib
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.web.web_helpers import ADMIN, Env, served
+from tests.web.web_helpers import ADMIN, HOST, Env, served
 
 
 @pytest.mark.parametrize(
@@ -168,3 +169,25 @@ def test_outlook_autodiscover_post_gets_settings(admin: FlaskClient, env: Env) -
         # The exemption is exactly that endpoint: other POSTs still need the token.
         code, text = _curl(base + "/users", "local=x")
         assert code == 400 and "form has expired" in text
+
+
+def test_phone_qr_points_at_a_public_profile(admin: FlaskClient, env: Env) -> None:
+    """Issue 19: the Mail apps page shows a QR code (segno) for phones; it opens the
+    profile over HTTPS on the box's name, which a phone gets without signing in."""
+    import urllib.parse
+
+    page = admin.get("/clients").get_data(as_text=True)
+    assert 'id="phone-qr-code" src="data:image/svg+xml' in page
+    found = re.search(r'<code class="wrap" id="phone-url">([^<]+)</code>', page)
+    assert found
+    url = urllib.parse.urlsplit(found.group(1))
+    assert (url.scheme, url.netloc, url.path) == ("https", HOST, "/mail/phone.mobileconfig")
+    assert urllib.parse.parse_qs(url.query) == {"email": [ADMIN]}
+    path = f"{url.path}?{url.query}"
+    anon = admin.application.test_client()  # a phone: no session
+    r = anon.get(path)
+    assert r.status_code == 200 and r.mimetype == "application/x-apple-aspen-config"
+    [account] = plistlib.loads(r.data)["PayloadContent"]
+    assert account["EmailAddress"] == ADMIN and "IncomingPassword" not in account
+    assert anon.get("/mail/phone.mobileconfig?email=a@elsewhere.example").status_code == 404
+    assert anon.get("/mail/phone.mobileconfig?email=bad@@x").status_code == 400
