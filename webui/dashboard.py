@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from appliance.ctl.protocol import CtlError
 from webui import alerts, certs, diskusage, dnscheck, sizing, smart
 from webui.context import WebContext, web
-from webui.helper import HelperError
+from webui.helper import HelperError, in_words
 from webui.security import current_user
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,9 @@ def backup_status(ctx: WebContext, daemon_up: bool = True) -> Status:
         st = ctx.ctl().call("backup_status")
     except CtlError as exc:
         log.info("dashboard=backup-status-failed error=%s", exc)
-        return Status(title, "warning", f"The backup state could not be read: {exc}.", link)
+        return Status(
+            title, "warning", "The backup state could not be read from the mail service.", link
+        )
     if not isinstance(st, dict):
         return Status(title, "warning", "The mail service gave no backup state.", link)
     if st.get("target") in (None, "none"):
@@ -320,9 +322,8 @@ def power() -> Response:
     try:
         ctx.helper.call(f"system.{action}")
     except HelperError as exc:
-        flash(
-            f"The box could not {'restart' if action == 'reboot' else 'shut down'}: {exc}", "error"
-        )
+        log.warning("web=power-failed action=%s error=%s", action, exc)
+        flash(in_words(exc, "restart" if action == "reboot" else "shut down"), "error")
         return redirect(url_for("dashboard.index"))
     flash(
         "The box is restarting; this page will work again in a minute or two."

@@ -63,8 +63,8 @@ def _norm_txt(value: str) -> str:
 def check_record(rec: Record, resolver: SyncLookup, cfg: config.Config) -> Check:
     try:
         return _check(rec, resolver, cfg)
-    except DnsError as exc:
-        return Check(rec, "warning", (), f"The DNS servers did not answer ({exc}). Try later.")
+    except DnsError:
+        return Check(rec, "warning", (), "The DNS servers did not answer. Try later.")
 
 
 def _check(rec: Record, resolver: SyncLookup, cfg: config.Config) -> Check:

@@ -12,7 +12,7 @@ from appliance import config
 from webui import configedit, sizing
 from webui.context import web
 from webui.disks import Disk
-from webui.helper import HelperError
+from webui.helper import HelperError, in_words
 from webui.security import current_user
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,13 @@ def smart(name: str) -> Response:
         try:
             reply = helper.call("smart", device=disk.path)
         except HelperError as exc:
-            raise RuntimeError(f"Health check failed: {exc}") from None
+            if "could not be run" in str(exc) or "gave no answer" in str(exc):
+                raise RuntimeError("Disk health isn't available on this machine.") from None
+            if disk.bus == "usb" and str(exc).startswith("smartctl"):
+                raise RuntimeError(
+                    f"{disk.path}: this USB bridge hides SMART, so its health can't be read."
+                ) from None
+            raise RuntimeError(in_words(exc, f"read the health of {disk.path}")) from None
         data = reply.get("smart") or {}
         passed = data.get("passed")
         verdict = {True: "healthy", False: "FAILING - replace it soon", None: "unknown"}[passed]
@@ -181,7 +187,7 @@ def format_disk(name: str) -> Page:
             progress("Mounting the new disk for mail…")
             mounted = helper.call("disk.mount", uuid=made["uuid"])
         except HelperError as exc:
-            raise RuntimeError(f"Formatting failed: {exc}") from None
+            raise RuntimeError(in_words(exc, f"prepare {disk.path}")) from None
         return {
             "message": f"{disk.path} is ready and holds your mail from now on "
             f"(mounted at {mounted.get('mountpoint')}).",
@@ -206,7 +212,7 @@ def mount(name: str) -> Response:
         try:
             mounted = helper.call("disk.mount", uuid=disk.uuid)
         except HelperError as exc:
-            raise RuntimeError(f"Mounting failed: {exc}") from None
+            raise RuntimeError(in_words(exc, f"mount {disk.path}")) from None
         return {"message": f"{disk.path} is mounted at {mounted.get('mountpoint')}."}
 
     job = ctx.jobs.start(f"Mounting {disk.path}", work, back=url_for("hardware.storage"))

@@ -64,5 +64,17 @@ class RootHelper:
         return reply
 
 
+def in_words(exc: HelperError, doing: str) -> str:
+    """A helper failure as a sentence: a missing helper (dev mode, a plain computer) is
+    said as such instead of as an exception name."""
+    text = str(exc).rstrip(".")
+    if "could not be run" in text or "gave no answer" in text:
+        return (
+            f"This machine has no system helper, so the box cannot {doing} here "
+            "(normal when Pillarbox runs on an ordinary computer)."
+        )
+    return f"The box could not {doing}: {text}."
+
+
 def helper_from_argv(argv: Sequence[str], env: dict[str, str] | None = None) -> RootHelper:
     return RootHelper(tuple(argv), env)

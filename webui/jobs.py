@@ -69,8 +69,14 @@ class JobRunner:
                 result = work(progress)
             except Exception as exc:
                 log.exception("job=failed id=%s title=%s", job.id, title)
+                # Views raise RuntimeError with words for the person; anything else is a
+                # bug whose detail belongs in the log, not on the page.
+                text = str(exc) if isinstance(exc, RuntimeError) and str(exc) else ""
                 self._update(
-                    job.id, state="failed", message=str(exc) or "failed", finished=time.time()
+                    job.id,
+                    state="failed",
+                    message=text or "Something went wrong; the system log has the details.",
+                    finished=time.time(),
                 )
             else:
                 self._update(

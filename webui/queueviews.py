@@ -44,7 +44,11 @@ def _call(cmd: str, done: str, **args: Any) -> Response:
     try:
         web().ctl().call(cmd, **args)
     except CtlError as exc:
-        flash(f"That did not work: {exc}", "error")
+        log.info("web=queue-action-failed cmd=%s error=%s", cmd, exc)
+        text = str(exc)
+        if "not running" in text or "cannot talk" in text or "closed the connection" in text:
+            text = "the mail service is not running"
+        flash(f"That did not work: {text}.", "error")
     else:
         log.info("web=queue-action cmd=%s by=%s", cmd, current_user())
         flash(done, "ok")

@@ -121,11 +121,24 @@ def judge(disk: Disk, reading: Reading) -> Health:
     """The dashboard's verdict on one SMART reading of ``disk``."""
     name = describe(disk)
     unavailable = f"SMART not available for this disk ({why_unavailable(disk)}): {name}"
+    if disk.bus == "usb":
+        unavailable += "; this USB bridge hides SMART, so keep backups current"
     if reading.data is None:
         error = reading.error.rstrip(".")
         if error.startswith("smartctl"):  # it ran, but could not talk to the disk
-            return Health("warning", f"{unavailable}; {error}.")
-        return Health("warning", f"The health report of {name} could not be read: {error}.")
+            return Health(
+                "warning", f"{unavailable}; {error}." if disk.bus != "usb" else f"{unavailable}."
+            )
+        if "system helper" in error:  # dev mode or a box without the root helper
+            return Health(
+                "warning",
+                f"Disk health isn't available on this machine: it has no system helper to "
+                f"read the health report of {name}.",
+            )
+        return Health(
+            "warning",
+            f"The health report of {name} could not be read; the system log has the details.",
+        )
     data = reading.data
     passed = _passed(data)
     if passed is False:
