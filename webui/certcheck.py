@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from appliance.dns import DnsError, SyncLookup
 from webui.acme_issue import ChallengeStore
-from webui.dnscheck import LookupFailed, Resolver
+from webui.dnscheck import published
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def http_fetch(address: str, port: int, host: str, path: str) -> str | None:
 
 def check(
     hostname: str,
-    resolver: Resolver,
+    resolver: SyncLookup,
     store: ChallengeStore,
     port: int = 80,
     fetch: Fetch = http_fetch,
@@ -96,8 +97,8 @@ def check(
         return [Finding("Public name", "error", why)]
     found = [Finding("Public name", "ok", f"{hostname} is a public name.")]
     try:
-        addresses = resolver.query(hostname, "A")
-    except LookupFailed as exc:
+        addresses = published(resolver, hostname, "A")
+    except DnsError as exc:
         log.info("certcheck=a-lookup-failed host=%s error=%s", hostname, exc)
         addresses = []
     if not addresses:

@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from appliance import config
+from appliance.dns import SyncResolver
 from tests.harness import free_port, write_config
 from tests.web.web_helpers import HOST, Env, FakeResolver, post, served
 from webui import acme_issue, certcheck, configedit
@@ -38,20 +39,22 @@ def test_private_names_are_explained(name: str, private: bool) -> None:
 
 def test_checks_stop_at_the_first_problem() -> None:
     store = ChallengeStore()
-    none = certcheck.check(PUBLIC, FakeResolver(), store)
+    none = certcheck.check(PUBLIC, SyncResolver(FakeResolver()), store)
     assert [(f.title, f.level) for f in none] == [
         ("Public name", "ok"),
         ("Address record", "error"),
     ]
     assert "no address (A) record" in none[1].text
-    lan = certcheck.check(PUBLIC, FakeResolver({(PUBLIC, "A"): ["192.168.1.20"]}), store)
+    lan = certcheck.check(
+        PUBLIC, SyncResolver(FakeResolver({(PUBLIC, "A"): ["192.168.1.20"]})), store
+    )
     assert lan[-1].level == "error" and "only your own network knows" in lan[-1].text
 
 
 def test_port_80_probe_fetches_the_token_from_this_web_ui(client: FlaskClient) -> None:
     """A real request to the web UI on a real socket, as the CA would make it; the token
     is gone again afterwards."""
-    resolver = FakeResolver({(PUBLIC, "A"): [PUBLIC_IP]})
+    resolver = SyncResolver(FakeResolver({(PUBLIC, "A"): [PUBLIC_IP]}))
     ctx = client.application.extensions["pillarbox"]
     seen: list[tuple[str, str]] = []
     with served(client.application) as base:
