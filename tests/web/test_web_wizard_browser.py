@@ -21,12 +21,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance.ctl.protocol import CtlError
+from appliance.setupsecret import read_or_create_secret
 from tests.web.test_web_browser import browser, fill, pytestmark, text
 from tests.web.test_web_me_browser import click, fits, submit
 from tests.web.web_helpers import PASSWORD, SPARE, SYSTEM, FakeCtl, make_app, new_env, served
 from webui import sizing
 from webui.helper import HelperError
-from webui.setup import read_or_create_secret
 
 __all__ = ["browser", "pytestmark"]
 
