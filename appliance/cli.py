@@ -21,7 +21,7 @@ from appliance.cliconfig import CliError, load_config
 
 # Modules that add subcommands: each has register(subparsers) whose parsers set
 # `func(args, cfg) -> int` via set_defaults.
-CLI_MODULES: tuple[str, ...] = ("appliance.backup.cli",)
+CLI_MODULES: tuple[str, ...] = ("appliance.backup.cli", "appliance.migrate.cli")
 
 
 def _accounts(cfg: config.Config) -> Any:

@@ -34,6 +34,7 @@ from appliance.filters import service as filters_service
 from appliance.filters.base import FilterChain
 from appliance.imap import service as imap_service
 from appliance.imap.session import ImapDeps
+from appliance.migrate import service as migrate_service
 from appliance.pop3 import service as pop3_service
 from appliance.queue import service as queue_service
 from appliance.queue.base import OutboundQueue
@@ -58,6 +59,7 @@ SERVICE_MODULES: tuple[str, ...] = tuple(
         queue_service,
         alertmail,
         backup_service,
+        migrate_service,
         smtp_service,
         imap_service,
         pop3_service,
@@ -164,6 +166,7 @@ def create_services(d: Daemon) -> list[Service]:
         ),
         *alertmail.create(alertmail.AlertDeps(notices), handlers),
         *backup_service.create(cfg, backup_service.BackupDeps(d.accounts, d.store), handlers),
+        *migrate_service.create(cfg, migrate_service.MigrateDeps(d.accounts, d.store), handlers),
         *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),
         *imap_service.create(cfg, ImapDeps(d.store, d.auth, d.bus, d.tls)),
         *pop3_service.create(cfg, pop3_service.Pop3Deps(d.store, d.auth, d.tls)),

@@ -33,6 +33,7 @@ from webui import (
     mailboxes,
     me,
     me_mail,
+    migrate,
     queueviews,
     security,
     twofactor,
@@ -134,6 +135,7 @@ def create_app(
         me_mail,
         alertviews,
         wizard,
+        migrate,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)
