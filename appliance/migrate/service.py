@@ -84,6 +84,7 @@ class MigrateService:
         self._task: asyncio.Task[None] | None = None
         self._cancel = threading.Event()
         self._live: st.JobState | None = None
+        self._job_id = ""
         self._exports: dict[str, _Export] = {}
         register(handlers, "migrate_start", self._cmd_start)
         register(handlers, "migrate_status", self._cmd_status)
@@ -111,8 +112,7 @@ class MigrateService:
         self.config = new
 
     def status(self) -> dict[str, Any]:
-        live = self._live
-        return {"job": live.job_id if live and self._running() else None}
+        return {"job": self._job_id if self._running() else None}
 
     def _running(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -132,6 +132,7 @@ class MigrateService:
         if params.get("kind") == "imap" and not password:
             raise CommandError("the password of the old mailbox is needed")
         self._cancel = threading.Event()
+        self._job_id = jid
         cancel = self._cancel
 
         def progress(state: st.JobState) -> None:
@@ -178,8 +179,7 @@ class MigrateService:
         return {"running": self._running(), "jobs": out}
 
     async def _cmd_cancel(self, args: dict[str, Any]) -> Any:
-        live = self._live
-        if not self._running() or live is None or live.job_id != args.get("job_id"):
+        if not self._running() or self._job_id != args.get("job_id"):
             raise CommandError("that import is not running")
         self._cancel.set()
         return {"cancelling": True}
