@@ -164,12 +164,20 @@ class ImapImporter:
     # -------------------------------------------------------------- running
 
     def _connect_once(self) -> None:
-        try:
-            self.source.connect()
-        except (ConnectionLost, ServerBusy) as exc:
-            raise ImportFailed(str(exc)) from None
-        except SourceError as exc:
-            raise ImportFailed(str(exc)) from None
+        """Connect and log in; a busy server or a drop is retried with the same pauses."""
+        lim = self.job.limits
+        for attempt in range(lim.max_retries + 1):
+            try:
+                self.source.connect()
+                return
+            except (ConnectionLost, ServerBusy) as exc:
+                if attempt == lim.max_retries:
+                    raise ImportFailed(
+                        f"gave up after {lim.max_retries} reconnects without progress: {exc}"
+                    ) from None
+                self.sleep(min(lim.pause * 2**attempt, lim.max_pause))
+            except SourceError as exc:
+                raise ImportFailed(str(exc)) from None
 
     def _save(self) -> None:
         st.save(self.data_dir, self.state)

@@ -197,7 +197,8 @@ class ImapSource:
         except (OSError, imaplib.IMAP4.error) as exc:
             raise SourceError(f"cannot connect to {s.host} port {s.port}: {_oserr(exc)}") from None
         try:
-            conn.login(s.user, s.password)
+            # RFC 9051 6.2.3: the user name as a quoted string (imaplib quotes only the password)
+            conn.login('"' + s.user.replace("\\", "\\\\").replace('"', '\\"') + '"', s.password)
         except imaplib.IMAP4.abort as exc:
             raise ConnectionLost(f"{s.host} closed the connection at login: {exc}") from None
         except imaplib.IMAP4.error as exc:
