@@ -205,3 +205,8 @@ def test_large_mailbox_download_keeps_memory_bounded(
         first = tar.extractfile(sorted(files, key=lambda m: m.mtime)[0])
         assert first is not None and first.read() == b"Message-ID: <big0@x>\r\n" + body
         assert all(m.name.endswith(":2,S") for m in files)
+
+
+def test_the_wizard_leads_from_dns_to_old_mail(admin: FlaskClient, ctl: MigrateCtl) -> None:
+    page = admin.get("/dns").get_data(as_text=True)
+    assert 'href="/migrate/?wizard=1"' in page and "bring your old mail" in page
