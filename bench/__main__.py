@@ -284,6 +284,19 @@ class Bench:
                 self._idle_rss([sys.executable, "-c", "import time; time.sleep(120)"], web=False)
             )
 
+    def migrate(self, targets: list[loads.Target]) -> None:
+        from bench.migrate import run_suite
+
+        def record(name: str, ours: float, ref: float) -> None:
+            metric = self.metric(f"{name}: messages/s", "msg/s", True)
+            metric.pillarbox.append(ours)
+            metric.reference.append(ref)
+
+        pb, ref = targets
+        work = self.root / "import"
+        s = self.scale
+        run_suite(pb, ref, self.pillarbox_cfg, s.mailboxes[0], s.runs, work, record)
+
     def _idle_rss(self, argv: list[str], web: bool) -> float:
         cfg = self.pillarbox_cfg
         args = [*argv, "--config", str(cfg.source)] if web else argv
@@ -386,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small counts, one run")
     p.add_argument(
         "--only",
-        default="smtp,imap,pop3,memory",
-        help="comma-separated suites (smtp, imap, pop3, memory)",
+        default="smtp,imap,pop3,memory,import",
+        help="comma-separated suites (smtp, imap, pop3, memory, import)",
     )
     p.add_argument("--runs", type=int, default=None, help="runs per figure (median)")
     args = p.parse_args(argv)
@@ -416,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 "smtp": bench.smtp,
                 "imap": bench.imap,
                 "pop3": bench.pop3,
+                "import": bench.migrate,
             }
             for name, step in steps.items():
                 if name in suites:
