@@ -24,7 +24,7 @@ from appliance import mutf7
 Security = Literal["tls", "starttls", "plain"]
 
 # RFC 5530 3: response codes that mean "try again later", not "never"
-BUSY_CODES = ("[LIMIT]", "[UNAVAILABLE]", "[INUSE]", "[OVERQUOTA]", "[THROTTLED]")
+BUSY_CODES = ("[LIMIT]", "[UNAVAILABLE]", "[INUSE]", "[THROTTLED]")
 # XLIST (Gmail's pre-RFC 6154 command) attributes -> RFC 6154 ones
 XLIST_ATTRS = {"\\spam": "\\Junk", "\\allmail": "\\All", "\\starred": "\\Flagged"}
 SPECIAL_ATTRS = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")

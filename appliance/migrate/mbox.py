@@ -134,6 +134,7 @@ def read(fh: BinaryIO, variant: Variant = "mboxrd") -> Iterator[MboxMessage]:
     previous_blank = False
     for line in fh:
         lineno += 1
+        # RFC 4155 2: a message starts at a "From " line at the file's start or after a blank line
         if line.startswith(b"From ") and previous_blank:
             if not _SEPARATOR.match(line):
                 shown = line.rstrip(b"\r\n")[:80].decode("utf-8", "replace")
