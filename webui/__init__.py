@@ -40,6 +40,7 @@ from webui import (
     wizard,
 )
 from webui import setup as setup_views
+from webui.migrate import mine as migrate_mine
 from webui.acme_issue import AcmeSettings
 from webui.context import Ctl, WebContext, default_ctl
 from webui.disks import Disk, list_disks
@@ -136,6 +137,7 @@ def create_app(
         alertviews,
         wizard,
         migrate,
+        migrate_mine,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -210,3 +210,35 @@ def test_large_mailbox_download_keeps_memory_bounded(
 def test_the_wizard_leads_from_dns_to_old_mail(admin: FlaskClient, ctl: MigrateCtl) -> None:
     page = admin.get("/dns").get_data(as_text=True)
     assert 'href="/migrate/?wizard=1"' in page and "bring your old mail" in page
+
+
+def test_own_page_acts_on_the_signed_in_user_only(admin: FlaskClient, ctl: MigrateCtl) -> None:
+    other = dict(JOB, job_id="other1", user="someone@pillarbox.test")
+    ctl.jobs.append(other)
+    page = admin.get("/me/old-mail/").get_data(as_text=True)
+    assert 'name="user"' not in page  # no choice of mailbox
+    assert "someone@pillarbox.test" not in page
+    assert [j["job_id"] for j in admin.get("/me/old-mail/status.json").get_json()["jobs"]] == [
+        "abc123"
+    ]
+    r = post(
+        admin,
+        "/me/old-mail/start",
+        {
+            "preset": "yahoo",
+            "login": "me@yahoo.com",
+            "password": "pw",
+            "user": "someone@pillarbox.test",
+        },
+        form_page="/me/old-mail/",
+    )
+    assert r.status_code == 302
+    ((_cmd, args),) = [c for c in ctl.calls if c[0] == "migrate_start"]
+    assert args["user"] == ADMIN and args["host"] == "imap.mail.yahoo.com"
+    r = post(admin, "/me/old-mail/cancel", {"job_id": "other1"}, form_page="/me/old-mail/")
+    assert r.status_code == 404
+    assert not [c for c in ctl.calls if c[0] == "migrate_cancel"]
+    r = admin.get("/me/old-mail/download", buffered=False)
+    assert b"".join(r.response) == b"first-second-third"
+    exports = [a for c, a in ctl.calls if c == "migrate_export"]
+    assert exports[0] == {"user": ADMIN}

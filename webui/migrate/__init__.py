@@ -46,36 +46,42 @@ bp = Blueprint(
 _FOLDER_MAP_LINE = re.compile(r"^\s*(.+?)\s*=\s*(.+?)\s*$")
 
 
-def _call(cmd: str, **args: Any) -> tuple[Any, str]:
+def call(cmd: str, **args: Any) -> tuple[Any, str]:
     try:
         return web().ctl().call(cmd, **args), ""
     except CtlError as exc:
         return None, str(exc)
 
 
-def _users() -> list[str]:
+def users() -> list[str]:
     return [u.email for u in web().accounts.list_users() if not u.disabled]
 
 
 @bp.route("/")
 def page() -> str:
-    status, error = _call("migrate_status")
+    status, error = call("migrate_status")
     jobs = (status or {}).get("jobs", [])
     return render_template(
         "migrate/page.html",
         presets=PRESETS,
-        users=_users(),
+        users=users(),
         jobs=jobs,
         running=bool((status or {}).get("running")),
         error=error,
         wizard=request.args.get("wizard") == "1",
         form=request.args,
+        mine=False,
+        urls={
+            "start": url_for("migrate.start"),
+            "cancel": url_for("migrate.cancel"),
+            "status": url_for("migrate.status_json"),
+        },
     )
 
 
 @bp.route("/status.json")
 def status_json() -> Response:
-    status, error = _call("migrate_status")
+    status, error = call("migrate_status")
     if status is None:
         return jsonify({"error": error, "jobs": [], "running": False})
     return jsonify(status)
@@ -93,24 +99,15 @@ def _folder_map(text: str) -> dict[str, str]:
     return out
 
 
-@bp.route("/start", methods=["POST"])
-def start() -> Response:
+def start_from_form(user: str, back: str) -> Response:
+    """Validate the form and start an import into ``user`` (the caller decided who)."""
     f = request.form
-    wizard = f.get("wizard") == "1"
-    back = url_for("migrate.page", wizard="1") if wizard else url_for("migrate.page")
-    user = f.get("user", "").strip().lower()
-    if user not in _users():
-        flash("Choose one of this box's mailboxes to copy the mail into.", "error")
-        return redirect(back)
     security = f.get("security", "tls")
     if security not in ("tls", "starttls"):
         flash("Choose SSL/TLS or STARTTLS.", "error")
         return redirect(back)
-    host, login, password = (
-        f.get("host", "").strip(),
-        f.get("login", "").strip(),
-        f.get("password", ""),
-    )
+    host, login = f.get("host", "").strip(), f.get("login", "").strip()
+    password = f.get("password", "")
     preset = next((p for p in PRESETS if p.key == f.get("preset")), None)
     if not host and preset is not None and preset.host:  # the form without JavaScript
         host, security = preset.host, preset.security
@@ -124,7 +121,7 @@ def start() -> Response:
         flash(str(exc), "error")
         return redirect(back)
     gmail = f.get("gmail_all_mail", "dedupe")
-    result, error = _call(
+    result, error = call(
         "migrate_start",
         kind="imap",
         user=user,
@@ -144,11 +141,35 @@ def start() -> Response:
     return redirect(back + ("&" if "?" in back else "?") + f"job={result['job_id']}")
 
 
+@bp.route("/start", methods=["POST"])
+def start() -> Response:
+    wizard = request.form.get("wizard") == "1"
+    back = url_for("migrate.page", wizard="1") if wizard else url_for("migrate.page")
+    user = request.form.get("user", "").strip().lower()
+    if user not in users():
+        flash("Choose one of this box's mailboxes to copy the mail into.", "error")
+        return redirect(back)
+    return start_from_form(user, back)
+
+
 @bp.route("/cancel", methods=["POST"])
 def cancel() -> Response:
-    _, error = _call("migrate_cancel", job_id=request.form.get("job_id", ""))
+    _, error = call("migrate_cancel", job_id=request.form.get("job_id", ""))
     flash(error or "The import stops after the current batch.", "error" if error else "ok")
     return redirect(url_for("migrate.page"))
+
+
+def archive_response(user: str) -> Response:
+    """The user's mail as a tar of Maildir, streamed block by block from the daemon."""
+    name = re.sub(r"[^A-Za-z0-9._@-]", "_", user)
+    return Response(
+        stream_with_context(_archive(user)),
+        mimetype="application/x-tar",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}-mail.tar"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def _archive(user: str) -> Iterator[bytes]:
@@ -172,14 +193,6 @@ def _archive(user: str) -> Iterator[bytes]:
 @bp.route("/download/<user>")
 def download(user: str) -> Response:
     user = user.strip().lower()
-    if user not in _users():
+    if user not in users():
         abort(404)
-    name = re.sub(r"[^A-Za-z0-9._@-]", "_", user)
-    return Response(
-        stream_with_context(_archive(user)),
-        mimetype="application/x-tar",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}-mail.tar"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return archive_response(user)
