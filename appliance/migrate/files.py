@@ -125,6 +125,24 @@ def maildir_messages(folder: Path) -> Iterator[tuple[Path, frozenset[str], float
                 yield Path(entry.path), flags, entry.stat().st_mtime
 
 
+def thunderbird_folders(root: Path) -> Iterator[tuple[str, Path]]:
+    """(folder name, mbox file) of a Thunderbird "Local Folders" directory: one mbox
+    file per folder (no extension), subfolders in ``<name>.sbd/``; Inbox is the root."""
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = Path(dirpath).relative_to(root)
+        parents = [p.removesuffix(".sbd") for p in rel.parts]
+        for name in sorted(files):
+            path = Path(dirpath) / name
+            if name.startswith(".") or "." in name or path.stat().st_size == 0:
+                continue  # .msf indexes, popstate.dat, filterlog.html, empty folders
+            with path.open("rb") as fh:
+                if fh.read(5) != b"From ":
+                    continue
+            folder = "/".join([*parents, name])
+            yield ("" if folder.lower() == "inbox" else folder), path
+
+
 # ------------------------------------------------------------------ the import
 
 
@@ -201,9 +219,7 @@ class FileImporter:
         except mbox.MboxError as exc:
             self._flush_quietly()
             s.status = "failed"
-            s.message = (
-                f"{self.job.path} {exc}; the {s.copied} messages before it were copied and stay"
-            )
+            s.message = f"{exc}; the {s.copied} messages before it were copied and stay"
         except QuotaFull as exc:
             s.status = "failed"
             s.message = f"{exc}; what was copied stays, raise the quota and run again to resume"
@@ -230,16 +246,26 @@ class FileImporter:
             self._flush()
 
     def _mbox(self) -> None:
-        with self.job.path.open("rb") as fh:
-            for msg in mbox.read(fh, self.job.variant):
-                if self.cancel.is_set():
-                    return
-                item = Item(msg.data, msg.flags(), msg.date())
-                folders = [self._target("")]
-                if self.job.gmail_labels:
-                    folders = self._label_folders(msg.gmail_labels())
-                for folder in folders:
-                    self._add(folder, item)
+        if self.job.path.is_dir():
+            for relative, path in thunderbird_folders(self.job.path):
+                self._mbox_file(path, relative)
+        else:
+            self._mbox_file(self.job.path, "")
+
+    def _mbox_file(self, path: Path, relative: str) -> None:
+        with path.open("rb") as fh:
+            try:
+                for msg in mbox.read(fh, self.job.variant):
+                    if self.cancel.is_set():
+                        return
+                    item = Item(msg.data, msg.flags(), msg.date())
+                    folders = [self._target(relative)]
+                    if self.job.gmail_labels:
+                        folders = self._label_folders(msg.gmail_labels())
+                    for folder in folders:
+                        self._add(folder, item)
+            except mbox.MboxError as exc:
+                raise mbox.MboxError(exc.line, exc.text, str(path)) from None
 
     def _label_folders(self, labels: list[str]) -> list[str]:
         out: list[str] = []

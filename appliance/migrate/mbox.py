@@ -37,9 +37,10 @@ _LABELS = re.compile(rb"^X-Gmail-Labels:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.I | re.
 
 
 class MboxError(Exception):
-    def __init__(self, line: int, text: str) -> None:
-        super().__init__(f"line {line}: {text}")
+    def __init__(self, line: int, text: str, path: str = "") -> None:
+        super().__init__(f"{path} line {line}: {text}" if path else f"line {line}: {text}")
         self.line = line
+        self.text = text
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,39 @@ def test_export_refuses_unknown_user_and_non_empty_directory(tmp_path: Path) -> 
     (tmp_path / "full" / "f").write_text("x")
     code, _, err = cli(box, "export", USER, str(tmp_path / "full"))
     assert code == 1 and "is not empty" in err
+
+
+def test_thunderbird_local_folders_directory(tmp_path: Path) -> None:
+    box = new_box(tmp_path)
+    tb = tmp_path / "Local Folders"
+    (tb / "Work.sbd").mkdir(parents=True)
+
+    def mbox_of(*ids: int) -> bytes:
+        return b"".join(
+            b"From - Mon Jan  1 10:00:00 2024\n"
+            + msg(i, "X-Mozilla-Status: 0001\r\n").replace(b"\r\n", b"\n")
+            + b"\n"
+            for i in ids
+        )
+
+    (tb / "Inbox").write_bytes(mbox_of(1, 2))
+    (tb / "Inbox.msf").write_text("// mork index")
+    (tb / "Sent").write_bytes(mbox_of(3))
+    (tb / "Trash").write_bytes(b"")
+    (tb / "Work").write_bytes(mbox_of(4))
+    (tb / "Work.sbd" / "Projects").write_bytes(mbox_of(5))
+    (tb / "popstate.dat").write_text("# POP3 State File")
+    code, _out, err = cli(box, "import", "mbox", str(tb), "--to", USER)
+    assert code == 0, err
+    got = {mid: (v[0].folder, v[0].flags) for mid, v in stored_messages(box).items()}
+    assert got == {
+        "<f1@old.example>": (INBOX, {"\\Seen"}),
+        "<f2@old.example>": (INBOX, {"\\Seen"}),
+        "<f3@old.example>": ("Sent", {"\\Seen"}),
+        "<f4@old.example>": ("Work", {"\\Seen"}),
+        "<f5@old.example>": ("Work/Projects", {"\\Seen"}),
+    }
+    (tb / "Work.sbd" / "Projects").write_bytes(mbox_of(5) + b"\nFrom a broken line\n")
+    code, _out, err = cli(box, "import", "mbox", str(tb), "--to", USER)
+    assert code == 1
+    assert f"{tb / 'Work.sbd' / 'Projects'} line 10: broken 'From ' line" in err
