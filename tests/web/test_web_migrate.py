@@ -242,3 +242,20 @@ def test_own_page_acts_on_the_signed_in_user_only(admin: FlaskClient, ctl: Migra
     assert b"".join(r.response) == b"first-second-third"
     exports = [a for c, a in ctl.calls if c == "migrate_export"]
     assert exports[0] == {"user": ADMIN}
+
+
+@pytest.mark.parametrize(
+    ("host", "port"), [("127.0.0.1", "993"), ("localhost", "143"), ("imap.example.org", "25")]
+)
+def test_own_page_refuses_the_box_itself_and_other_ports(
+    admin: FlaskClient, ctl: MigrateCtl, host: str, port: str
+) -> None:
+    r = post(
+        admin,
+        "/me/old-mail/start",
+        {"host": host, "port": port, "security": "tls", "login": "me", "password": "pw"},
+        form_page="/me/old-mail/",
+        follow_redirects=True,
+    )
+    assert "port 993 or 143" in r.get_data(as_text=True)
+    assert not [c for c in ctl.calls if c[0] == "migrate_start"]

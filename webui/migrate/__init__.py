@@ -10,6 +10,7 @@ Pages live under ``/migrate/``; ``?wizard=1`` shows the page as the setup wizard
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from appliance.ctl.protocol import CtlError
+from appliance.dns import DnsError
 from webui.context import web
 from webui.migrate.presets import PRESETS
 
@@ -99,8 +101,39 @@ def _folder_map(text: str) -> dict[str, str]:
     return out
 
 
-def start_from_form(user: str, back: str) -> Response:
-    """Validate the form and start an import into ``user`` (the caller decided who)."""
+SELF_SERVICE_PORTS = (993, 143)
+
+
+def _loopback(host: str) -> bool:
+    """The host is this box: a loopback address, "localhost", or a name whose A/AAAA
+    records (the web UI's resolver) are loopback."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    values: list[str] = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            values += web().resolver.lookup(name, rdtype)
+        except DnsError:
+            continue  # no such name, or no answer: the daemon reports a host it cannot reach
+    return any(_is_loopback_ip(v) for v in values)
+
+
+def _is_loopback_ip(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def start_from_form(user: str, back: str, *, restricted: bool = False) -> Response:
+    """Validate the form and start an import into ``user`` (the caller decided who).
+    ``restricted`` (a user's own page): only the IMAP ports and no host on the box itself,
+    so the form cannot be used to probe the box's own services."""
     f = request.form
     security = f.get("security", "tls")
     if security not in ("tls", "starttls"):
@@ -114,6 +147,9 @@ def start_from_form(user: str, back: str) -> Response:
     port_text = f.get("port", "").strip() or ("993" if security == "tls" else "143")
     if not host or not login or not password or not port_text.isdigit():
         flash("Fill in the server, port, login and password of the old mailbox.", "error")
+        return redirect(back)
+    if restricted and (int(port_text) not in SELF_SERVICE_PORTS or _loopback(host)):
+        flash("Use your old provider's IMAP server on port 993 or 143.", "error")
         return redirect(back)
     try:
         fmap = _folder_map(f.get("folder_map", ""))

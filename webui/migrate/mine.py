@@ -63,7 +63,7 @@ def status_json() -> Response:
 
 @bp.route("/start", methods=["POST"])
 def start() -> Response:
-    return start_from_form(_me(), url_for("me_migrate.page"))
+    return start_from_form(_me(), url_for("me_migrate.page"), restricted=True)
 
 
 @bp.route("/cancel", methods=["POST"])
