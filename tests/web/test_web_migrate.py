@@ -245,11 +245,19 @@ def test_own_page_acts_on_the_signed_in_user_only(admin: FlaskClient, ctl: Migra
 
 
 @pytest.mark.parametrize(
-    ("host", "port"), [("127.0.0.1", "993"), ("localhost", "143"), ("imap.example.org", "25")]
+    ("host", "port"),
+    [
+        ("127.0.0.1", "993"),
+        ("localhost", "143"),
+        ("imap.example.org", "25"),
+        ("sneaky.example.org", "993"),  # a name that points at the box itself
+        ("[::1]", "993"),
+    ],
 )
 def test_own_page_refuses_the_box_itself_and_other_ports(
-    admin: FlaskClient, ctl: MigrateCtl, host: str, port: str
+    admin: FlaskClient, env: Env, ctl: MigrateCtl, host: str, port: str
 ) -> None:
+    env.resolver.records[("sneaky.example.org", "A")] = ["127.0.0.2"]
     r = post(
         admin,
         "/me/old-mail/start",
@@ -259,3 +267,21 @@ def test_own_page_refuses_the_box_itself_and_other_ports(
     )
     assert "port 993 or 143" in r.get_data(as_text=True)
     assert not [c for c in ctl.calls if c[0] == "migrate_start"]
+
+
+def test_own_page_accepts_a_provider_it_cannot_resolve(admin: FlaskClient, ctl: MigrateCtl) -> None:
+    """The fake resolver knows no name: the daemon, not the web UI, reports a bad host."""
+    r = post(
+        admin,
+        "/me/old-mail/start",
+        {
+            "host": "imap.example.org",
+            "port": "993",
+            "security": "tls",
+            "login": "me",
+            "password": "pw",
+        },
+        form_page="/me/old-mail/",
+    )
+    assert r.status_code == 302
+    assert [c for c in ctl.calls if c[0] == "migrate_start"]
