@@ -40,12 +40,12 @@ from webui import (
     wizard,
 )
 from webui import setup as setup_views
-from webui.migrate import mine as migrate_mine
 from webui.acme_issue import AcmeSettings
 from webui.context import Ctl, WebContext, default_ctl
 from webui.disks import Disk, list_disks
 from webui.helper import RootHelper
 from webui.jobs import JobRunner
+from webui.migrate import mine as migrate_mine
 from webui.sessions import SessionStore
 from webui.sizing import Hardware
 from webui.sizing import measure as measure_hw

@@ -45,6 +45,7 @@ NAV: list[tuple[str, str]] = [
     ("me.app_passwords", "App passwords"),
     ("me.sessions", "Devices"),
     ("me_mail.usage", "Mail"),  # webui/me_mail.py: mail settings and storage per folder
+    ("me_migrate.page", "Old mail"),
 ]
 
 

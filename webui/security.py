@@ -58,6 +58,7 @@ SELF_SERVICE_BLUEPRINTS = frozenset(
     {
         "me",  # webui/me.py: account, app passwords, devices
         "me_mail",  # webui/me_mail.py: mail settings
+        "me_migrate",  # webui/migrate/mine.py: bring your old mail, download your mail
     }
 )
 SELF_SERVICE_ENDPOINTS = frozenset(

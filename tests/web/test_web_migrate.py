@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from appliance.accounts import Accounts
 from appliance.ctl.client import CtlClient
 from appliance.ctl.protocol import CtlError
 from appliance.mime.summary import is_current, summarize
@@ -285,3 +286,25 @@ def test_own_page_accepts_a_provider_it_cannot_resolve(admin: FlaskClient, ctl: 
     )
     assert r.status_code == 302
     assert [c for c in ctl.calls if c[0] == "migrate_start"]
+
+
+def test_a_user_who_is_not_an_admin_has_the_own_page_only(
+    admin: FlaskClient, env: Env, ctl: MigrateCtl
+) -> None:
+    bob = "bob@pillarbox.test"
+    Accounts(env.cfg.accounts_db).add_user(bob, "bob horse battery staple")
+    client = admin.application.test_client()
+    r = post(client, "/login", {"email": bob, "password": "bob horse battery staple"})
+    assert r.status_code == 302
+    page = client.get("/me/old-mail/").get_data(as_text=True)
+    assert 'aria-current="page">Old mail' in page  # in the My account navigation
+    assert "/me/old-mail/static/migrate.js" in page
+    assert client.get("/me/old-mail/static/migrate.js").status_code == 200
+    assert client.get("/me").status_code == 200
+    assert 'href="/me/old-mail/"' in client.get("/me").get_data(as_text=True)
+    for path in ("/migrate/", "/migrate/status.json", f"/migrate/download/{bob}"):
+        assert client.get(path).status_code == 403, path
+    r = client.get("/me/old-mail/download", buffered=False)
+    assert r.status_code == 200
+    b"".join(r.response)
+    assert next(a for c, a in ctl.calls if c == "migrate_export") == {"user": bob}

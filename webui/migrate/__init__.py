@@ -226,9 +226,9 @@ def _archive(user: str) -> Iterator[bytes]:
             return
 
 
-@bp.route("/download/<user>")
-def download(user: str) -> Response:
-    user = user.strip().lower()
+@bp.route("/download/<email>")
+def download(email: str) -> Response:
+    user = email.strip().lower()
     if user not in users():
         abort(404)
     return archive_response(user)

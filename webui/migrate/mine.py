@@ -16,7 +16,14 @@ from webui.migrate import archive_response, call, start_from_form
 from webui.migrate.presets import PRESETS
 from webui.security import current_user
 
-bp = Blueprint("me_migrate", __name__, url_prefix="/me/old-mail", template_folder="templates")
+bp = Blueprint(
+    "me_migrate",
+    __name__,
+    url_prefix="/me/old-mail",
+    template_folder="templates",
+    static_folder="static",  # the same files as the admin page's, reachable by every user
+    static_url_path="/static",
+)
 
 
 def _me() -> str:
