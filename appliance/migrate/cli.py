@@ -9,6 +9,7 @@ user). ``--dry-run`` and ``export`` always run here: they only read.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,23 @@ def _fail(text: str) -> Exception:
 
 
 def _store(cfg: Config) -> Any:
+    """The store on disk, for a command that runs without the daemon. As root on a box
+    whose mail belongs to the mail user, files root made would lock the daemon out."""
     from appliance.mime.summary import is_current, summarize
     from appliance.store.maildir import MaildirStore
+
+    try:
+        owner = cfg.mail_dir.stat().st_uid
+    except FileNotFoundError:
+        owner = os.geteuid()
+    if os.geteuid() == 0 and owner != 0:
+        import pwd
+
+        name = pwd.getpwuid(owner).pw_name
+        raise _fail(
+            f"{cfg.mail_dir} belongs to {name}: run this as that user "
+            f"(runuser -u {name} -- pillarbox ...)"
+        )
 
     return MaildirStore(
         cfg.mail_dir, notify=lambda _e: None, summarizer=summarize, summary_current=is_current

@@ -9,8 +9,11 @@ The password travels separately and is never saved.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,48 @@ def run(
     sleep: Callable[[float], None] | None = None,
 ) -> st.JobState:
     user = _user(accounts, params)
+    with _job_lock(cfg.data_dir, planned_job_id(params, user)):
+        return _run(cfg, accounts, store, params, password, user, cancel, on_progress, sleep)
+
+
+@contextlib.contextmanager
+def _job_lock(data_dir: Path, jid: str) -> Iterator[None]:
+    """One run per job across processes (the daemon and a CLI with --here)."""
+    d = st.state_dir(data_dir)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(d / f"{jid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadRequest(
+                "this import is running already (in the daemon or another command)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def job_busy(data_dir: Path, jid: str) -> bool:
+    """Another run of this job holds its lock."""
+    try:
+        with _job_lock(data_dir, jid):
+            return False
+    except BadRequest:
+        return True
+
+
+def _run(
+    cfg: Config,
+    accounts: Accounts,
+    store: MailStore,
+    params: dict[str, Any],
+    password: str,
+    user: str,
+    cancel: threading.Event | None,
+    on_progress: Callable[[st.JobState], None],
+    sleep: Callable[[float], None] | None,
+) -> st.JobState:
     quota = quota_of(accounts, user, cfg.limits.default_quota)
     kind = params.get("kind")
     if kind == "imap":

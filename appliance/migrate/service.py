@@ -131,8 +131,11 @@ class MigrateService:
             raise CommandError(str(exc)) from None
         if params.get("kind") == "imap" and not password:
             raise CommandError("the password of the old mailbox is needed")
+        if await asyncio.to_thread(runner.job_busy, self.config.data_dir, jid):
+            raise CommandError("this import is running already in another command")
         self._cancel = threading.Event()
         self._job_id = jid
+        self._live = None
         cancel = self._cancel
 
         def progress(state: st.JobState) -> None:
@@ -168,8 +171,11 @@ class MigrateService:
         live = self._live
         out = []
         for job in jobs:
-            if live is not None and live.job_id == job.job_id and self._running():
-                job = live
+            if self._running() and job.job_id == self._job_id:
+                if live is not None and live.job_id == job.job_id:
+                    job = live
+                else:  # started, its thread has not saved yet: not the old state
+                    job.status, job.message = "running", ""
             if args.get("user") and job.user != str(args["user"]).lower():
                 continue
             if args.get("job_id") and job.job_id != args["job_id"]:

@@ -3,6 +3,7 @@ mbox, and the export -> import round trip (byte-identical per message)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from pathlib import Path
@@ -257,3 +258,21 @@ def test_thunderbird_local_folders_directory(tmp_path: Path) -> None:
     code, _out, err = cli(box, "import", "mbox", str(tb), "--to", USER)
     assert code == 1
     assert f"{tb / 'Work.sbd' / 'Projects'} line 10: broken 'From ' line" in err
+
+
+def test_one_run_per_import_across_processes(tmp_path: Path) -> None:
+    box = new_box(tmp_path)
+    path = tmp_path / "one.mbox"
+    path.write_bytes(b"From a@b Mon Jan  1 10:00:00 2024\n" + msg(1).replace(b"\r\n", b"\n"))
+    from appliance.migrate import runner, state
+
+    params = {"kind": "mbox", "user": USER, "path": str(path), "folder": ""}
+    jid = runner.planned_job_id(params, USER)
+    lock = state.state_dir(box.cfg.data_dir) / f"{jid}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # another process is running this import
+        code, _, err = cli(box, "import", "mbox", str(path), "--to", USER)
+        assert code == 1 and "this import is running already" in err
+    code, out, err = cli(box, "import", "mbox", str(path), "--to", USER)
+    assert code == 0 and "copied 1" in out, err
