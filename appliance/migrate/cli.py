@@ -310,8 +310,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     run_opts(im)
     im.set_defaults(func=_wrap(cmd_imap))
 
-    mb = add("mbox", "import an mbox file (Thunderbird, mutt, Google Takeout)")
-    mb.add_argument("source", metavar="FILE")
+    mb = add("mbox", "import an mbox file (mutt, Google Takeout) or Thunderbird's Local Folders")
+    mb.add_argument("source", metavar="FILE|DIR")
     mb.add_argument("--to", required=True, help="USER or USER/folder (default INBOX)")
     mb.add_argument("--variant", choices=["mboxrd", "mboxo"], default="mboxrd")
     mb.add_argument("--gmail-labels", action="store_true", help="Takeout: file by X-Gmail-Labels")
