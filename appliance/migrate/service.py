@@ -29,11 +29,10 @@ from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.config import Config
-from appliance.ctl.service import CommandError, register
 from appliance.migrate import runner
 from appliance.migrate import state as st
 from appliance.migrate.export import tar_stream
-from appliance.runtime import CtlHandlers, Service
+from appliance.runtime import CommandError, CtlHandlers, Service, register
 from appliance.store.base import MailStore
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -87,13 +88,16 @@ def test_presets_progress_and_summary(server: tuple[str, Env, JobCtl], browser: 
         bar = driver.find_element(By.CSS_SELECTOR, ".migrate-bar")
         return bar.get_attribute("value") == "160"
 
-    WebDriverWait(b, 15).until(bar_value)  # polled by migrate.js, no reload
+    # polled by migrate.js, no reload; the script may replace the bar between lookups
+    WebDriverWait(b, 15, ignored_exceptions=(StaleElementReferenceException,)).until(bar_value)
     assert "52.5" in text(b) and "Sent" in text(b)
     shot(b, "30-old-mail-progress")
     ctl.job.update(
         status="done", copied=390, skipped=10, failed=0, folder="",
         message="copied 390 (390 in this run), skipped 10 duplicates, failed 0",
     )  # fmt: skip
-    WebDriverWait(b, 15).until(lambda d: "skipped 10 duplicates" in text(d))
+    WebDriverWait(b, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "skipped 10 duplicates" in text(d)
+    )
     assert "done" in text(b)
     shot(b, "31-old-mail-done")

@@ -49,6 +49,7 @@ FLOORS: dict[str, int] = {
     "imap": 3,
     "pop3": 3,
     "backup": 3,
+    "migrate": 3,
     # 4 entry points: wiring and the command line
     "daemon": 4,
     "devrun": 4,
