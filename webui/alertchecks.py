@@ -268,7 +268,8 @@ def check_disks(run: Run) -> Outcome:
 # ------------------------------------------------------------------ backups
 
 
-def _number(value: object) -> float | None:
+def timestamp(value: object) -> float | None:
+    """Unix seconds from a number or an ISO 8601 string (both occur in backup status)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     if isinstance(value, str) and value:
@@ -280,7 +281,7 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _mapping(value: object) -> dict[str, Any]:
+def mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
@@ -299,7 +300,7 @@ def check_backup(run: Run) -> Outcome:
         run.memo.put("backup-configured-at", None)
         return Outcome()
     conditions: list[Condition] = []
-    last = _mapping(st.get("last"))
+    last = mapping(st.get("last"))
     if last.get("ok") is False or st.get("state") == "interrupted":
         error = (
             "it was interrupted (the box restarted or the backup process died)"
@@ -317,7 +318,7 @@ def check_backup(run: Run) -> Outcome:
                 "/backup/",
             )
         )
-    finished = _number(_mapping(st.get("last_success")).get("finished"))
+    finished = timestamp(mapping(st.get("last_success")).get("finished"))
     since = run.memo.get("backup-configured-at")
     if not isinstance(since, int | float):
         since = run.now

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from appliance.ctl.protocol import CtlError
 from webui import alerts, certs, diskusage, dnscheck, sizing, smart
+from webui.alertchecks import mapping, timestamp
 from webui.context import WebContext, web
 from webui.helper import HelperError, in_words
 from webui.security import current_user
@@ -200,23 +201,6 @@ def smart_status(ctx: WebContext) -> Status:
     )
 
 
-def _timestamp(value: object) -> float | None:
-    """Unix seconds from a number or an ISO 8601 string (both occur in backup status)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            when = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return (when if when.tzinfo else when.astimezone()).timestamp()
-    return None
-
-
-def _mapping(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def backup_status(ctx: WebContext, daemon_up: bool = True) -> Status:
     """The last backup, as the daemon's ``backup_status`` tells it."""
     title, link = "Last backup", url_for("backup.index")
@@ -237,14 +221,14 @@ def backup_status(ctx: WebContext, daemon_up: bool = True) -> Status:
         return Status(title, "warning", "Backups are off: no backup target is set up.", link)
     scheduled = st.get("schedule", "daily") != "off"
     now = ctx.clock()
-    last = _mapping(st.get("last"))
-    success = _mapping(st.get("last_success"))
+    last = mapping(st.get("last"))
+    success = mapping(st.get("last_success"))
     running = "A backup is running now. " if st.get("state") == "running" else ""
     if last and last.get("ok") is False:
         error = str(last.get("error") or "no reason given")[:300].rstrip(".")
         return Status(title, "error", f"{running}The last backup failed: {error}.", link)
-    finished = _timestamp(success.get("finished")) or (
-        _timestamp(last.get("finished")) if last.get("ok") else None
+    finished = timestamp(success.get("finished")) or (
+        timestamp(last.get("finished")) if last.get("ok") else None
     )
     if finished is None:
         text = "No backup has been made yet."

@@ -20,16 +20,10 @@ from pathlib import Path
 from appliance import mutf7
 from appliance.migrate import mbox
 from appliance.store.base import INBOX, MailStore, MessageInfo
+from appliance.store.names import LETTER_OF_FLAG
 
 CHUNK = 64 * 1024
-INFO_LETTERS = {
-    "\\Draft": "D",
-    "\\Flagged": "F",
-    "$Forwarded": "P",
-    "\\Answered": "R",
-    "\\Seen": "S",
-    "\\Deleted": "T",
-}
+INFO_LETTERS = LETTER_OF_FLAG  # the store's own Maildir info letters
 
 
 @dataclass(frozen=True)
