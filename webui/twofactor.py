@@ -76,6 +76,27 @@ def login_code() -> Page:
     return render_template("login_code.html", error=error), status
 
 
+def _refused(totp: TotpStore, email: str, error: str) -> Page:
+    """The two-step page again with ``error`` (403): a password or code was refused."""
+    return render_template(
+        "two_step.html",
+        enabled=totp.enabled(email),
+        secret=None,
+        uri="",
+        qr="",
+        left=totp.recovery_left(email),
+        codes=None,
+        error=error,
+    ), 403
+
+
+def _codes_shown(codes: list[str]) -> str:
+    """The two-step page showing new recovery codes, once."""
+    return render_template(
+        "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
+    )
+
+
 @bp.route("/account/two-step", methods=["GET"])
 def page() -> Page:
     email = current_user() or ""
@@ -129,9 +150,7 @@ def confirm() -> Page:
     keep = session.sid if isinstance(session, ServerSession) else None
     web().sessions.revoke_user(email, keep=keep)  # a stolen session does not outlive this
     log.info("web=two-step-on user=%s", email)
-    return render_template(
-        "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
-    )
+    return _codes_shown(codes)
 
 
 @bp.route("/account/two-step/recovery", methods=["POST"])
@@ -149,20 +168,9 @@ def recovery() -> Page:
             if not ok
             else "Two-step sign-in is off."
         )
-        return render_template(
-            "two_step.html",
-            enabled=totp.enabled(email),
-            secret=None,
-            uri="",
-            qr="",
-            left=totp.recovery_left(email),
-            codes=None,
-            error=error,
-        ), 403
+        return _refused(totp, email, error)
     log.info("web=recovery-codes-renewed user=%s", email)
-    return render_template(
-        "two_step.html", enabled=True, secret=None, uri="", qr="", left=len(codes), codes=codes
-    )
+    return _codes_shown(codes)
 
 
 @bp.route("/account/two-step/disable", methods=["POST"])
@@ -187,13 +195,4 @@ def disable() -> Page:
             return redirect(url_for("twofactor.page"))
         ctx.throttle.failure(account, ip)
         error = "The password or the code is wrong."
-    return render_template(
-        "two_step.html",
-        enabled=totp.enabled(email),
-        secret=None,
-        uri="",
-        qr="",
-        left=totp.recovery_left(email),
-        codes=None,
-        error=error,
-    ), 403
+    return _refused(totp, email, error)
