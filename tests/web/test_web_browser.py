@@ -14,15 +14,16 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance import config
@@ -114,11 +115,27 @@ def fill(driver: WebDriver, values: dict[str, str]) -> None:
         box.send_keys(value)
 
 
+def replaced(old: WebElement) -> Callable[[WebDriver], bool]:
+    """A wait condition: the document `old` belonged to has been replaced. Chromium
+    answers a query about an element of a document it is tearing down with either a
+    stale-element error or (under load) a generic inspector error ("Node with given
+    id does not belong to the document"); both mean the old page is gone."""
+
+    def gone(_driver: WebDriver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    return gone
+
+
 def submit(driver: WebDriver, label: str) -> None:
     """Click a button and wait until the next page has replaced this one."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 20).until(EC.staleness_of(old))
+    WebDriverWait(driver, 20).until(replaced(old))
 
 
 def text(driver: WebDriver) -> str:

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance.accounts import Accounts
-from tests.web.test_web_browser import browser, fill, pytestmark
+from tests.web.test_web_browser import browser, fill, pytestmark, replaced
 from tests.web.web_helpers import ADMIN, PASSWORD, Env, make_app, new_env, served
 from webui import dnscheck
 
@@ -43,7 +42,7 @@ def test_copy_buttons_put_the_value_on_the_clipboard(
     fill(b, {"email": ADMIN, "password": PASSWORD})
     old = b.find_element(By.TAG_NAME, "html")
     b.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     b.get(base + "/dns?domain=pillarbox.test")
     records = [r for r in dnscheck.expected_records(env.cfg, "pillarbox.test") if r.known]
     dkim = next(r for r in records if "k=rsa" in r.value)

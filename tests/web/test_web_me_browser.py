@@ -20,11 +20,10 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance.accounts import Accounts
-from tests.web.test_web_browser import browser, fill, pytestmark, text
+from tests.web.test_web_browser import browser, fill, pytestmark, replaced, text
 from tests.web.test_web_me import UsageCtl
 from tests.web.web_helpers import ADMIN, CSRF_RE, PASSWORD, Env, make_app, new_env, served
 from webui.totp import decode_secret, hotp, step_at
@@ -77,7 +76,7 @@ def click(b: WebDriver, button: WebElement) -> None:
     (on a busy machine the next find could otherwise meet the half-replaced document)."""
     old = b.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     WebDriverWait(b, 20).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )

@@ -12,14 +12,22 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from appliance.accounts import Accounts
 from appliance.filters.sieve_parse import parse
 from appliance.filters.sieve_settings import Forwarding, MailSettings, Rule, Vacation, read, render
 from tests.web.mail_ctl import MailCtl
-from tests.web.test_web_browser import SHOTS, browser, fill, pytestmark, shot, submit, text
+from tests.web.test_web_browser import (
+    SHOTS,
+    browser,
+    fill,
+    pytestmark,
+    replaced,
+    shot,
+    submit,
+    text,
+)
 from tests.web.web_helpers import ADMIN, PASSWORD, Env, make_app, new_env, served
 
 __all__ = ["browser", "pytestmark"]  # the chromium fixture and its skip condition
@@ -76,7 +84,7 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     assert not b.find_elements(By.LINK_TEXT, "Mailboxes")  # no admin pages for bob
     old = b.find_element(By.TAG_NAME, "html")
     b.find_element(By.CSS_SELECTOR, "nav.menav").find_element(By.LINK_TEXT, "Mail").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     assert b.current_url == base + "/me/mail/"
 
     # Automatic reply: a bad date range first, then a good one.
@@ -133,7 +141,7 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     assert [r.contains for r in settings(ctl).rules] == ["pills", "boss@example.org"]
     old = b.find_element(By.TAG_NAME, "html")
     b.find_elements(By.CSS_SELECTOR, "#rules button.danger")[0].click()  # the first rule's
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     assert "Rule deleted." in text(b)
     assert [r.contains for r in settings(ctl).rules] == ["boss@example.org"]
     # the other settings are untouched by rule edits
@@ -150,7 +158,7 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     shot(b, "me-mail-04-storage")
     old = b.find_element(By.TAG_NAME, "html")
     junk_row.find_element(By.LINK_TEXT, "Empty Junk").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     assert "Empty Junk?" in text(b)
     shot(b, "me-mail-05-empty-confirm")
     submit(b, "Delete 3 messages")
@@ -166,14 +174,14 @@ def test_mail_settings_in_the_browser(server: Server, browser: WebDriver) -> Non
     # Empty Trash: Cancel on the confirmation page keeps it, the button empties it.
     old = b.find_element(By.TAG_NAME, "html")
     b.find_element(By.LINK_TEXT, "Empty Trash").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     old = b.find_element(By.TAG_NAME, "html")
     b.find_element(By.LINK_TEXT, "Cancel").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     assert ctl.store.status(BOB, "Trash").messages == 1
     old = b.find_element(By.TAG_NAME, "html")
     b.find_element(By.LINK_TEXT, "Empty Trash").click()
-    WebDriverWait(b, 20).until(EC.staleness_of(old))
+    WebDriverWait(b, 20).until(replaced(old))
     submit(b, "Delete 1 message")
     assert "Trash is empty: 1 message deleted." in text(b)
     assert ctl.store.status(BOB, "Trash").messages == 0
