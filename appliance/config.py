@@ -44,6 +44,7 @@ DEV_PORTS: dict[str, int] = {
     "imaps": 2993,
     "pop3": 2110,
     "pop3s": 2995,
+    "managesieve": 14190,
     "web": 8080,
     "webs": 8443,
 }
@@ -55,6 +56,7 @@ APPLIANCE_PORTS: dict[str, int] = {
     "imaps": 993,
     "pop3": 110,
     "pop3s": 995,
+    "managesieve": 4190,  # RFC 5804 (STARTTLS)
     "web": 80,  # plain HTTP: the LAN wizard (http://pillarbox.local) and ACME HTTP-01
     "webs": 443,  # HTTPS with the box's certificate (and the MTA-STS policy host)
 }
@@ -160,6 +162,7 @@ class Listeners:
     imaps: tuple[Listen, ...] = ()
     pop3: tuple[Listen, ...] = ()
     pop3s: tuple[Listen, ...] = ()
+    managesieve: tuple[Listen, ...] = ()
     web: tuple[Listen, ...] = ()
     webs: tuple[Listen, ...] = ()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,12 @@ def test_dev_mode_defaults_come_from_the_fields(tmp_path: Path) -> None:
     assert box.queue == config.Queue()
 
 
-# Tables added after the corpus was captured, left out of the comparison at their default.
-ADDED_SINCE = (", alerts=Alerts(email='')",)
+# Tables and listeners added after the corpus was captured, left out of the comparison
+# at their default (patterns over the config's repr).
+ADDED_SINCE = (
+    r", alerts=Alerts\(email=''\)",
+    r", managesieve=\((?:Listen\(host='[^']*', port=\d+\),? ?)*\)",
+)
 
 
 def _outcome(raw: dict[str, Any]) -> dict[str, str]:
@@ -94,7 +99,7 @@ def _outcome(raw: dict[str, Any]) -> dict[str, str]:
         return {"error": str(exc)}
     text = repr(cfg)
     for added in ADDED_SINCE:
-        text = text.replace(added, "", 1)
+        text = re.sub(added, "", text, count=1)
     return {"config_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
