@@ -319,6 +319,17 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class ManageSieve:
+    """Per-user Sieve script quota, enforced by ManageSieve (appliance.managesieve)."""
+
+    # RFC 5804 QUOTA/MAXSIZE; the Sieve parser reads at most 64 KiB (sieve_parse).
+    max_script_size: int = field(
+        default=64 * 1024, metadata=rule(minimum=1024, maximum=64 * 1024, unit="bytes")
+    )
+    max_scripts: int = field(default=20, metadata=rule(minimum=1, maximum=1000))  # MAXSCRIPTS
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str
     data_dir: Path
@@ -334,6 +345,7 @@ class Config:
     filters: Filters = field(default_factory=Filters)
     smtp: Smtp = field(default_factory=Smtp)
     alerts: Alerts = field(default_factory=Alerts)
+    managesieve: ManageSieve = field(default_factory=ManageSieve)
     dev: bool = False
     source: Path | None = field(default=None, metadata=rule(toml=""))
 

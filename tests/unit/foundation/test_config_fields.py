@@ -89,6 +89,7 @@ def test_dev_mode_defaults_come_from_the_fields(tmp_path: Path) -> None:
 ADDED_SINCE = (
     r", alerts=Alerts\(email=''\)",
     r", managesieve=\((?:Listen\(host='[^']*', port=\d+\),? ?)*\)",
+    r", managesieve=ManageSieve\(max_script_size=\d+, max_scripts=\d+\)",
 )
 
 
