@@ -32,8 +32,10 @@ from appliance.dns import DnsCache, DnsResolver
 from appliance.events import ChangeBus
 from appliance.filters import service as filters_service
 from appliance.filters.base import FilterChain
+from appliance.filters.sieve_store import store_for
 from appliance.imap import service as imap_service
 from appliance.imap.session import ImapDeps
+from appliance.managesieve import service as managesieve_service
 from appliance.migrate import service as migrate_service
 from appliance.pop3 import service as pop3_service
 from appliance.queue import service as queue_service
@@ -63,6 +65,7 @@ SERVICE_MODULES: tuple[str, ...] = tuple(
         smtp_service,
         imap_service,
         pop3_service,
+        managesieve_service,
     )
 )
 
@@ -170,6 +173,10 @@ def create_services(d: Daemon) -> list[Service]:
         *smtp_service.create(cfg, SmtpDeps(d.auth, d.tls, delivery)),
         *imap_service.create(cfg, ImapDeps(d.store, d.auth, d.bus, d.tls)),
         *pop3_service.create(cfg, pop3_service.Pop3Deps(d.store, d.auth, d.tls)),
+        *managesieve_service.create(
+            cfg,
+            managesieve_service.ManageSieveDeps(store_for(cfg.data_dir), d.auth, d.tls),
+        ),
     ]
 
 

@@ -153,7 +153,7 @@ class SieveStore:
 
     def _active(self, user: str) -> str | None:
         try:
-            name = (self.user_dir(user) / _ACTIVE).read_text(encoding="utf-8")
+            name = (self.user_dir(user) / _ACTIVE).read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
         try:
@@ -200,7 +200,7 @@ class SieveStore:
             if name is None:
                 return None
             try:
-                return self._script(user, name).read_text(encoding="utf-8")
+                return self._script(user, name).read_bytes().decode("utf-8")
             except FileNotFoundError:
                 return None
 
@@ -255,7 +255,7 @@ class SieveStore:
                 cached = self._cache.get(key)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         script = parse(text)
         with self._cache_lock:
             self._cache[key] = (stamp, script)
@@ -274,7 +274,7 @@ class SieveStore:
         with self._lock:
             self._migrate(user)
             try:
-                return self._script(user, name).read_text(encoding="utf-8")
+                return self._script(user, name).read_bytes().decode("utf-8")
             except FileNotFoundError:
                 raise NoSuchScript(name) from None
 

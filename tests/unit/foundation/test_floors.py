@@ -48,6 +48,7 @@ FLOORS: dict[str, int] = {
     "smtp": 3,
     "imap": 3,
     "pop3": 3,
+    "managesieve": 3,
     "backup": 3,
     "migrate": 3,
     # 4 entry points: wiring and the command line
