@@ -284,3 +284,11 @@ def test_connections_per_ip_limited(make_server: ServerFactory) -> None:
     assert third.closed()
     third.close()
     assert first.cmd("NOOP").startswith(b"OK") and second.cmd("NOOP").startswith(b"OK")
+
+
+def test_app_passwords_log_in(server: Server) -> None:
+    _, secret = server.accounts.add_app_password(USER, "roundcube")
+    client = server.connect()
+    client.starttls()
+    assert client.cmd(f'AUTHENTICATE "PLAIN" "{plain(USER, secret)}"').startswith(b"OK")
+    assert client.cmd("LISTSCRIPTS").startswith(b"OK")

@@ -104,6 +104,27 @@ def test_store_validates_and_saves(env: Env) -> None:
         env.store.path_for("../../etc/passwd")
 
 
+def test_delivery_runs_the_active_script_only(env: Env) -> None:
+    env.store.put(USER, "work", 'require "fileinto";\nfileinto "Work";')
+    env.store.put(USER, "other", 'require "fileinto";\nfileinto "Other";')
+    assert env.route(raw()).mailboxes == ("INBOX",)  # scripts stored, none active
+    env.store.set_active(USER, "work")
+    assert env.route(raw()).mailboxes == ("Work",)
+    env.store.set_active(USER, "other")
+    assert env.route(raw()).mailboxes == ("Other",)  # the cache follows the activation
+    env.store.rename(USER, "other", "renamed")
+    assert env.route(raw()).mailboxes == ("Other",)
+    env.store.set_active(USER, None)
+    assert env.route(raw()).mailboxes == ("INBOX",)
+
+
+def test_old_single_script_file_still_runs(env: Env) -> None:
+    env.store.root.mkdir(parents=True, exist_ok=True)
+    env.store.path_for(USER).write_text('require "fileinto";\nfileinto "Legacy";')
+    assert env.route(raw()).mailboxes == ("Legacy",)
+    assert env.store.list_scripts(USER) == [("pillarbox", True)]
+
+
 def test_broken_file_on_disk_keeps_mail(env: Env) -> None:
     env.store.path_for(USER).parent.mkdir(parents=True)
     env.store.path_for(USER).write_text("this is not sieve")
