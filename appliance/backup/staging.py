@@ -8,7 +8,7 @@ Layout of the tree (and so of every snapshot, restic sees it from its root)::
     dkim/...               the DKIM signing keys (config.dkim_dir)
     tls/cert.pem, key.pem  the certificate and its key
     queue/msg, queue/meta  the outbound spool (entries complete on both sides only)
-    sieve/<user>.sieve     users' Sieve scripts (filters, vacation replies)
+    sieve/<user>.scripts/  users' Sieve scripts and active pointer (filters.sieve_store)
     smarthost/<n>          the password file of smarthost number n, if it has one
     mail/<domain>/<local>  every user's Maildir++ tree, index and uidlist files included
 
