@@ -34,12 +34,20 @@ from appliance.filters.sieve_store import (
     check_name,
     validate,
 )
-from appliance.managesieve.wire import Atom, Str, WireError, parse_segment, response, string
+from appliance.managesieve.wire import (
+    Atom,
+    Str,
+    WireError,
+    announces_literal,
+    parse_segment,
+    response,
+    string,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 8192  # one line of a command, literals not counted
-MAX_SEGMENTS = 4  # literals in one command (PUTSCRIPT has one)
+MAX_LITERALS = 4  # in one command (PUTSCRIPT has one); more closes the connection
 PREAUTH_LITERAL_MAX = 4096  # before login (an AUTHENTICATE response sent as a literal)
 MAX_DISCARD = 1024 * 1024  # an over-quota literal up to this size is read and dropped
 PREAUTH_TIMEOUT = 60.0  # seconds idle before login (at most [limits] command_timeout)
@@ -207,25 +215,32 @@ class ManageSieveSession:
         tokens: Args = []
         problem: bytes | None = None
         first = True
-        for _ in range(MAX_SEGMENTS + 1):
+        literals = 0
+        while True:
             line = await self.read_line()
             try:
                 segment = parse_segment(line, first)
             except WireError as exc:
+                if announces_literal(line):
+                    # Its octets would follow unannounced: no safe way to read on.
+                    await self.send(response("BYE", "", f"Syntax error: {exc}"))
+                    raise _Close from None
                 problem = problem or response("NO", "", f"Syntax error: {exc}")
                 break
             tokens += segment.tokens
             if segment.literal is None:
                 break
             first = False
+            literals += 1
+            if literals > MAX_LITERALS:
+                await self.send(response("BYE", "", "Too many literals in one command"))
+                raise _Close
             size = segment.literal
             if self.state is State.AUTH and size > self.env.max_script_size:
                 problem = problem or response(
                     "NO", "QUOTA/MAXSIZE", f"Larger than {self.env.max_script_size} octets"
                 )
             tokens.append(Str(await self._literal(size)))
-        else:
-            problem = problem or response("NO", "", "Too many literals")
         if problem is not None:
             raise _Refused(problem)
         return tokens

@@ -20,6 +20,7 @@ __all__ = [
     "Segment",
     "Str",
     "WireError",
+    "announces_literal",
     "parse_segment",
     "response",
     "string",
@@ -86,6 +87,11 @@ def _quoted(line: bytes, i: int) -> tuple[Str, int]:
         out.append(c)
         i += 1
     raise WireError("unterminated quoted string")
+
+
+def announces_literal(line: bytes) -> bool:
+    """Whether a line ends in a literal's size, whatever comes before it."""
+    return _LITERAL.search(line) is not None
 
 
 def parse_segment(line: bytes, first: bool) -> Segment:

@@ -292,3 +292,15 @@ def test_app_passwords_log_in(server: Server) -> None:
     client.starttls()
     assert client.cmd(f'AUTHENTICATE "PLAIN" "{plain(USER, secret)}"').startswith(b"OK")
     assert client.cmd("LISTSCRIPTS").startswith(b"OK")
+
+
+def test_literal_bounds_per_command(server: Server) -> None:
+    client = server.login()
+    five = b"NOOP" + b" {1+}\r\nx" * 5
+    assert client.cmd(five) == b'BYE "Too many literals in one command"\r\n'
+    assert client.closed()
+    client = server.login()
+    # A malformed line that announces a literal: its octets cannot be told from commands.
+    client.send(b'GETSCRIPT "a""b" {6+}\r\n')
+    assert client.response()[1].startswith(b'BYE "Syntax error')
+    assert client.closed()
