@@ -288,6 +288,11 @@ class ManageSieveSession:
             await self.error(response("NO", "", f"Syntax error: {exc}"))
         except BadScriptName as exc:
             await self.error(response("NO", "", f"Bad script name: {exc}"))
+        except (ConnectionError, TimeoutError, ssl.SSLError):
+            raise
+        except OSError as exc:  # the script store's disk; the detail goes to the log
+            log.error("managesieve=store-failed command=%s error=%r", command, exc)
+            await self.send(response("NO", "TRYLATER", "Scripts unavailable, try again later"))
 
     async def error(self, reply: bytes) -> None:
         self.errors += 1

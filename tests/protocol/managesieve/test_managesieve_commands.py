@@ -304,3 +304,20 @@ def test_literal_bounds_per_command(server: Server) -> None:
     client.send(b'GETSCRIPT "a""b" {6+}\r\n')
     assert client.response()[1].startswith(b'BYE "Syntax error')
     assert client.closed()
+
+
+def test_store_failure_answers_trylater(server: Server) -> None:
+    client = server.login()
+    assert client.cmd('PUTSCRIPT "a" "keep;"').startswith(b"OK")
+    user_dir = server.scripts.user_dir(USER)
+    aside = user_dir.with_name("aside")
+    user_dir.rename(aside)
+    user_dir.write_text("not a directory")  # the store's disk fails (as root can see too)
+    try:
+        assert client.cmd('PUTSCRIPT "b" "keep;"').startswith(b"NO (TRYLATER)")
+        assert client.cmd("LISTSCRIPTS").startswith(b"NO (TRYLATER)")
+    finally:
+        user_dir.unlink()
+        aside.rename(user_dir)
+    assert client.cmd('PUTSCRIPT "b" "keep;"').startswith(b"OK")
+    assert server.scripts.list_scripts(USER) == [("a", False), ("b", False)]
