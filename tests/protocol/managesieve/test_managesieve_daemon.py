@@ -30,7 +30,7 @@ from tests.protocol.queue.conftest import LoopbackController, SinkHandler
 
 DOMAIN = "pillarbox.test"
 PASSWORD = "managesieve daemon password"
-ANN, BEN, CAT = (f"{n}@{DOMAIN}" for n in ("ann", "ben", "cat"))
+ANN, BEN, CAT, DAN = (f"{n}@{DOMAIN}" for n in ("ann", "ben", "cat", "dan"))
 
 
 @dataclass
@@ -132,7 +132,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     cfg = config.load(path)
     accounts = Accounts(cfg.accounts_db)
     accounts.add_domain(DOMAIN)
-    for user in (ANN, BEN, CAT):
+    for user in (ANN, BEN, CAT, DAN):
         accounts.add_user(user, PASSWORD)
     accounts.close()
     daemon = Daemon(path, wait_for=("smtp", "imaps", "managesieve"))
@@ -223,3 +223,20 @@ def test_roundcube_scripts_act_at_delivery(box: Box) -> None:
     for reply in replies:
         assert b"Subject: Out of office" in reply.content
         assert b"I am away.\r\n.a line with a dot" in reply.content
+
+
+def test_failed_imap_logins_throttle_managesieve_too(box: Box) -> None:
+    """One throttle for every protocol: [limits] login_free_failures (3) failures over IMAP
+    and the right password over ManageSieve is refused as temporary (TRYLATER)."""
+    for _ in range(3):
+        conn = imaplib.IMAP4_SSL(
+            *box.daemon.addr("imaps"), ssl_context=client_context(verify=False), timeout=20
+        )
+        with pytest.raises(imaplib.IMAP4.error):
+            conn.login(DAN, "not the password")
+        conn.shutdown()
+    client = Client(box.daemon.addr("managesieve")[1])
+    client.starttls()
+    reply = client.cmd(f'AUTHENTICATE "PLAIN" "{plain(DAN, PASSWORD)}"')
+    assert reply.startswith(b"NO (TRYLATER)"), reply
+    client.close()
