@@ -86,17 +86,18 @@ class SessionEnv:
     max_scripts: int
 
 
-def capabilities(tls: bool, authenticated: bool) -> list[tuple[str, str | None]]:
-    """RFC 5804 1.7, in the order sent."""
+def capabilities(tls: bool, user: str | None) -> list[tuple[str, str | None]]:
+    """RFC 5804 1.7, in the order sent (``user``: the logged-in account, if any)."""
     return [
         ("IMPLEMENTATION", IMPLEMENTATION),
         # RFC 5804 2.1 / RFC 8314 4.1: no plaintext mechanism before TLS, loopback too.
-        ("SASL", "PLAIN" if tls and not authenticated else ""),
+        ("SASL", "PLAIN" if tls and user is None else ""),
         ("SIEVE", " ".join(sorted(SUPPORTED_EXTENSIONS))),
         *([("STARTTLS", None)] if not tls else []),
         ("MAXREDIRECTS", str(MAX_REDIRECTS)),
         ("UNAUTHENTICATE", None),  # RFC 5804 2.14.1
         ("VERSION", "1.0"),
+        *([("OWNER", user)] if user is not None else []),  # RFC 5804 1.7: after login
     ]
 
 
@@ -304,7 +305,7 @@ class ManageSieveSession:
     async def send_capabilities(self) -> None:
         lines = b"".join(
             string(name) + (b" " + string(value) if value is not None else b"") + b"\r\n"
-            for name, value in capabilities(self.tls, self.state is State.AUTH)
+            for name, value in capabilities(self.tls, self.user)
         )
         await self.send(lines + response("OK", "", "Pillarbox ManageSieve ready"))
 

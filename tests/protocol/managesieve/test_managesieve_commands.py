@@ -61,6 +61,10 @@ def test_greeting_before_and_after_tls(server: Server) -> None:
     capability, ok = client.response()
     assert ok.startswith(b"OK") and caps(capability)["SASL"] == "PLAIN"
     assert client.cmd("STARTTLS").startswith(b"NO")  # once only
+    assert client.cmd(f'AUTHENTICATE "PLAIN" "{plain("Alice@Example.org")}"').startswith(b"OK")
+    client.send(b"CAPABILITY\r\n")
+    after = caps(client.response()[0])
+    assert after["OWNER"] == USER and after["SASL"] == ""
 
 
 def test_no_authentication_before_tls(server: Server) -> None:
