@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit apt-deps venv bench fresh-check image image-arm64 image-test image-test-arm64 clean
+.PHONY: run test test-slow lint unit apt-deps venv bench fresh-check image image-arm64 image-test image-test-arm64 clean
 
 $(PY):
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
@@ -57,7 +57,13 @@ unit: $(STAMP) apt-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: $(STAMP) apt-deps lint
-	$(VENV)/bin/pytest -m 'not image' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m 'not image and not slow' $(PYTEST_ARGS)
+
+# The long suites (marked slow: kill -9 loops, the 10,000-message import, fuzzers, a 20 MB
+# message, fetchmail/curl/rspamd/S3/SFTP against the whole daemon). CI runs them after
+# `make test`, which stays well under 20 minutes on 2 cores.
+test-slow: $(STAMP) apt-deps
+	$(VENV)/bin/pytest -m 'slow and not image' $(PYTEST_ARGS)
 
 # Reference servers for the side-by-side benchmarks; Debian's packages are installed
 # unconfigured ("No configuration") so no system MTA starts: bench/ runs private instances.

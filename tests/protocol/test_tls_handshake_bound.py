@@ -24,6 +24,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield d
 
 
+@pytest.mark.slow
 def test_silent_tls_clients_are_dropped(box: Daemon) -> None:
     socks = {name: socket.create_connection(box.addr(name), timeout=5) for name in PORTS}
     start = time.monotonic()

@@ -163,6 +163,7 @@ def test_download_is_streamed_from_the_daemon(admin: FlaskClient, ctl: MigrateCt
     assert admin.get("/migrate/download/nobody@pillarbox.test").status_code == 404
 
 
+@pytest.mark.slow
 def test_large_mailbox_download_keeps_memory_bounded(
     admin: FlaskClient, env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -338,6 +338,7 @@ def test_dropped_connections_are_resumed_without_duplicates(
     check_arrived(box, expected)
 
 
+@pytest.mark.slow
 def test_a_server_that_keeps_dropping_ends_with_a_clear_message(
     dovecot: DovecotRef, tmp_path: Path
 ) -> None:

@@ -255,6 +255,7 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(lines=st.lists(command(), min_size=1, max_size=15))
 def test_fuzz_pop3s_logged_in(box: Box, lines: list[bytes]) -> None:

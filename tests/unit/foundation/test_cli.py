@@ -113,6 +113,7 @@ def test_config_check(tmp_path: Path) -> None:
     assert "queue.max_age: must be an integer >= 60" in r.stderr
 
 
+@pytest.mark.slow
 def test_user_and_alias_add_refuse_what_smtp_refuses(tmp_path: Path) -> None:
     """One validator: `bad@@d`, `.dot@d`, `trailing.@d` ... are refused, nothing created."""
     cfg = str(write_config(tmp_path))

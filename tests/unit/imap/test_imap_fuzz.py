@@ -463,6 +463,7 @@ def test_fuzz_before_login(box: Box, commands: list[Command]) -> None:
     box.check()
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=60)
 @given(commands=sessions(preauth=False))
 def test_fuzz_after_login(box: Box, commands: list[Command]) -> None:

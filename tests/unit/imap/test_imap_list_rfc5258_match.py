@@ -26,6 +26,7 @@ def oracle(pattern: str, name: str) -> bool:
     return re.compile(text + r"\Z", re.S).match(name) is not None
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(
     st.text(alphabet="ab/%*", max_size=8),
