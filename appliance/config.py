@@ -319,6 +319,29 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class Webmail:
+    """Roundcube served at /mail/ by the web front through php-fpm (appliance.webmail)."""
+
+    # Off by default; hardware sizing turns it on when the RAM allows (webui.sizing).
+    enabled: bool = False
+    # php-fpm's FastCGI socket: the web front connects, php-fpm listens (mode 0660).
+    fpm_socket: Path = field(
+        default=Path("/run/pillarbox-webmail/fpm.sock"),
+        metadata=rule(dev_under_data_dir="run/webmail-fpm.sock"),
+    )
+    # Roundcube's config, database, temp files and logs
+    data: Path = field(
+        default=Path("/var/lib/pillarbox/webmail"), metadata=rule(under_data_dir="webmail")
+    )
+    # php-fpm children (one per concurrent PHP request); 0 = sized by RAM (appliance.webmail.fpm).
+    max_children: int = field(default=0, metadata=rule(minimum=0, maximum=64))
+    # Largest request body (an attachment upload) in MiB.
+    max_upload_mib: int = field(default=25, metadata=rule(minimum=1, maximum=100))
+    # Seconds the web front waits for php-fpm's answer to start and between blocks.
+    request_timeout: int = field(default=120, metadata=rule(minimum=5, maximum=600))
+
+
+@dataclass(frozen=True)
 class ManageSieve:
     """Per-user Sieve script quota, enforced by ManageSieve (appliance.managesieve)."""
 
@@ -345,6 +368,7 @@ class Config:
     filters: Filters = field(default_factory=Filters)
     smtp: Smtp = field(default_factory=Smtp)
     alerts: Alerts = field(default_factory=Alerts)
+    webmail: Webmail = field(default_factory=Webmail)
     managesieve: ManageSieve = field(default_factory=ManageSieve)
     dev: bool = False
     source: Path | None = field(default=None, metadata=rule(toml=""))

@@ -48,6 +48,7 @@ class Rule:
     parse: Callable[[Any, str], Any] | None = None
     dev_default: Any = UNSET  # the default in dev mode, when it differs
     under_data_dir: str = ""  # the default is this path below data_dir
+    dev_under_data_dir: str = ""  # in dev mode the default is this path below data_dir
     toml: str | None = None  # the name in the file when it is not the field's; "" = not in the file
 
 
@@ -178,6 +179,8 @@ def read_fields(
             values[f.name] = read_value(table[name], hints[f.name], rule, key, reading)
         elif reading.dev and rule.dev_default is not UNSET:
             values[f.name] = rule.dev_default
+        elif reading.dev and rule.dev_under_data_dir:
+            values[f.name] = reading.data_dir / rule.dev_under_data_dir
         elif rule.under_data_dir:
             values[f.name] = reading.data_dir / rule.under_data_dir
         elif dataclasses.is_dataclass(hints[f.name]):  # an absent table: its defaults

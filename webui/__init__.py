@@ -37,6 +37,7 @@ from webui import (
     queueviews,
     security,
     twofactor,
+    webmail,
     wizard,
 )
 from webui import setup as setup_views
@@ -138,6 +139,7 @@ def create_app(
         wizard,
         migrate,
         migrate_mine,
+        webmail,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

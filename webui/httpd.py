@@ -12,7 +12,8 @@ deadlines, and only a complete request reaches one of ``workers`` threads. Limit
   from its first byte, so trickling one byte at a time does not extend it),
   ``body_timeout`` for the whole body, ``keepalive_timeout`` between requests,
   ``write_timeout`` for each block of the answer.
-- ``max_header_bytes`` for the request head (431), ``max_body_bytes`` for the body (413).
+- ``max_header_bytes`` for the request head (431), ``max_body_bytes`` for the body (413);
+  ``max_prefix_body_bytes`` instead below ``body_prefix`` (webmail's attachment uploads).
 
 Threading: one event loop thread owns every socket; WSGI calls run in the pool and hand
 their answer back as bytes. A streamed answer is pulled from the pool block by block.
@@ -66,6 +67,9 @@ class HttpLimits:
     write_timeout: float = 30.0
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 1024 * 1024
+    # Paths below this prefix may send up to max_prefix_body_bytes (webmail uploads).
+    body_prefix: bytes = b""
+    max_prefix_body_bytes: int = 0
 
 
 @dataclass
@@ -280,7 +284,10 @@ class HttpServer:
                 await self._error(writer, conn, 431, "Request header too large")
                 return
             length = _content_length(request.headers)
-            if length is not None and length > lim.max_body_bytes:
+            max_body = lim.max_body_bytes
+            if lim.body_prefix and _path_parts(request.target)[0].startswith(lim.body_prefix):
+                max_body = max(max_body, lim.max_prefix_body_bytes)
+            if length is not None and length > max_body:
                 # RFC 9110 15.5.14: 413 Content Too Large, then close.
                 await self._error(writer, conn, 413, "Request body too large")
                 return
@@ -294,7 +301,7 @@ class HttpServer:
                     )
                     if isinstance(event, h11.Data):
                         body.write(event.data)
-                        if body.tell() > lim.max_body_bytes:
+                        if body.tell() > max_body:
                             await self._error(writer, conn, 413, "Request body too large")
                             return
                     elif isinstance(event, h11.EndOfMessage):

@@ -43,6 +43,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "clients.mta_sts_policy",
         "certs.acme_challenge",
         "health",
+        "webmail.off",  # says webmail is off; the gateway serves /mail/ when it is on
     }
 )
 

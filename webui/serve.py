@@ -35,7 +35,7 @@ from pathlib import Path
 from appliance import config
 from appliance.setupsecret import console_secret
 from appliance.tls import server_context, trim_asyncio_tls_buffers
-from webui import acme_renew, alerts, certviews, create_app, diskusage
+from webui import acme_renew, alerts, certviews, create_app, diskusage, webmail
 from webui.context import WebContext
 from webui.httpd import HttpLimits, HttpServer, bind
 
@@ -200,8 +200,11 @@ def create_server(config_path: Path, threads: int = 16) -> WebServer:
         max_connections=cfg.limits.max_connections,
         max_per_ip=cfg.limits.max_connections_per_ip,
         workers=threads,
+        # webmail attachments: the upload bound plus room for the form around it
+        body_prefix=webmail.PREFIX.encode(),
+        max_prefix_body_bytes=(cfg.webmail.max_upload_mib + 1) * 1024 * 1024,
     )
-    http = HttpServer(app, limits)
+    http = HttpServer(webmail.mount(app), limits)
     plain = [bind(addr.host, addr.port) for addr in cfg.listeners.web]
     https = [_Https(addr, cfg.tls.cert, cfg.tls.key) for addr in cfg.listeners.webs]
     for h in https:

@@ -89,6 +89,8 @@ def test_dev_mode_defaults_come_from_the_fields(tmp_path: Path) -> None:
 ADDED_SINCE = (
     r", alerts=Alerts\(email=''\)",
     r", managesieve=\((?:Listen\(host='[^']*', port=\d+\),? ?)*\)",
+    r", webmail=Webmail\(enabled=False, fpm_socket=PosixPath\('[^']*'\), data=PosixPath\('[^']*'\),"
+    r" max_children=0, max_upload_mib=25, request_timeout=120\)",
     r", managesieve=ManageSieve\(max_script_size=\d+, max_scripts=\d+\)",
 )
 

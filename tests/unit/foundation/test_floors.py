@@ -51,6 +51,7 @@ FLOORS: dict[str, int] = {
     "managesieve": 3,
     "backup": 3,
     "migrate": 3,
+    "webmail": 3,
     # 4 entry points: wiring and the command line
     "daemon": 4,
     "devrun": 4,

@@ -1,0 +1,452 @@
+"""Webmail at /mail/: Roundcube behind the web front, without a second web server.
+
+:class:`Mount` wraps the Flask app: a request below /mail/ goes to :class:`Gateway` while
+``[webmail] enabled`` is true, else to Flask, whose ``webmail.off`` page says webmail is
+off (with the dashboard setting for admins). The gateway
+
+- serves Roundcube's static files itself from its public_html: only GET/HEAD, only the
+  types in ``STATIC_TYPES`` (never .php, never a dotfile or a ``..`` segment), only files
+  whose real path (symlinks followed) lies inside Roundcube's tree or the Debian
+  JavaScript libraries it links to (``STATIC_ROOTS``); streamed in blocks, with
+  Last-Modified/ETag and a long cache lifetime for Roundcube's versioned URLs (``?s=``);
+- passes /mail/ and /mail/index.php to php-fpm over FastCGI (webui.fastcgi). The script
+  is always public_html/index.php: the browser never chooses SCRIPT_FILENAME. Any other
+  path is a static file or 404;
+- throttles logins per browser address (:class:`LoginGate`): Roundcube logs in to IMAP
+  from 127.0.0.1, so the daemon's per-IP budget cannot tell webmail users apart.
+
+Roundcube sets its own cookies (path /mail/) and CSRF tokens and frames its own pages,
+so the dashboard's CSP (webui.security) is not applied here; the gateway adds
+``frame-ancestors 'self'``, nosniff and a same-origin referrer policy where Roundcube
+did not set them.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, quote
+
+from flask import Blueprint, Flask, render_template
+
+from appliance import config
+from appliance.accounts import LoginThrottle
+from appliance.webmail import PUBLIC_HTML
+from webui import fastcgi
+from webui.context import WebContext
+from webui.httpd import WsgiApp
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/mail/"
+SCRIPT_NAME = "/mail/index.php"
+STATIC_BLOCK = 64 * 1024
+MAX_LOGIN_BODY = 64 * 1024  # a login form's body; a larger login POST is refused (413)
+STATIC_MAX_AGE = 24 * 3600  # seconds, unversioned static files
+VERSIONED_MAX_AGE = 365 * 24 * 3600  # seconds, URLs with Roundcube's ?s=<mtime>
+STATIC_ROOTS = (
+    Path("/var/lib/roundcube"),
+    Path("/usr/share/roundcube"),
+    Path("/usr/share/javascript"),
+    Path("/usr/share/nodejs"),
+)
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".map": "application/json",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".ico": "image/vnd.microsoft.icon",
+    ".webp": "image/webp",
+    ".tiff": "image/tiff",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".eot": "application/vnd.ms-fontobject",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".pdf": "application/pdf",
+}
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "frame-ancestors 'self'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Referrer-Policy", "same-origin"),
+)
+_ACTION_CHARS = re.compile(r"[^a-z0-9_.\-]+", re.IGNORECASE)  # Roundcube's asciiwords()
+
+bp = Blueprint("webmail", __name__)
+
+
+@bp.route("/mail/", endpoint="off")
+@bp.route("/mail/<path:rest>", endpoint="off")
+def off(rest: str = "") -> tuple[str, int]:
+    """Reached only while webmail is off (Mount sends /mail/ to the gateway when on)."""
+    return render_template("webmail_off.html"), 404
+
+
+# ------------------------------------------------------------------ the form fields PHP sees
+
+
+def _php_name(name: str) -> str | None:
+    """PHP's variable name for a form field name; None for an array (not a string)."""
+    name = name.lstrip(" ")
+    if "[" in name and "]" in name.split("[", 1)[1]:
+        return None
+    return name.replace(" ", "_").replace(".", "_").replace("[", "_")
+
+
+def _urlencoded(data: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(data, keep_blank_values=True, encoding="utf-8"):
+        php = _php_name(name)
+        if php is not None:
+            fields[php] = value  # PHP keeps the last of repeated names
+    return fields
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, str]:
+    """The plain (non-file) fields of a multipart/form-data body."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    fields: dict[str, str] = {}
+    if not msg.is_multipart():
+        return fields
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        php = _php_name(name)
+        payload = part.get_payload(decode=True)
+        if php is not None and isinstance(payload, bytes):
+            fields[php] = payload.decode("utf-8", "replace")
+    return fields
+
+
+def _cookies(header: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in header.split(";"):
+        name, sep, value = item.strip().partition("=")
+        if sep:
+            php = _php_name(name)
+            if php is not None:
+                out.setdefault(php, value)
+    return out
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    user: str
+
+
+def login_attempt(environ: dict[str, Any], body: bytes) -> LoginAttempt | None:
+    """The login a POST asks Roundcube for, or None. Roundcube reads ``_action`` from the
+    query, then the form, then a cookie (the later wins) and strips it to
+    ``[a-z0-9_.-]``; a visitor without a session is always on the login task, so the
+    action alone decides."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    query = _urlencoded(environ.get("QUERY_STRING", ""))
+    ctype = environ.get("CONTENT_TYPE", "")
+    kind = ctype.split(";", 1)[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        form = _urlencoded(body.decode("latin-1"))
+    elif kind == "multipart/form-data" and b"action" in body:
+        form = _multipart(ctype, body)
+    else:
+        form = {}
+    cookie = _cookies(environ.get("HTTP_COOKIE", ""))
+    action = cookie.get("_action", form.get("_action", query.get("_action", "")))
+    if _ACTION_CHARS.sub("", action) != "login":
+        return None
+    return LoginAttempt(form.get("_user", "").strip())
+
+
+def login_succeeded(status: int, headers: list[tuple[str, str]]) -> bool:
+    """Roundcube answers a good login with a redirect away from the login task and a
+    failed one with the login page again."""
+    if status not in (301, 302, 303):
+        return False
+    location = next((v for k, v in headers if k.lower() == "location"), "")
+    return "_task=login" not in location
+
+
+# ------------------------------------------------------------------ the gateway
+
+
+def _page(
+    start_response: Callable[..., Any],
+    code: int,
+    title: str,
+    text: str,
+    extra: list[tuple[str, str]],
+) -> list[bytes]:
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>"
+        f"{title}</title></head><body><h1>{title}</h1><p>{text}</p>"
+        "<p><a href='/'>Back to the dashboard</a></p></body></html>"
+    ).encode()
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        *extra,
+        *SECURITY_HEADERS,
+    ]
+    start_response(f"{code} {HTTPStatus(code).phrase}", headers)
+    return [body]
+
+
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while block := fh.read(STATIC_BLOCK):
+            yield block
+
+
+class Gateway:
+    """The /mail/ WSGI app (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Callable[[], config.Webmail],
+        throttle: LoginThrottle,
+        canonical: Callable[[str], str],
+        public_html: Path = PUBLIC_HTML,
+        roots: Iterable[Path] = STATIC_ROOTS,
+    ) -> None:
+        self.settings = settings
+        self.throttle = throttle
+        self.canonical = canonical
+        self.public_html = public_html
+        self.roots = tuple(r.resolve() for r in roots)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        rel = path[len(PREFIX) :] if path.startswith(PREFIX) else None
+        if rel is None:  # "/mail": the directory's address ends in a slash
+            query = environ.get("QUERY_STRING", "")
+            where = PREFIX + (f"?{query}" if query else "")
+            return _page(
+                start_response, 301, "Moved", "Webmail is at /mail/.", [("Location", where)]
+            )
+        if rel in ("", "index.php"):
+            return self._php(environ, start_response)
+        return self._static(rel, environ, start_response)
+
+    # ---------------------------------------------------------------- static files
+
+    def static_path(self, rel: str) -> Path | None:
+        """The file a static URL below /mail/ names, or None (then 404)."""
+        parts = rel.split("/")
+        if not rel.isascii() or any(
+            p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts
+        ):
+            return None
+        if os.path.splitext(parts[-1])[1].lower() not in STATIC_TYPES:
+            return None
+        try:
+            real = self.public_html.joinpath(*parts).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not real.is_file() or not any(real.is_relative_to(root) for root in self.roots):
+            return None
+        if real.suffix.lower() not in STATIC_TYPES:  # a symlink to some other kind of file
+            return None
+        return real
+
+    def _static(self, rel: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        real = self.static_path(rel)
+        if real is None:
+            return _page(start_response, 404, "Not found", "No such page in webmail.", [])
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _page(
+                start_response, 405, "Method not allowed", "Static file.", [("Allow", "GET, HEAD")]
+            )
+        st = real.stat()
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        versioned = any(k == "s" for k, _ in parse_qsl(environ.get("QUERY_STRING", "")))
+        age = VERSIONED_MAX_AGE if versioned else STATIC_MAX_AGE
+        headers = [
+            ("Content-Type", STATIC_TYPES[real.suffix.lower()]),
+            ("Cache-Control", f"public, max-age={age}"),
+            ("Last-Modified", formatdate(st.st_mtime, usegmt=True)),
+            ("ETag", etag),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if self._not_modified(environ, etag, st.st_mtime):
+            start_response("304 Not Modified", headers)
+            return []
+        start_response("200 OK", [*headers, ("Content-Length", str(st.st_size))])
+        return _file_blocks(real)
+
+    @staticmethod
+    def _not_modified(environ: dict[str, Any], etag: str, mtime: float) -> bool:
+        # RFC 9110 13.1.2/13.1.3: If-None-Match decides when present.
+        match = environ.get("HTTP_IF_NONE_MATCH")
+        if match is not None:
+            return etag in [m.strip().removeprefix("W/") for m in match.split(",")]
+        since = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if since:
+            try:
+                return int(mtime) <= parsedate_to_datetime(since).timestamp()
+            except (TypeError, ValueError):
+                return False
+        return False
+
+    # ---------------------------------------------------------------- PHP
+
+    def params(self, environ: dict[str, Any], length: int) -> dict[str, str]:
+        """The CGI parameters for php-fpm (RFC 3875 4.1); the script is fixed."""
+        path = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING", "")
+        uri = quote(path.encode("latin-1"), safe="/") + (f"?{query}" if query else "")
+        params = {
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_SOFTWARE": "pillarbox",
+            "SCRIPT_FILENAME": str(self.public_html / "index.php"),
+            "SCRIPT_NAME": SCRIPT_NAME,
+            "PHP_SELF": SCRIPT_NAME,
+            "DOCUMENT_ROOT": str(self.public_html),
+            "DOCUMENT_URI": path,
+            "REQUEST_URI": uri,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),
+            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+            "CONTENT_LENGTH": str(length),
+            "SERVER_NAME": environ.get("SERVER_NAME", ""),
+            "SERVER_PORT": environ.get("SERVER_PORT", ""),
+            "SERVER_PROTOCOL": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            "REMOTE_ADDR": environ.get("REMOTE_ADDR", ""),
+            "REMOTE_PORT": environ.get("REMOTE_PORT", "0"),
+            "REQUEST_SCHEME": environ.get("wsgi.url_scheme", "http"),
+        }
+        if environ.get("wsgi.url_scheme") == "https":
+            params["HTTPS"] = "on"
+        for key, value in environ.items():
+            # httpoxy: a "Proxy:" request header must not become PHP's HTTP_PROXY.
+            if key.startswith("HTTP_") and key != "HTTP_PROXY" and isinstance(value, str):
+                params[key] = value
+        return params
+
+    def _php(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        settings = self.settings()
+        limit = settings.max_upload_mib * 1024 * 1024
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            text = f"Uploads are limited to {settings.max_upload_mib} MB."
+            return _page(start_response, 413, "Too large", text, [])
+        stream: BinaryIO = environ["wsgi.input"]
+        attempt: LoginAttempt | None = None
+        account, ip = "", environ.get("REMOTE_ADDR", "")
+        if environ.get("REQUEST_METHOD") == "POST" and length <= MAX_LOGIN_BODY:
+            body = stream.read(length)
+            stream = io.BytesIO(body)
+            attempt = login_attempt(environ, body)
+        elif environ.get("REQUEST_METHOD") == "POST":
+            # A larger POST may still carry _action=login: look before PHP does.
+            body = stream.read(length)
+            stream = io.BytesIO(body)
+            if login_attempt(environ, body) is not None:
+                return _page(start_response, 413, "Too large", "Login form too large.", [])
+        if attempt is not None:
+            account = self.canonical(attempt.user)
+            wait = self.throttle.retry_after(account, ip)
+            if wait > 0:
+                log.info(
+                    "webmail=login-throttled user=%s ip=%s retry_after=%.0f", account, ip, wait
+                )
+                text = "Too many failed logins. Please wait a few minutes and try again."
+                return _page(
+                    start_response,
+                    429,
+                    "Too many attempts",
+                    text,
+                    [("Retry-After", str(int(wait) + 1))],
+                )
+        try:
+            answer = fastcgi.call(
+                settings.fpm_socket,
+                self.params(environ, length),
+                stream,
+                length,
+                float(settings.request_timeout),
+            )
+        except fastcgi.FastCgiError as exc:
+            log.error("webmail=fastcgi-failed socket=%s error=%s", settings.fpm_socket, exc)
+            if exc.timeout:
+                return _page(
+                    start_response,
+                    504,
+                    "Webmail timed out",
+                    "Webmail did not answer in time. Try again.",
+                    [],
+                )
+            text = (
+                "Webmail is not running right now. Try again in a minute;"
+                " an admin can check the dashboard."
+            )
+            return _page(start_response, 502, "Webmail is unavailable", text, [])
+        if attempt is not None:
+            if login_succeeded(answer.status, answer.headers):
+                self.throttle.success(account, ip)
+                log.info("webmail=login-ok user=%s ip=%s", account, ip)
+            else:
+                self.throttle.failure(account, ip)
+                log.info("webmail=login-failed user=%s ip=%s", account, ip)
+        headers = list(answer.headers)
+        present = {k.lower() for k, _ in headers}
+        headers += [(k, v) for k, v in SECURITY_HEADERS if k.lower() not in present]
+        reason = answer.reason or HTTPStatus(answer.status).phrase
+        start_response(f"{answer.status} {reason}", headers)
+        return _Streamed(answer)
+
+
+class _Streamed:
+    """The PHP answer's body as a WSGI iterable that closes the FastCGI socket."""
+
+    def __init__(self, answer: fastcgi.Response) -> None:
+        self.answer = answer
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.answer.body
+
+    def close(self) -> None:
+        self.answer.close()
+
+
+class Mount:
+    """The web front's WSGI app: /mail/ to the gateway while webmail is on, else Flask."""
+
+    def __init__(self, app: WsgiApp, enabled: Callable[[], bool], gateway: WsgiApp) -> None:
+        self.app = app
+        self.enabled = enabled
+        self.gateway = gateway
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if (path == "/mail" or path.startswith(PREFIX)) and self.enabled():
+            return self.gateway(environ, start_response)
+        return self.app(environ, start_response)
+
+
+def mount(app: Flask) -> Mount:
+    """The Flask app with the webmail gateway in front of /mail/ (webui.serve uses it)."""
+    ctx: WebContext = app.extensions["pillarbox"]
+    gateway = Gateway(lambda: ctx.config().webmail, ctx.throttle, ctx.accounts.canonical_login)
+    return Mount(app, lambda: ctx.config().webmail.enabled, gateway)
