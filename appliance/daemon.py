@@ -49,6 +49,8 @@ from appliance.tls import TlsManager, trim_asyncio_tls_buffers
 
 log = logging.getLogger(__name__)
 
+LOOPBACK = ("127.0.0.1", "::1")
+
 DRAIN_SECONDS = 10.0
 
 # The service modules in start order (create_services wires each; the image build lists
@@ -119,7 +121,14 @@ def build(cfg: config.Config) -> Daemon:
         supervisor=Supervisor(cfg, tls),
         accounts=accounts,
         # [limits] login_*: read once at start (a reload keeps the running throttle).
-        auth=Authenticator(accounts, LoginThrottle.from_limits(cfg.limits)),
+        # With webmail on, loopback carries every webmail user's logins: it is throttled
+        # per account only here, per browser address in the web front (webui.webmail).
+        auth=Authenticator(
+            accounts,
+            LoginThrottle.from_limits(
+                cfg.limits, shared_sources=LOOPBACK if cfg.webmail.enabled else ()
+            ),
+        ),
         store=store,
         bus=bus,
         tls=tls,

@@ -27,6 +27,13 @@ A success clears the (account, IP) counter only: not the IP's (an attacker with 
 valid account must not reset the counter of the address it sprays from) and not the
 account's (the owner's phone logging in every minute must not reset the slowdown for
 an attacker elsewhere).
+Shared sources (``shared_sources``, the daemon passes loopback while webmail is on):
+addresses that carry many people's logins. Their failures count for the account alone
+(the slowdown above), never for the address or the (account, address) pair, so they are
+never refused: webmail logs in to IMAP, SMTP and ManageSieve from 127.0.0.1 for every
+user, and the web front throttles those logins per browser address before Roundcube
+tries them (webui.webmail).
+
 Thread-safe: the daemon calls it from the event loop, the web UI from worker threads.
 """
 
@@ -76,6 +83,7 @@ class LoginThrottle:
         account_delay_cap: float = 8.0,
         forget_after: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        shared_sources: tuple[str, ...] = (),
     ) -> None:
         self.free_failures = free_failures
         self.ip_free_failures = ip_free_failures
@@ -86,15 +94,20 @@ class LoginThrottle:
         self.account_delay_cap = account_delay_cap
         self.forget_after = forget_after
         self._clock = clock
+        self.shared = frozenset(self.source(ip) for ip in shared_sources)
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_limits(
-        cls, limits: ThrottleLimits, clock: Callable[[], float] = time.monotonic
+        cls,
+        limits: ThrottleLimits,
+        clock: Callable[[], float] = time.monotonic,
+        shared_sources: tuple[str, ...] = (),
     ) -> LoginThrottle:
         """The throttle configured by [limits] (the daemon and the web UI use the same)."""
         return cls(
+            shared_sources=shared_sources,
             free_failures=limits.login_free_failures,
             ip_free_failures=limits.login_ip_free_failures,
             cap=float(limits.login_backoff_cap),
@@ -138,6 +151,8 @@ class LoginThrottle:
 
     def retry_after(self, account_id: str, ip: str) -> float:
         """Seconds until an attempt for (account, ip) may be checked; 0 = allowed now."""
+        if self.source(ip) in self.shared:
+            return 0.0
         now = self._clock()
         with self._lock:
             return max(
@@ -160,8 +175,11 @@ class LoginThrottle:
 
     def failure(self, account_id: str, ip: str) -> None:
         now = self._clock()
+        keys = [f"acct:{account_id}"]
+        if self.source(ip) not in self.shared:
+            keys += [self._pair(account_id, ip), self._ip(ip)]
         with self._lock:
-            for key in (self._pair(account_id, ip), self._ip(ip), f"acct:{account_id}"):
+            for key in keys:
                 st = self._live(key, now)
                 if st is None:
                     self._state[key] = _State(1, now)

@@ -149,3 +149,18 @@ def test_numbers_come_from_limits(tmp_path: Path) -> None:
     d = LoginThrottle.from_limits(config.Limits())
     assert (d.free_failures, d.ip_free_failures, d.cap) == (3, 10, 300.0)
     assert (d.account_ceiling, d.account_delay, d.account_delay_cap) == (20, 1.0, 8.0)
+
+
+def test_shared_sources_count_for_the_account_only() -> None:
+    """Issue 21: loopback carries every webmail user's logins while webmail is on."""
+    clock = FakeClock()
+    t = LoginThrottle(clock=clock, shared_sources=("127.0.0.1", "::1"))
+    for ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1"):
+        for i in range(30):
+            t.failure(f"user{i}@example.org", ip)
+            t.failure(BOB, ip)
+        assert t.retry_after(BOB, ip) == 0.0
+    assert t.slowdown(BOB) > 0  # the account itself is still slowed past its ceiling
+    for _ in range(t.free_failures):
+        t.failure(BOB, "192.0.2.1")
+    assert t.retry_after(BOB, "192.0.2.1") > 0  # any other address: as before
