@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint unit apt-deps venv bench fresh-check image image-arm64 image-test image-test-arm64 clean
+.PHONY: run test test-slow lint unit apt-deps webmail-deps venv bench fresh-check image image-arm64 image-test image-test-arm64 clean
 
 $(PY):
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
@@ -31,8 +31,26 @@ $(STAMP): $(RUN_STAMP)
 
 venv: $(STAMP)
 
+# Webmail's Debian packages (Roundcube, php-fpm; one per line in the file). Roundcube's
+# database is ours (under the data dir): dbconfig-common is told not to make one. On a
+# systemd host apt starts the system php8.2-fpm service; Pillarbox runs its own pool.
+WEBMAIL_PACKAGES := appliance/webmail/debian-packages.txt
+webmail-deps:
+	@missing=$$(for p in $$(grep -v '^\s*#' $(WEBMAIL_PACKAGES)); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for webmail: $$missing"; \
+		echo "roundcube-core roundcube/dbconfig-install boolean false" | $(SUDO) debconf-set-selections; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		if [ -d /run/systemd/system ]; then \
+			echo "webmail runs a private php-fpm: the system php8.2-fpm service is turned off"; \
+			$(SUDO) systemctl disable --now -q php8.2-fpm.service 2>/dev/null || true; \
+		fi; \
+	fi
+
 # Debian packages the tests drive as real clients and peers (one per line in the file).
-apt-deps:
+apt-deps: webmail-deps
 	@missing=$$(for p in $$(grep -v '^\s*#' tests/apt-packages.txt); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -45,7 +63,7 @@ apt-deps:
 		fi; \
 	fi
 
-run: $(RUN_STAMP)
+run: $(RUN_STAMP) webmail-deps
 	$(VENV)/bin/pillarbox run --dev
 
 lint: $(STAMP)

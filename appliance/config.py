@@ -574,4 +574,7 @@ self_signed = true
 [limits]
 max_message_size = 26214400
 max_recipients = 100
+
+[webmail]
+enabled = true
 """

@@ -19,6 +19,7 @@ from appliance import config, daemon
 from appliance import log as applog
 from appliance.cliconfig import default_config_path
 from appliance.setupsecret import box_is_set_up
+from appliance.webmail import fpm_binary, installed
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ WEB_WAIT_SECONDS = 60.0
 BANNER_FIRST_WORDS = "Pillarbox is running"
 
 
-def _banner(cfg: config.Config, web: str) -> str:
-    """The start banner. ``web`` is the web line(s): see :func:`_web_lines`."""
+def _banner(cfg: config.Config, web: str, webmail: str = "") -> str:
+    """The start banner. ``web`` is the web line(s): see :func:`_web_lines`; ``webmail``
+    the webmail line (:func:`_webmail_line`)."""
     ls = cfg.listeners
 
     def first(addrs: tuple[config.Listen, ...]) -> str:
@@ -38,7 +40,7 @@ def _banner(cfg: config.Config, web: str) -> str:
 
     return f"""
 {BANNER_FIRST_WORDS} ({"dev mode, " if cfg.dev else ""}data in {cfg.data_dir})
-{web}
+{web}{webmail}
   SMTP (MX)       {first(ls.smtp)}
   Submission      {first(ls.submission)} STARTTLS, {first(ls.submissions)} TLS
   IMAP            {first(ls.imap)} STARTTLS, {first(ls.imaps)} TLS
@@ -65,6 +67,46 @@ def _web_lines(cfg: config.Config, state: str) -> str:
         + " and ".join(urls)
         + f"\n                  (unlock secret: .venv/bin/pillarbox setup-secret -c {cfg.source})"
     )
+
+
+def _webmail_problem(cfg: config.Config) -> str:
+    """Why dev mode cannot run webmail, or "" when it can."""
+    if not cfg.webmail.enabled:
+        return "off ([webmail] enabled = false)"
+    if not installed():
+        return "not started: Roundcube is not installed (make run installs it)"
+    if fpm_binary() is None:
+        return "not started: php-fpm is not installed (make run installs php8.2-fpm)"
+    return ""
+
+
+def _webmail_line(cfg: config.Config, problem: str, fpm: subprocess.Popen[bytes] | None) -> str:
+    if problem:
+        return f"\n  Webmail         {problem}"
+    if fpm is not None and fpm.poll() is not None:
+        return f"\n  Webmail         NOT RUNNING: php-fpm exited with {fpm.returncode}"
+    urls = [f"https://{a}/mail/" for a in cfg.listeners.webs] or [
+        f"http://{a}/mail/" for a in cfg.listeners.web
+    ]
+    return "\n  Webmail         " + " or ".join(urls)
+
+
+def _start_webmail(cfg: config.Config) -> subprocess.Popen[bytes]:
+    """php-fpm for Roundcube as a child (the box runs it as a service of its own)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "appliance.webmail", "serve", "--config", str(cfg.source)]
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
 
 
 async def _answers(host: str, port: int, tls: bool) -> bool:
@@ -127,13 +169,19 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
     if dev and not box.accounts.list_domains():
         box.accounts.add_domain(DEV_DOMAIN)
     web_proc: subprocess.Popen[bytes] | None = None
-    if web and (cfg.listeners.web or cfg.listeners.webs):
+    fpm_proc: subprocess.Popen[bytes] | None = None
+    web_on = web and bool(cfg.listeners.web or cfg.listeners.webs)
+    webmail_problem = _webmail_problem(cfg) if web_on else ""
+    if web_on and dev and not webmail_problem:
+        fpm_proc = _start_webmail(cfg)
+    if web_on:
         web_proc = subprocess.Popen([sys.executable, "-m", "webui", "--config", str(cfg.source)])
     announce: set[asyncio.Task[None]] = set()
 
     async def announce_when_web_answers() -> None:
         state = await _web_state(cfg, web_proc)
-        print(_banner(cfg, _web_lines(cfg, state)), file=sys.stderr, flush=True)
+        mail = _webmail_line(cfg, webmail_problem, fpm_proc) if dev and web_on else ""
+        print(_banner(cfg, _web_lines(cfg, state), mail), file=sys.stderr, flush=True)
 
     def ready() -> None:  # called in the daemon's loop once its own listeners are bound
         task = asyncio.get_running_loop().create_task(announce_when_web_answers())
@@ -143,10 +191,6 @@ def run(config_path: Path | None, *, dev: bool, web: bool) -> int:
     try:
         asyncio.run(daemon.serve(box, ready))
     finally:
-        if web_proc is not None:
-            web_proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                web_proc.wait(10)
-            if web_proc.poll() is None:
-                web_proc.kill()
+        _stop(web_proc)
+        _stop(fpm_proc)
     return 0
