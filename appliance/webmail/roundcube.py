@@ -117,6 +117,9 @@ def roundcube_config_text(cfg: config.Config, des_key: str) -> str:
         "managesieve_vacation": 1,  # Filters and a Vacation page
         "markasjunk_move_spam": True,
         "markasjunk_move_ham": True,
+        # The store makes these folders for every user; Roundcube lists subscribed folders
+        # only, so it subscribes them at a user's first login.
+        "create_default_folders": True,
         "plugins": list(PLUGINS),
         "product_name": "Pillarbox webmail",
         "support_url": "/me",  # the user's own settings in the dashboard
