@@ -39,6 +39,7 @@ from typing import Any
 from appliance import config
 from appliance.accounts import AccountError, Accounts, AlreadyExists
 from appliance.tls import generate_self_signed
+from appliance.webmail import WEBMAIL_MIN_RAM, ram_allows_webmail
 
 DEFAULT_MAIL_HOSTNAME = "pillarbox.local"
 DATA_DIR = Path("/var/lib/pillarbox")
@@ -134,8 +135,11 @@ def parse_seed(text: str) -> Seed:
     )
 
 
-def appliance_config_text(mail_hostname: str) -> str:
-    """pillarbox.toml for the box: standard ports on all addresses, wizard on port 80."""
+def appliance_config_text(mail_hostname: str, webmail: bool | None = None) -> str:
+    """pillarbox.toml for the box: standard ports on all addresses, wizard on port 80;
+    webmail on when the box has the memory for it (``webmail`` None: measured here)."""
+    webmail_on = ram_allows_webmail() if webmail is None else webmail
+    gib = WEBMAIL_MIN_RAM / (1 << 30)
     ports = {**config.APPLIANCE_PORTS, "web": WIZARD_PORT}
     listeners = "\n".join(f'{name} = ["0.0.0.0:{port}"]' for name, port in ports.items())
     return f"""# Pillarbox appliance config, written on first boot. The setup wizard edits it;
@@ -152,6 +156,10 @@ data_dir = "{DATA_DIR}"
 cert = "{DATA_DIR / "tls" / "cert.pem"}"
 key = "{DATA_DIR / "tls" / "key.pem"}"
 self_signed = true
+
+[webmail]
+# hardware sizing: on with {gib:.0f} GB of memory or more; the dashboard switches it
+enabled = {"true" if webmail_on else "false"}
 """
 
 

@@ -15,7 +15,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.ctl.protocol import CtlError
-from webui import alerts, certs, diskusage, dnscheck, sizing, smart
+from webui import alerts, certs, diskusage, dnscheck, sizing, smart, webmail
 from webui.alertchecks import mapping, timestamp
 from webui.context import WebContext, web
 from webui.helper import HelperError, in_words
@@ -292,6 +292,7 @@ def index() -> str:
         alert_to=alerts.recipient(ctx),
         alert_email=cfg.alerts.email,
         alerts_checked=alerts.last_checked(ctx),
+        webmail=webmail.status(ctx),
     )
 
 

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import psutil
 
+from appliance.webmail import WEBMAIL_MIN_RAM
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 # RAM needed beside the mail service itself for the optional content filters.
 RSPAMD_RAM = 1 * GiB
 CLAMAV_RAM = 3 * GiB
+WEBMAIL_RAM = WEBMAIL_MIN_RAM  # Roundcube and its php-fpm pool (appliance.webmail)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Sizing:
     clamav: bool
     planned: int = 0  # mailboxes the quota is shared by (see recommend)
     users: int | None = None  # mailboxes on the box now, when known
+    webmail: bool = False  # enough memory for webmail (Roundcube + php-fpm)
 
 
 # (minimum RAM, mailboxes, connections, connections per IP)
@@ -105,6 +109,7 @@ def recommend(hw: Hardware, users: int | None = None) -> Sizing:
         clamav=hw.ram >= CLAMAV_RAM,
         planned=planned,
         users=users,
+        webmail=hw.ram >= WEBMAIL_RAM,
     )
 
 

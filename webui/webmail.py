@@ -37,14 +37,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, quote
 
-from flask import Blueprint, Flask, render_template
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
 
 from appliance import config
 from appliance.accounts import LoginThrottle
 from appliance.webmail import PUBLIC_HTML
-from webui import fastcgi
-from webui.context import WebContext
+from webui import configedit, fastcgi, sizing
+from webui.context import WebContext, web
 from webui.httpd import WsgiApp
+from webui.security import current_user
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,47 @@ bp = Blueprint("webmail", __name__)
 def off(rest: str = "") -> tuple[str, int]:
     """Reached only while webmail is off (Mount sends /mail/ to the gateway when on)."""
     return render_template("webmail_off.html"), 404
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the dashboard says about webmail."""
+
+    on: bool
+    fits: bool  # hardware sizing: the box has the memory for it
+    ram: int
+    need: int
+
+
+def status(ctx: WebContext) -> Status:
+    hw = ctx.measure(ctx.config().mail_dir)
+    rec = sizing.recommend(hw)
+    return Status(ctx.config().webmail.enabled, rec.webmail, hw.ram, sizing.WEBMAIL_RAM)
+
+
+@bp.app_context_processor
+def _link() -> dict[str, Any]:
+    """``webmail_on`` for the pages that link to /mail/ (dashboard, My account, apps)."""
+    try:
+        return {"webmail_on": web().config().webmail.enabled}
+    except (config.ConfigError, OSError):  # the error page for a broken config renders too
+        return {"webmail_on": False}
+
+
+@bp.route("/webmail/setting", methods=["POST"], endpoint="setting")
+def setting() -> Response:
+    """Turn webmail on or off (admins: not a self-service page)."""
+    ctx = web()
+    on = request.form.get("enabled") == "on"
+    try:
+        configedit.update(ctx.config_path, webmail={"enabled": on})
+    except config.ConfigError as exc:
+        log.warning("web=webmail-setting-invalid error=%s", exc)
+        flash("Not saved: the box refused this setting.", "error")
+        return redirect(url_for("dashboard.index") + "#webmail")
+    log.info("web=webmail-set enabled=%s by=%s", on, current_user())
+    flash(f"Webmail is {'on' if on else 'off'}. " + configedit.reload_daemon(ctx), "ok")
+    return redirect(url_for("dashboard.index") + "#webmail")
 
 
 # ------------------------------------------------------------------ the form fields PHP sees
@@ -430,6 +473,11 @@ class _Streamed:
         self.answer.close()
 
 
+# Pages of the web UI that live below /mail/ (older than webmail, and clients look them up
+# there): Thunderbird's autoconfig file and the Apple profile stay with Flask.
+FLASK_PATHS = frozenset({"/mail/config-v1.1.xml", "/mail/phone.mobileconfig"})
+
+
 class Mount:
     """The web front's WSGI app: /mail/ to the gateway while webmail is on, else Flask."""
 
@@ -440,7 +488,8 @@ class Mount:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
-        if (path == "/mail" or path.startswith(PREFIX)) and self.enabled():
+        ours = path == "/mail" or (path.startswith(PREFIX) and path not in FLASK_PATHS)
+        if ours and self.enabled():
             return self.gateway(environ, start_response)
         return self.app(environ, start_response)
 

@@ -10,7 +10,13 @@ No webui import: this is the service floor.
 
 from __future__ import annotations
 
-from appliance.webmail.fpm import fpm_binary, fpm_config_text, max_children
+from appliance.webmail.fpm import (
+    WEBMAIL_MIN_RAM,
+    fpm_binary,
+    fpm_config_text,
+    max_children,
+    ram_allows_webmail,
+)
 from appliance.webmail.roundcube import (
     PUBLIC_HTML,
     ROUNDCUBE_HOME,
@@ -23,11 +29,13 @@ from appliance.webmail.roundcube import (
 __all__ = [
     "PUBLIC_HTML",
     "ROUNDCUBE_HOME",
+    "WEBMAIL_MIN_RAM",
     "WebmailError",
     "fpm_binary",
     "fpm_config_text",
     "installed",
     "max_children",
     "prepare",
+    "ram_allows_webmail",
     "roundcube_config_text",
 ]

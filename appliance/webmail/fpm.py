@@ -23,6 +23,9 @@ FPM_NAMES = ("php-fpm8.2", "php-fpm")
 FPM_DIRS = ("/usr/sbin", "/usr/local/sbin")
 # (RAM at least, children): each busy child holds 20-40 MB (bench/README.md, Webmail).
 _CHILDREN_BY_RAM = ((4 * GiB, 10), (2 * GiB, 6), (1 * GiB, 4), (0, 2))
+# Hardware sizing turns webmail on from this much RAM (bench/README.md, Webmail: php-fpm
+# with 3 busy users holds about 60 MB; below 1 GB the mail service and its filters need it).
+WEBMAIL_MIN_RAM = 1 * GiB
 IDLE_SECONDS = 30  # an idle child exits after this long (pm.process_idle_timeout)
 MAX_REQUESTS = 500  # a child is replaced after this many requests (bounds PHP leaks)
 PHP_MEMORY_MIB = 128  # memory_limit of one request
@@ -43,6 +46,11 @@ def _ram() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return 0
+
+
+def ram_allows_webmail(ram: int | None = None) -> bool:
+    """Hardware sizing's answer: webmail on when the box has WEBMAIL_MIN_RAM or more."""
+    return (_ram() if ram is None else ram) >= WEBMAIL_MIN_RAM
 
 
 def max_children(cfg: config.Config, ram: int | None = None) -> int:

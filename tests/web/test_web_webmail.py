@@ -318,3 +318,12 @@ def test_webmail_off_says_so(tmp_path: Path) -> None:
         status, _, body = get(f"http://{host}:{port}", "/mail/")
     assert status == 404
     assert re.search(rb"Webmail is off", body)
+
+
+def test_autoconfig_below_mail_stays_with_the_web_ui(box: tuple[str, config.Config]) -> None:
+    """Thunderbird looks up /mail/config-v1.1.xml: webmail must not take it over."""
+    base, _ = box
+    status, headers, body = get(base, "/mail/config-v1.1.xml?emailaddress=a@pillarbox.test")
+    assert status == 200
+    assert headers["content-type"].startswith("application/xml")
+    assert b"<clientConfig" in body
