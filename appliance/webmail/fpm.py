@@ -21,10 +21,12 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 FPM_NAMES = ("php-fpm8.2", "php-fpm")
 FPM_DIRS = ("/usr/sbin", "/usr/local/sbin")
-# (RAM at least, children): each busy child holds 20-40 MB (bench/README.md, Webmail).
+# (RAM at least, children): a busy child is about 27 MB RSS, 5 MB of its own beside the
+# pages it shares with the master (bench/README.md, Webmail).
 _CHILDREN_BY_RAM = ((4 * GiB, 10), (2 * GiB, 6), (1 * GiB, 4), (0, 2))
 # Hardware sizing turns webmail on from this much RAM (bench/README.md, Webmail: php-fpm
-# with 3 busy users holds about 60 MB; below 1 GB the mail service and its filters need it).
+# with 3 busy users holds about 170 MB RSS summed, 41 MB PSS; below 1 GB the mail service
+# and its filters need the memory more).
 WEBMAIL_MIN_RAM = 1 * GiB
 IDLE_SECONDS = 30  # an idle child exits after this long (pm.process_idle_timeout)
 MAX_REQUESTS = 500  # a child is replaced after this many requests (bounds PHP leaks)
