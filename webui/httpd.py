@@ -13,7 +13,8 @@ deadlines, and only a complete request reaches one of ``workers`` threads. Limit
   ``body_timeout`` for the whole body, ``keepalive_timeout`` between requests,
   ``write_timeout`` for each block of the answer.
 - ``max_header_bytes`` for the request head (431), ``max_body_bytes`` for the body (413);
-  ``max_prefix_body_bytes`` instead below ``body_prefix`` (webmail's attachment uploads).
+  ``max_prefix_body_bytes`` and ``prefix_body_timeout`` instead below ``body_prefix``
+  (webmail's attachment uploads).
 
 Threading: one event loop thread owns every socket; WSGI calls run in the pool and hand
 their answer back as bytes. A streamed answer is pulled from the pool block by block.
@@ -67,9 +68,11 @@ class HttpLimits:
     write_timeout: float = 30.0
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 1024 * 1024
-    # Paths below this prefix may send up to max_prefix_body_bytes (webmail uploads).
+    # Paths below this prefix may send up to max_prefix_body_bytes within
+    # prefix_body_timeout seconds (webmail's attachment uploads).
     body_prefix: bytes = b""
     max_prefix_body_bytes: int = 0
+    prefix_body_timeout: float = 0.0
 
 
 @dataclass
@@ -284,20 +287,21 @@ class HttpServer:
                 await self._error(writer, conn, 431, "Request header too large")
                 return
             length = _content_length(request.headers)
-            max_body = lim.max_body_bytes
+            max_body, body_timeout = lim.max_body_bytes, lim.body_timeout
             if lim.body_prefix and _path_parts(request.target)[0].startswith(lim.body_prefix):
                 max_body = max(max_body, lim.max_prefix_body_bytes)
+                body_timeout = max(body_timeout, lim.prefix_body_timeout)
             if length is not None and length > max_body:
                 # RFC 9110 15.5.14: 413 Content Too Large, then close.
                 await self._error(writer, conn, 413, "Request body too large")
                 return
             body = io.BytesIO()
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + lim.body_timeout
+            deadline = loop.time() + body_timeout
             try:
                 while True:
                     event = await self._event(
-                        conn, reader, writer, deadline - loop.time(), lim.body_timeout
+                        conn, reader, writer, deadline - loop.time(), body_timeout
                     )
                     if isinstance(event, h11.Data):
                         body.write(event.data)

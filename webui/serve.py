@@ -203,6 +203,7 @@ def create_server(config_path: Path, threads: int = 16) -> WebServer:
         # webmail attachments: the upload bound plus room for the form around it
         body_prefix=webmail.PREFIX.encode(),
         max_prefix_body_bytes=(cfg.webmail.max_upload_mib + 1) * 1024 * 1024,
+        prefix_body_timeout=float(cfg.webmail.request_timeout),
     )
     http = HttpServer(webmail.mount(app), limits)
     plain = [bind(addr.host, addr.port) for addr in cfg.listeners.web]

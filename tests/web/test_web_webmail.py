@@ -299,6 +299,12 @@ def test_upload_bound(box: tuple[str, config.Config]) -> None:
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
+    # 3 MiB: past the web UI's 1 MiB body bound, within webmail's: it reaches Roundcube
+    body = b"x" * (3 * 1024 * 1024)
+    ctype = "application/octet-stream"
+    status, headers, _ = get(base, "/mail/?_task=mail", "POST", body, Content_Type=ctype)
+    assert status != 413 and "roundcube_" in headers.get("set-cookie", "")
+    assert get(base, "/login", "POST", body, Content_Type=ctype)[0] == 413
 
 
 def test_php_fpm_down_is_a_502_page(tmp_path: Path) -> None:
