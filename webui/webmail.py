@@ -415,6 +415,7 @@ class Gateway:
                     "webmail=login-throttled user=%s ip=%s retry_after=%.0f", account, ip, wait
                 )
                 text = "Too many failed logins. Please wait a few minutes and try again."
+                # RFC 6585 4: 429 Too Many Requests, with Retry-After
                 return _page(
                     start_response,
                     429,
