@@ -5,7 +5,8 @@
 off (with the dashboard setting for admins). The gateway
 
 - serves Roundcube's static files itself from its public_html: only GET/HEAD, only the
-  types in ``STATIC_TYPES`` (never .php, never a dotfile or a ``..`` segment), only files
+  types in ``STATIC_TYPES`` (never .php, never a dotfile, a ``..`` segment or a skin's
+  templates/ source), only files
   whose real path (symlinks followed) lies inside Roundcube's tree or the Debian
   JavaScript libraries it links to (``STATIC_ROOTS``); streamed in blocks, with
   Last-Modified/ETag and a long cache lifetime for Roundcube's versioned URLs (``?s=``);
@@ -81,6 +82,7 @@ STATIC_TYPES = {
     ".mp3": "audio/mpeg",
     ".wav": "audio/wav",
     ".pdf": "application/pdf",
+    ".html": "text/html; charset=utf-8",  # watermark.html (empty frames); never templates/
 }
 SECURITY_HEADERS = (
     ("Content-Security-Policy", "frame-ancestors 'self'"),
@@ -299,6 +301,8 @@ class Gateway:
         ):
             return None
         if os.path.splitext(parts[-1])[1].lower() not in STATIC_TYPES:
+            return None
+        if "templates" in parts:  # a skin's or plugin's template source, not a page
             return None
         try:
             real = self.public_html.joinpath(*parts).resolve(strict=True)

@@ -229,6 +229,9 @@ def test_static_files_types_and_caching(box: tuple[str, config.Config]) -> None:
     # jQuery is a symlink into /usr/share/javascript (Debian's libjs-jquery): allowed
     status, headers, _ = get(base, "/mail/program/js/jquery.min.js")
     assert status == 200
+    # the page Roundcube puts in an empty frame
+    status, headers, _ = get(base, "/mail/skins/elastic/watermark.html")
+    assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
     assert get(base, "/mail/program/js/app.min.js", "POST", b"x")[0] == 405
 
 
@@ -244,6 +247,7 @@ def test_static_files_types_and_caching(box: tuple[str, config.Config]) -> None:
         "/mail/plugins/managesieve/config.inc.php",
         "/mail/plugins/managesieve/managesieve.php",
         "/mail/skins/elastic/templates/login.html",
+        "/mail/plugins/managesieve/skins/elastic/templates/vacation.html",
         "/mail/x.php",
         "/mail/index.php/../program/include/iniset.php",
         "/mail/program//js/app.min.js",
