@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from appliance import __version__, config
 from appliance.accounts import Accounts, Authenticator, LoginThrottle
@@ -120,20 +121,43 @@ def build(cfg: config.Config) -> Daemon:
     return Daemon(
         supervisor=Supervisor(cfg, tls),
         accounts=accounts,
-        # [limits] login_*: read once at start (a reload keeps the running throttle).
-        # With webmail on, loopback carries every webmail user's logins: it is throttled
-        # per account only here, per browser address in the web front (webui.webmail).
+        # [limits] login_*: read once at start (a reload keeps the running throttle; its
+        # shared sources follow [webmail] enabled: LoginSources below).
         auth=Authenticator(
-            accounts,
-            LoginThrottle.from_limits(
-                cfg.limits, shared_sources=LOOPBACK if cfg.webmail.enabled else ()
-            ),
+            accounts, LoginThrottle.from_limits(cfg.limits, shared_sources=shared_sources(cfg))
         ),
         store=store,
         bus=bus,
         tls=tls,
         queue=Spool(cfg.queue_dir),
     )
+
+
+def shared_sources(cfg: config.Config) -> tuple[str, ...]:
+    """With webmail on, loopback carries every webmail user's logins: the daemon throttles
+    it per account only, the web front per browser address (webui.webmail)."""
+    return LOOPBACK if cfg.webmail.enabled else ()
+
+
+@dataclass
+class LoginSources:
+    """Not a listener: keeps the login throttle's shared sources in step with the config,
+    so switching webmail on or off in the dashboard applies at the reload that follows."""
+
+    throttle: LoginThrottle
+    name: str = "login-sources"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def reload(self, new: config.Config) -> None:
+        self.throttle.share(shared_sources(new))
+
+    def status(self) -> dict[str, Any]:
+        return {"shared": sorted(self.throttle.shared)}
 
 
 M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
@@ -169,6 +193,7 @@ def create_services(d: Daemon) -> list[Service]:
     )
     delivery = PipelineDeps(d.accounts, d.store, d.queue, d.chain, notices)
     return [
+        LoginSources(d.auth.throttle),
         *ctl_service.create(
             cfg, handlers, d.supervisor, ctl_service.MailboxDeps(d.accounts, d.store)
         ),

@@ -13,6 +13,9 @@ deadlines, and only a complete request reaches one of ``workers`` threads. Limit
   ``body_timeout`` for the whole body, ``keepalive_timeout`` between requests,
   ``write_timeout`` for each block of the answer.
 - ``max_header_bytes`` for the request head (431), ``max_body_bytes`` for the body (413);
+  a body over ``memory_body_bytes`` goes to a temporary file, and all such bodies in
+  flight together may hold at most ``max_spooled_bytes`` (beyond it: 503, Retry-After),
+  so uploads cost neither RAM nor unbounded disk;
   ``max_prefix_body_bytes`` and ``prefix_body_timeout`` instead below ``body_prefix``
   (webmail's attachment uploads).
 
@@ -24,16 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import socket
 import ssl
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 import h11
@@ -73,6 +76,10 @@ class HttpLimits:
     body_prefix: bytes = b""
     max_prefix_body_bytes: int = 0
     prefix_body_timeout: float = 0.0
+    # Bodies larger than this are kept in a temporary file, not in memory; the bytes of
+    # all such bodies being received or served at once are bounded by max_spooled_bytes.
+    memory_body_bytes: int = 64 * 1024
+    max_spooled_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass
@@ -139,6 +146,31 @@ def _path_parts(target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
+class _Spool:
+    """One request's share of the server's budget for bodies kept on disk: a body over
+    ``memory_body_bytes`` is written to a temporary file whole, so it is charged whole."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.held = 0
+
+    def need(self, size: int) -> bool:
+        """Hold room for a body of ``size`` bytes; False when the budget is spent."""
+        lim = self.server.limits
+        want = size if size > lim.memory_body_bytes else 0
+        if want <= self.held:
+            return True
+        if self.server.spooled + want - self.held > lim.max_spooled_bytes:
+            return False
+        self.server.spooled += want - self.held
+        self.held = want
+        return True
+
+    def release(self) -> None:
+        self.server.spooled -= self.held
+        self.held = 0
+
+
 class HttpServer:
     """Serves one WSGI app on any number of listening sockets (see :meth:`serve_socket`)."""
 
@@ -148,6 +180,7 @@ class HttpServer:
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="web-worker")
         self.per_ip: Counter[str] = Counter()
         self.total = 0
+        self.spooled = 0  # bytes of bodies kept on disk right now (event loop only)
 
     async def serve_socket(
         self, sock: socket.socket, tls: Callable[[], ssl.SSLContext] | None = None
@@ -234,7 +267,12 @@ class HttpServer:
                 raise _Timeout from None
 
     async def _error(
-        self, writer: asyncio.StreamWriter, conn: h11.Connection, code: int, text: str
+        self,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        code: int,
+        text: str,
+        retry_after: int = 0,
     ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -244,6 +282,8 @@ class HttpServer:
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
         ]
+        if retry_after:
+            headers.append(("Retry-After", str(retry_after)))
         try:
             await self._send(writer, conn, h11.Response(status_code=code, headers=headers))
             await self._send(writer, conn, h11.Data(data=body))
@@ -295,43 +335,90 @@ class HttpServer:
                 # RFC 9110 15.5.14: 413 Content Too Large, then close.
                 await self._error(writer, conn, 413, "Request body too large")
                 return
-            body = io.BytesIO()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + body_timeout
-            try:
-                while True:
-                    event = await self._event(
-                        conn, reader, writer, deadline - loop.time(), body_timeout
-                    )
-                    if isinstance(event, h11.Data):
-                        body.write(event.data)
-                        if body.tell() > max_body:
-                            await self._error(writer, conn, 413, "Request body too large")
-                            return
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    else:
+            spool = _Spool(self)
+            with tempfile.SpooledTemporaryFile(max_size=lim.memory_body_bytes) as body:
+                try:
+                    if length is not None and not spool.need(length):
+                        await self._busy(writer, conn)
                         return
-                    if loop.time() > deadline:
-                        raise _Timeout
-            except h11.RemoteProtocolError:
-                await self._error(writer, conn, 400, "Malformed request body")
-                return
-            except _Timeout:
-                await self._error(writer, conn, 408, "Request timeout")
-                return
-            environ = self._environ(request, body.getvalue(), peer, sock, https)
-            await self._answer(writer, conn, request, environ)
+                    await self._request_with_body(
+                        writer,
+                        conn,
+                        reader,
+                        request,
+                        body,
+                        spool.need,
+                        max_body,
+                        body_timeout,
+                        peer,
+                        sock,
+                        https,
+                    )
+                finally:
+                    spool.release()
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                 return
             if conn.our_state is not h11.DONE:
                 return
             conn.start_next_cycle()
 
+    async def _request_with_body(
+        self,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        request: h11.Request,
+        body: IO[bytes],
+        charge: Callable[[int], bool],
+        max_body: int,
+        body_timeout: float,
+        peer: tuple[Any, ...],
+        sock: socket.socket,
+        https: bool,
+    ) -> None:
+        """Read the body (into ``body``) under its deadline and bounds, then answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + body_timeout
+        size = 0
+        try:
+            while True:
+                event = await self._event(
+                    conn, reader, writer, deadline - loop.time(), body_timeout
+                )
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > max_body:
+                        await self._error(writer, conn, 413, "Request body too large")
+                        return
+                    if not charge(size):  # chunked: charged as it grows
+                        await self._busy(writer, conn)
+                        return
+                    body.write(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    return
+                if loop.time() > deadline:
+                    raise _Timeout
+        except h11.RemoteProtocolError:
+            await self._error(writer, conn, 400, "Malformed request body")
+            return
+        except _Timeout:
+            await self._error(writer, conn, 408, "Request timeout")
+            return
+        body.seek(0)
+        environ = self._environ(request, body, size, peer, sock, https)
+        await self._answer(writer, conn, request, environ)
+
+    async def _busy(self, writer: asyncio.StreamWriter, conn: h11.Connection) -> None:
+        # RFC 9110 15.6.4: 503 with Retry-After while the upload budget is spent.
+        await self._error(writer, conn, 503, "Too many uploads at once: try again shortly", 30)
+
     def _environ(
         self,
         request: h11.Request,
-        body: bytes,
+        body: IO[bytes],
+        size: int,
         peer: tuple[Any, ...],
         sock: socket.socket,
         https: bool,
@@ -353,7 +440,7 @@ class HttpServer:
             "REMOTE_PORT": str(peer[1]) if len(peer) > 1 else "0",
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if https else "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": body,
             "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
@@ -372,7 +459,7 @@ class HttpServer:
                 continue
             key = "HTTP_" + name.replace("-", "_")
             environ[key] = f"{environ[key]},{value}" if key in environ else value
-        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["CONTENT_LENGTH"] = str(size)
         return environ
 
     async def _answer(

@@ -24,6 +24,7 @@ did not set them.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import io
@@ -36,7 +37,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -181,6 +182,121 @@ def _multipart(content_type: str, body: bytes) -> dict[str, str]:
     return fields
 
 
+SCAN_BLOCK = 64 * 1024
+SMALL_FIELD = 4096  # a field whose name (and, for _action/_user, value) fits in this
+
+
+class _Suspect(Exception):
+    """A large form field that could be a login's ``_action`` but is too long to read."""
+
+
+def _large_form(content_type: str, stream: BinaryIO, length: int) -> dict[str, str]:
+    """The small fields of a large form body read in blocks from a seekable stream
+    (rewound after): no body is held whole in memory. Only fields that fit in
+    SMALL_FIELD bytes are returned; a longer one whose name could be a login field
+    raises :class:`_Suspect`."""
+    start = stream.tell()
+    try:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if kind == "application/x-www-form-urlencoded":
+            return _large_urlencoded(stream, length)
+        if kind == "multipart/form-data":
+            return _large_multipart(content_type, stream, length)
+        return {}
+    finally:
+        stream.seek(start)
+
+
+def _blocks(stream: BinaryIO, length: int) -> Iterator[bytes]:
+    while length > 0 and (block := stream.read(min(SCAN_BLOCK, length))):
+        length -= len(block)
+        yield block
+
+
+def _login_field(name: str) -> bool:
+    php = _php_name(name)
+    return php is None or php in ("_action", "_user") or "action" in php.lower()
+
+
+def _large_urlencoded(stream: BinaryIO, length: int) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    field = bytearray()
+    long_field = False
+
+    def done() -> None:
+        if not long_field:
+            fields.update(_urlencoded(field.decode("latin-1")))
+            return
+        name = unquote_plus(bytes(field).split(b"=", 1)[0].decode("latin-1"))
+        if b"=" not in field or _login_field(name):
+            raise _Suspect(name[:40])
+
+    for block in _blocks(stream, length):
+        pieces = block.split(b"&")
+        for i, piece in enumerate(pieces):
+            if i:
+                done()
+                field.clear()
+                long_field = False
+            if len(field) < SMALL_FIELD:
+                field += piece[: SMALL_FIELD - len(field) + 1]
+            if len(field) > SMALL_FIELD:
+                long_field = True
+    done()
+    return fields
+
+
+def _large_multipart(content_type: str, stream: BinaryIO, length: int) -> dict[str, str]:
+    """The small non-file parts: each part's head and a value of up to SMALL_FIELD bytes
+    are read after its boundary; the parts' contents are skipped."""
+    msg = email.message.EmailMessage(policy=email.policy.HTTP)
+    msg["Content-Type"] = content_type
+    boundary = msg.get_boundary()
+    if not boundary:
+        return {}
+    delimiter = b"--" + boundary.encode("latin-1")
+    # Where each part begins: after a delimiter at the start or after CRLF.
+    starts: list[int] = []
+    tail, offset = b"", 0
+    for block in _blocks(stream, length):
+        data = tail + block
+        base = offset - len(tail)
+        at = data.find(delimiter)
+        while at >= 0:
+            if (at == 0 and base == 0) or data[at - 2 : at] == b"\r\n":
+                starts.append(base + at + len(delimiter))
+            at = data.find(delimiter, at + 1)
+        offset += len(block)
+        tail = data[-(len(delimiter) + 2) :]
+    starts = sorted(set(starts))
+    fields: dict[str, str] = {}
+    for i, pos in enumerate(starts):
+        stream.seek(pos)
+        end = starts[i + 1] - len(delimiter) if i + 1 < len(starts) else offset
+        chunk = stream.read(min(end - pos, 2 * SMALL_FIELD + 2))
+        whole = len(chunk) == end - pos
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        # after the rest of the delimiter's line: the part's head, a blank line, its value
+        head, sep, value = chunk.partition(b"\r\n")[2].partition(b"\r\n\r\n")
+        if not sep:
+            if _login_field(head.decode("latin-1")):
+                raise _Suspect("part head")
+            continue
+        part = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + b"\r\n\r\n")
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        if not whole:  # the value goes on past what was read
+            if _login_field(name):
+                raise _Suspect(name[:40])
+            continue
+        php = _php_name(name)
+        if php is not None:
+            fields[php] = value.removesuffix(b"\r\n").decode("utf-8", "replace")
+    return fields
+
+
 def _cookies(header: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in header.split(";"):
@@ -197,7 +313,9 @@ class LoginAttempt:
     user: str
 
 
-def login_attempt(environ: dict[str, Any], body: bytes) -> LoginAttempt | None:
+def login_attempt(
+    environ: dict[str, Any], body: bytes, form: dict[str, str] | None = None
+) -> LoginAttempt | None:
     """The login a POST asks Roundcube for, or None. Roundcube reads ``_action`` from the
     query, then the form, then a cookie (the later wins) and strips it to
     ``[a-z0-9_.-]``; a visitor without a session is always on the login task, so the
@@ -207,7 +325,9 @@ def login_attempt(environ: dict[str, Any], body: bytes) -> LoginAttempt | None:
     query = _urlencoded(environ.get("QUERY_STRING", ""))
     ctype = environ.get("CONTENT_TYPE", "")
     kind = ctype.split(";", 1)[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
+    if form is not None:  # the fields of a large body, read by _large_form
+        pass
+    elif kind == "application/x-www-form-urlencoded":
         form = _urlencoded(body.decode("latin-1"))
     elif kind == "multipart/form-data" and b"action" in body:
         form = _multipart(ctype, body)
@@ -406,10 +526,15 @@ class Gateway:
             stream = io.BytesIO(body)
             attempt = login_attempt(environ, body)
         elif environ.get("REQUEST_METHOD") == "POST":
-            # A larger POST may still carry _action=login: look before PHP does.
-            body = stream.read(length)
-            stream = io.BytesIO(body)
-            if login_attempt(environ, body) is not None:
+            # A larger POST may still carry _action=login: look before PHP does, in
+            # blocks (the web front keeps a large body in a temporary file).
+            if not stream.seekable():
+                stream = io.BytesIO(stream.read(length))
+            try:
+                form = _large_form(environ.get("CONTENT_TYPE", ""), stream, length)
+            except _Suspect:
+                form = {"_action": "login"}
+            if login_attempt(environ, b"", form) is not None:
                 return _page(start_response, 413, "Too large", "Login form too large.", [])
         if attempt is not None:
             account = self.canonical(attempt.user)

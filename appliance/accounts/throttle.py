@@ -94,9 +94,14 @@ class LoginThrottle:
         self.account_delay_cap = account_delay_cap
         self.forget_after = forget_after
         self._clock = clock
-        self.shared = frozenset(self.source(ip) for ip in shared_sources)
+        self.share(shared_sources)
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()
+
+    def share(self, sources: tuple[str, ...]) -> None:
+        """Set the shared sources (the daemon's start and reload: webmail on or off).
+        Counters already kept for an address that becomes shared are left to expire."""
+        self.shared = frozenset(self.source(ip) for ip in sources)
 
     @classmethod
     def from_limits(
@@ -118,7 +123,8 @@ class LoginThrottle:
 
     @staticmethod
     def source(ip: str) -> str:
-        """The throttle's key for a client address (IPv6: its /64)."""
+        """The throttle's key for a client address (IPv6: its /64; ::1 is itself, so
+        sharing loopback never shares the rest of ::/64)."""
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -126,6 +132,8 @@ class LoginThrottle:
         if isinstance(addr, ipaddress.IPv6Address):
             if addr.ipv4_mapped is not None:
                 return str(addr.ipv4_mapped)
+            if addr.is_loopback:
+                return str(addr)
             return str(ipaddress.IPv6Network((addr, 64), strict=False))
         return str(addr)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from appliance import config
 from appliance.accounts import Accounts, LoginThrottle
+from appliance.ctl.client import CtlClient
 from tests.harness import Daemon, write_config
 from tests.protocol.test_login_throttle import _Imap
 
@@ -51,3 +52,31 @@ def test_loopback_failures_do_not_lock_webmail_out(tmp_path: Path) -> None:
         outcomes = [_login("127.0.0.9", addr, USERS[1], "wrong") for _ in range(5)]
         assert outcomes[:3] == ["failed"] * 3
         assert "throttled" in outcomes[3:]
+
+
+def test_switching_webmail_applies_at_reload(tmp_path: Path) -> None:
+    """The dashboard's webmail switch writes the config and asks for a reload: loopback
+    must become shared (and stop being shared) without a restart."""
+    cfg_path = write_config(tmp_path, webmail={"enabled": False})
+    cfg = config.load(cfg_path)
+    acc = Accounts(cfg.accounts_db)
+    acc.add_domain("example.org")
+    for user in USERS:
+        acc.add_user(user, PASSWORD)
+    free = LoginThrottle().ip_free_failures
+    with Daemon(cfg_path, wait_for=("imaps",)) as d:
+        addr = d.addr("imaps")
+        ctl = CtlClient(cfg.ctl_socket, 30)
+        # Off: 127.0.0.2 sprays the accounts and is throttled as any address.
+        outcomes = [_login("127.0.0.2", addr, u, "wrong") for u in USERS]
+        assert "throttled" in outcomes[free:], outcomes
+        # On: loopback counts for the account alone.
+        cfg_path.write_text(cfg_path.read_text().replace("enabled = false", "enabled = true"))
+        assert ctl.call("reload") == {"reloaded": True}
+        assert [_login("127.0.0.1", addr, u, "wrong") for u in USERS] == ["failed"] * len(USERS)
+        assert ctl.call("status")["services"]["login-sources"]["shared"] == ["127.0.0.1", "::1"]
+        # Off again: the next spray from loopback is throttled.
+        cfg_path.write_text(cfg_path.read_text().replace("enabled = true", "enabled = false"))
+        assert ctl.call("reload") == {"reloaded": True}
+        outcomes = [_login("127.0.0.1", addr, u, "wrong") for u in USERS]
+        assert "throttled" in outcomes[free:], outcomes

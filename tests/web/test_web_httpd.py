@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import http.client
 import socket
 import threading
@@ -35,7 +36,12 @@ def echo_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 @pytest.fixture
 def server() -> Iterator[tuple[str, int]]:
     limits = HttpLimits(max_body_bytes=4096, max_header_bytes=2048, max_per_ip=4)
-    httpd = HttpServer(echo_app, limits)
+    with serving(HttpServer(echo_app, limits)) as addr:
+        yield addr
+
+
+@contextlib.contextmanager
+def serving(httpd: HttpServer) -> Iterator[tuple[str, int]]:
     sock = bind("127.0.0.1", 0)
     ready = threading.Event()
     box: dict[str, Any] = {}
@@ -134,3 +140,52 @@ def test_expect_100_continue(server: tuple[str, int]) -> None:
         assert s.recv(100).startswith(b"HTTP/1.1 100")
         s.sendall(b"abc")
         assert s.recv(1000).startswith(b"HTTP/1.1 200")
+
+
+def test_big_bodies_go_to_disk_within_one_budget() -> None:
+    """A body over memory_body_bytes is kept in a temporary file; all such bodies in
+    flight share max_spooled_bytes: beyond it a request gets 503 with Retry-After (fixed
+    length refused before its body is read, chunked as it grows), and the budget comes
+    back when the answer is done."""
+    holding, release = threading.Event(), threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read()
+        if environ["PATH_INFO"] == "/hold":
+            holding.set()
+            release.wait(20)
+        data = hashlib.sha256(body).hexdigest().encode()
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return [data]
+
+    limits = HttpLimits(max_body_bytes=200_000, memory_body_bytes=1024, max_spooled_bytes=300_000)
+    httpd = HttpServer(app, limits)
+    big = bytes(range(256)) * 700  # 179,200 bytes
+
+    def post(path: str, body: bytes, chunked: bool = False) -> tuple[int, str | None, bytes]:
+        conn = http.client.HTTPConnection(*addr, timeout=20)
+        try:
+            if chunked:
+                conn.request("POST", path, body=iter([body[:1000], body[1000:]]))
+            else:
+                conn.request("POST", path, body=body)
+            r = conn.getresponse()
+            return r.status, r.getheader("Retry-After"), r.read()
+        finally:
+            conn.close()
+
+    with serving(httpd) as addr:
+        first: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: first.update(r=post("/hold", big)))
+        t.start()
+        assert holding.wait(20)
+        assert httpd.spooled == len(big)
+        assert post("/", big)[:2] == (503, "30")
+        assert post("/", big, chunked=True)[:2] == (503, "30")
+        small = b"s" * 1000  # in memory: not charged
+        assert post("/", small) == (200, None, hashlib.sha256(small).hexdigest().encode())
+        release.set()
+        t.join(20)
+        assert first["r"] == (200, None, hashlib.sha256(big).hexdigest().encode())
+        assert post("/", big) == (200, None, hashlib.sha256(big).hexdigest().encode())
+        assert httpd.spooled == 0
