@@ -180,6 +180,10 @@ main() {
 	# Privilege separation: accounts.sqlite to pillarbox-web (the daemon reads it),
 	# the directory root-owned and sticky.
 	"$PYTHON" "$LIBDIR/state_perms.py"
+	# Roundcube's directory belongs to the webmail service alone (tmpfiles.conf), not to
+	# the daemon like the rest; pillarbox-webmail.service fills it on its first start.
+	chown pillarbox-webmail:pillarbox-webmail "$STATE/webmail"
+	chmod 0750 "$STATE/webmail"
 
 	show_secret || true
 	mkdir -p "$(dirname "$MARKER")"

@@ -18,6 +18,8 @@ fi
 systemctl start pillarbox.service pillarbox-backup.timer
 # The web UI may be the one that asked for the update: restart it without waiting.
 systemctl --no-block restart pillarbox-web.service
+# New Roundcube config from the new code; a no-op when webmail is off (ExecCondition).
+systemctl --no-block restart pillarbox-webmail.service
 rm -f "$FLAG"
 for _ in $(seq 30); do
 	if systemctl --quiet is-active pillarbox.service; then

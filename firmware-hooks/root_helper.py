@@ -15,6 +15,9 @@ Actions:
   cert.install     {cert_pem, key_pem}      install a checked certificate and key in TLS_DIR
   system.reboot    {}                       systemctl reboot
   system.shutdown  {}                       systemctl poweroff
+  webmail.apply    {enabled}                the web UI switched webmail in pillarbox.toml:
+                                            restart (on; its ExecCondition reads the file)
+                                            or stop pillarbox-webmail.service
 
 Test mode: ``--dry-run`` or PILLARBOX_ROOT_HELPER_FAKE=<file> validates as usual but runs
 nothing: each command is appended to <file> (JSON lines) and echoed in the answer as
@@ -308,6 +311,19 @@ def _power(verb: str) -> Callable[[Mapping[str, Any], Runner], dict[str, Any]]:
     return action
 
 
+WEBMAIL_UNIT = "pillarbox-webmail.service"
+
+
+def webmail_apply(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
+    """Make the webmail unit follow the switch the web UI just saved."""
+    enabled: bool = _args(args, {"enabled": bool})["enabled"]
+    verb = "restart" if enabled else "stop"
+    proc = run.run(["systemctl", verb, WEBMAIL_UNIT], timeout=60.0)
+    if proc.returncode:
+        raise Refused(f"systemctl {verb} {WEBMAIL_UNIT} failed")
+    return {"unit": WEBMAIL_UNIT, "active": enabled}
+
+
 def setup_done(args: Mapping[str, Any], run: Runner) -> dict[str, Any]:
     """The wizard made the first admin: take the setup secret off the console banner."""
     _args(args, {})
@@ -330,6 +346,7 @@ ACTIONS: dict[str, Callable[[Mapping[str, Any], Runner], dict[str, Any]]] = {
     "cert.install": cert_install,
     "system.reboot": _power("reboot"),
     "system.shutdown": _power("poweroff"),
+    "webmail.apply": webmail_apply,
 }
 
 

@@ -117,6 +117,13 @@ packages() {
 		e2fsprogs dosfstools fdisk cloud-guest-utils util-linux
 		restic smartmontools openssl
 	)
+	# Webmail (pillarbox-webmail.service): Roundcube under our own php-fpm. Recommends are
+	# off, so every PHP extension Roundcube and its plugins load is named here (sqlite3:
+	# its database; intl, mbstring, xml: required; zip: zipdownload; net-sieve: managesieve).
+	local webmail=(
+		php8.2-fpm php8.2-cli php8.2-sqlite3 php8.2-intl php8.2-mbstring php8.2-xml
+		php8.2-zip php-net-sieve roundcube-core roundcube-sqlite3 roundcube-plugins
+	)
 	local extra=()
 	if [[ $ARCH == amd64 ]]; then
 		extra=(linux-image-amd64 systemd-boot-efi)
@@ -124,7 +131,7 @@ packages() {
 		extra=(linux-image-arm64 raspi-firmware firmware-brcm80211 wpasupplicant)
 	fi
 	local IFS=,
-	echo "${common[*]},${extra[*]}"
+	echo "${common[*]},${webmail[*]},${extra[*]}"
 }
 
 build_tree() {
@@ -136,6 +143,10 @@ build_tree() {
 	# qemu-user): update-initramfs is a no-op until customize.sh builds it once.
 	local divert="chroot \"\$1\" dpkg-divert --quiet --local --rename"
 	divert+=" --divert /usr/sbin/update-initramfs.pillarbox --add /usr/sbin/update-initramfs"
+	# Roundcube's package would make a database through dbconfig-common: ours is made per
+	# box under the data dir by pillarbox-webmail.service at its first start.
+	local preseed="echo 'roundcube-core roundcube/dbconfig-install boolean false'"
+	preseed+=" | chroot \"\$1\" debconf-set-selections"
 	mmdebstrap --mode=root --variant=minbase --architectures="$ARCH" \
 		--include="$(packages)" \
 		--aptopt='Acquire::Retries "5"' \
@@ -150,6 +161,7 @@ build_tree() {
 		--setup-hook="mkdir -p \"\$1/var/cache/apt/archives\"" \
 		--setup-hook="sync-in '$CACHE' /var/cache/apt/archives" \
 		--essential-hook="$divert" \
+		--essential-hook="$preseed" \
 		--essential-hook="ln -s /bin/true \"\$1/usr/sbin/update-initramfs\"" \
 		--customize-hook="'$IMAGE_DIR/customize.sh' \"\$1\" '$WORK'" \
 		--customize-hook="sync-out /var/cache/apt/archives '$CACHE'" \

@@ -91,10 +91,48 @@ install_hooks() {
 	in_root systemd-tmpfiles --create /usr/lib/tmpfiles.d/pillarbox.conf
 	in_root systemctl enable pillarbox.service pillarbox-web.service \
 		pillarbox-firstboot.service pillarbox-shutdown.service pillarbox-backup.timer \
-		pillarbox-root-helper.socket systemd-networkd.service systemd-resolved.service \
-		systemd-timesyncd.service avahi-daemon.service ssh.service
+		pillarbox-root-helper.socket pillarbox-webmail.service systemd-networkd.service \
+		systemd-resolved.service systemd-timesyncd.service avahi-daemon.service ssh.service
 	# systemd-firstboot would stop the boot to ask for a locale and a root password.
 	in_root systemctl mask systemd-firstboot.service
+}
+
+webmail() {
+	log "webmail: Roundcube and php-fpm checked, Debian's service off, no secret shipped"
+	# Every extension Roundcube's installer check requires, plus the ones its plugins use
+	# (zip: zipdownload; fileinfo, exif, iconv: attachments) and the sieve client library.
+	in_root php8.2 -r '
+		$missing = [];
+		foreach (["pcre", "dom", "session", "xml", "intl", "json", "PDO", "pdo_sqlite",
+		          "mbstring", "openssl", "filter", "ctype", "fileinfo", "exif", "iconv",
+		          "zip"] as $ext) {
+		    if (!extension_loaded($ext)) { $missing[] = $ext; }
+		}
+		foreach (["Net/Sieve.php", "Net/SMTP.php", "Mail/mime.php", "Auth/SASL.php"] as $lib) {
+		    if (stream_resolve_include_path($lib) === false) { $missing[] = $lib; }
+		}
+		if ($missing) { fwrite(STDERR, "missing: " . implode(" ", $missing) . "\n"); exit(1); }
+	'
+	# pillarbox-webmail.service runs its own php-fpm as its own user.
+	in_root systemctl disable php8.2-fpm.service
+	# The package wrote a random des_key into its config: the same one would be on every
+	# box. Ours is made per box (<data_dir>/webmail); Roundcube's default stays a placeholder.
+	local conf=$ROOT/etc/roundcube/config.inc.php key
+	key=$(sed -nE "s/^\\\$config\['des_key'\][[:space:]]*=[[:space:]]*'([^']*)'.*/\1/p" "$conf")
+	sed -i "/^\\\$config\['des_key'\]/d" "$conf"
+	# ucf keeps a pristine copy of the generated file for its three-way merge.
+	rm -f "$ROOT"/var/lib/ucf/cache/:etc:roundcube:config.inc.php "$conf".ucf-*
+	if [[ -n $key ]] && grep -rlF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev \
+		-e "$key" "$ROOT"; then
+		log "Roundcube's generated des_key is still in the files above"
+		exit 1
+	fi
+	# No Roundcube database either (dbconfig-install is preseeded false).
+	if compgen -G "$ROOT/var/lib/dbconfig-common/sqlite3/roundcube*" >/dev/null ||
+		find "$ROOT/var/lib/roundcube" -name '*.db' -o -name '*.sqlite*' 2>/dev/null | grep -q .; then
+		log "a Roundcube database is in the image"
+		exit 1
+	fi
 }
 
 system_identity() {
@@ -177,6 +215,7 @@ build_facts() {
 build_initramfs
 install_pillarbox
 install_hooks
+webmail
 system_identity
 "boot_$ARCH"
 build_facts
