@@ -205,8 +205,11 @@ build_facts() {
 		    "version": __version__,
 		    "service_modules": list(SERVICE_MODULES),
 		    "webui": importlib.util.find_spec("webui.__main__") is not None,
+		    "webmail": importlib.util.find_spec("appliance.webmail.__main__") is not None,
 		}))
 	EOF
+	# The installed Debian packages, for the manifest (and the boot test's webmail check).
+	in_root dpkg-query -W -f '${Package}\t${Version}\t${Installed-Size}\n' >"$WORK/packages.tsv"
 	local kernel
 	kernel=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
 	echo "KERNEL_VERSION=${kernel#vmlinuz-}" >>"$WORK/ids.env"

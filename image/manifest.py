@@ -30,6 +30,17 @@ def size(path: Path) -> int | None:
     return path.stat().st_size if path.exists() else None
 
 
+def packages(path: Path) -> dict[str, str]:
+    """Package -> version from dpkg-query's tab-separated list (customize.sh)."""
+    if not path.exists():
+        return {}
+    found: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, version, _ = line.split("\t")
+        found[name] = version
+    return dict(sorted(found.items()))
+
+
 def manifest(work: Path, out: Path, target: str, build_seconds: int) -> dict[str, Any]:
     ids = read_env(work / "ids.env")
     services = json.loads((work / "services.json").read_text(encoding="utf-8"))
@@ -55,6 +66,8 @@ def manifest(work: Path, out: Path, target: str, build_seconds: int) -> dict[str
         "pillarbox_version": services["version"],
         "service_modules": services["service_modules"],
         "webui": services["webui"],
+        "webmail": services.get("webmail", False),
+        "packages": packages(work / "packages.tsv"),
     }
 
 

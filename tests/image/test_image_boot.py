@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from tests.image import webmail_checks as wm
+
 pytestmark = pytest.mark.image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,10 +49,13 @@ GUEST_PORTS = {
     "imap": 143,
     "https": 443,
     "submission": 587,
+    "managesieve": 4190,
 }
 DOMAIN = "boot-test.example"
 USER = f"tester@{DOMAIN}"
 PASSWORD = "boot-test passphrase 4711"
+# Two more mailboxes: three webmail users at once for the memory figures.
+WEBMAIL_USERS = [USER, f"webmail2@{DOMAIN}", f"webmail3@{DOMAIN}"]
 BOOT_TIMEOUT = 1200.0  # TCG on two cores; first boot grows the disk and makes keys
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -144,6 +149,9 @@ class Vm:
             f'hostname = "pillarbox"\nmail_hostname = "mail.{DOMAIN}"\n'
             f'domains = ["{DOMAIN}"]\nssh_authorized_keys = ["{pub}"]\n\n'
             f'[[users]]\nemail = "{USER}"\npassword = "{PASSWORD}"\nadmin = true\n'
+            + "".join(
+                f'\n[[users]]\nemail = "{u}"\npassword = "{PASSWORD}"\n' for u in WEBMAIL_USERS[1:]
+            )
         )
         seed_img = self.workdir / "seed.vfat"
         subprocess.run(
@@ -395,10 +403,10 @@ def check_smtp_banner(vm: Vm) -> None:
 # ---------------------------------------------------------------- mail round trip
 
 
-def send(vm: Vm, token: str) -> None:
+def send(vm: Vm, token: str, to: str = USER) -> None:
     msg = email.message.EmailMessage()
     msg["From"] = "Boot Test <sender@example.net>"
-    msg["To"] = USER
+    msg["To"] = to
     msg["Subject"] = f"image boot test {token}"
     msg["Message-ID"] = f"<{token}@example.net>"
     msg.set_content(f"Delivered to the appliance image over SMTP.\ntoken={token}\n")
@@ -454,6 +462,7 @@ def pop3_find(vm: Vm, token: str) -> bytes:
 class TestAmd64:
     target = "amd64"
     token = uuid.uuid4().hex[:12]
+    webmail_key: str | None = None  # the per-box Roundcube key, once webmail ran
 
     def test_first_boot(self, vm: Vm) -> None:
         check_first_boot(vm)
@@ -502,6 +511,29 @@ class TestAmd64:
         vm.build.require("imap")
         vm.build.require("pop3")
 
+    def test_webmail_over_https(self, vm: Vm) -> None:
+        if not vm.build.manifest.get("webmail"):
+            pytest.skip("the image has no webmail yet (no appliance.webmail in the wheel)")
+        vm.build.require("imap")
+        packages = vm.build.manifest["packages"]
+        assert {"roundcube-core", "roundcube-plugins", "php8.2-fpm"} <= set(packages)
+        for user in WEBMAIL_USERS:
+            send(vm, self.token, to=user)
+        type(self).webmail_key = wm.check_webmail(
+            vm, WEBMAIL_USERS, PASSWORD, self.token, vm.timings
+        )
+
+    def test_managesieve(self, vm: Vm) -> None:
+        vm.build.require("managesieve")
+        script = 'require "fileinto";\nif header :contains "subject" "boot-x" { fileinto "Y"; }\n'
+        session = wm.managesieve_session(vm.ports["managesieve"], USER, PASSWORD, script)
+        assert any('"STARTTLS"' in line for line in session["greeting"]), session
+        assert not any('"STARTTLS"' in line for line in session["tls_capabilities"]), session
+        assert any(
+            line.startswith('"SASL"') and "PLAIN" in line for line in session["tls_capabilities"]
+        ), session
+        assert '"boot-test" ACTIVE' in session["scripts"], session
+
     def test_reboot_keeps_mail(self, vm: Vm) -> None:
         vm.poweroff()
         vm.timings["poweroff_s"] = vm.elapsed()
@@ -516,6 +548,15 @@ class TestAmd64:
             assert self.token.encode() in imap_find(vm, self.token, timeout=30)
         if vm.build.serves("pop3"):
             assert self.token.encode() in pop3_find(vm, self.token)
+
+    def test_webmail_after_reboot(self, vm: Vm) -> None:
+        key = type(self).webmail_key
+        if key is None:
+            pytest.skip("webmail was not switched on before the reboot")
+        assert vm.ssh_ok(f"systemctl is-active {wm.WEBMAIL_UNIT}").strip() == "active"
+        wm.wait_fpm_socket(vm)
+        assert wm.per_box_key(vm) == key, "the per-box key changed across a reboot"
+        wm.read_message(vm, USER, PASSWORD, self.token)
 
     def test_update_hooks_drain_and_restart(self, vm: Vm) -> None:
         vm.ssh_ok("/usr/lib/pillarbox/hooks/pre-update.sh")
