@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance import config
+
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = REPO / "firmware-hooks"
 UNITS = HOOKS / "systemd"
@@ -222,3 +224,11 @@ def test_writable_paths_are_made_with_the_right_owner() -> None:
     assert chown_webmail > chown_all
     webmail_after = " ".join(v for _, k, v in unit_entries(WEBMAIL_UNIT) if k == "After")
     assert "pillarbox-firstboot.service" in webmail_after.split()
+
+
+def test_unit_paths_match_the_config_defaults() -> None:
+    """The socket the web UI dials and the data dir Roundcube writes are the unit's own."""
+    svc = service(WEBMAIL_UNIT)
+    defaults = config.Webmail()
+    assert defaults.fpm_socket.parent == Path("/run") / svc["RuntimeDirectory"][0]
+    assert str(defaults.data) == WEBMAIL_DATA
