@@ -156,6 +156,8 @@ def test_webmail_unit_runs_the_serve_command_when_enabled() -> None:
         f"/opt/pillarbox/bin/python -m appliance.webmail serve --config {CONFIG}"
     ]
     assert svc["Restart"] == ["on-failure"]
+    # Active means php-fpm listens: the web UI's first request finds the socket.
+    assert svc["Type"] == ["notify"]
     assert svc["RuntimeDirectory"] == ["pillarbox-webmail"]
     assert svc["RuntimeDirectoryMode"] == ["0750"]
 
