@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_ARGV: tuple[str, ...] = ("sudo", "-n", "/usr/lib/pillarbox/root_helper.py")
+# The box's web unit cannot use sudo (NoNewPrivileges): it names the socket-activated
+# helper's client here (firmware-hooks/systemd/pillarbox-web.service).
+CLIENT_ENV = "PILLARBOX_ROOT_HELPER"
+
+
+def default_argv() -> tuple[str, ...]:
+    client = os.environ.get(CLIENT_ENV)
+    return (client,) if client else DEFAULT_ARGV
 
 
 class HelperError(Exception):
@@ -26,7 +35,7 @@ class HelperError(Exception):
 
 @dataclass(frozen=True)
 class RootHelper:
-    argv: tuple[str, ...] = DEFAULT_ARGV
+    argv: tuple[str, ...] = field(default_factory=default_argv)
     env: dict[str, str] | None = field(default=None, hash=False)
     timeout: float = 3600.0
 

@@ -47,6 +47,7 @@ from appliance.accounts import LoginThrottle
 from appliance.webmail import PUBLIC_HTML
 from webui import configedit, fastcgi, sizing
 from webui.context import WebContext, web
+from webui.helper import HelperError, in_words
 from webui.httpd import WsgiApp
 from webui.security import current_user
 
@@ -141,6 +142,12 @@ def setting() -> Response:
         return redirect(url_for("dashboard.index") + "#webmail")
     log.info("web=webmail-set enabled=%s by=%s", on, current_user())
     flash(f"Webmail is {'on' if on else 'off'}. " + configedit.reload_daemon(ctx), "ok")
+    if not ctx.config().dev:
+        # On the box php-fpm is pillarbox-webmail.service: the root helper starts or stops it.
+        try:
+            ctx.helper.call("webmail.apply", enabled=on)
+        except HelperError as exc:
+            flash(in_words(exc, f"turn webmail {'on' if on else 'off'}"), "error")
     return redirect(url_for("dashboard.index") + "#webmail")
 
 

@@ -2,7 +2,8 @@
 
 Used by test_image_boot.py: a Roundcube client on plain urllib (cookies, the login form's
 CSRF token, the AJAX request token), a ManageSieve client on a plain socket (RFC 5804),
-the switch the web UI flips (pillarbox.toml, then the root helper's webmail.apply), and
+the dashboard's webmail switch (the web UI saves pillarbox.toml and asks the root helper's
+webmail.apply to start or stop the unit), and
 the memory of php-fpm and the web front, read with ps over SSH.
 """
 
@@ -49,46 +50,37 @@ def tls_client() -> ssl.SSLContext:
 # ---------------------------------------------------------------- the switch and the unit
 
 
-SWITCH = r"""
-import re, sys, tomllib
-from pathlib import Path
-from appliance import config
-path = Path("/etc/pillarbox/pillarbox.toml")
-text = path.read_text()
-want = sys.argv[1] == "on"
-if tomllib.loads(text).get("webmail", {}).get("enabled", False) != want:
-    value = "true" if want else "false"
-    if re.search(r"(?m)^\[webmail\]", text):
-        head, _, rest = text.partition("[webmail]")
-        body, nxt, tail = rest.partition("\n[")
-        body, count = re.subn(r"(?m)^enabled\s*=.*$", f"enabled = {value}", body)
-        if not count:
-            body = f"\nenabled = {value}" + body
-        text = head + "[webmail]" + body + nxt + tail
-    else:
-        text += f"\n[webmail]\nenabled = {value}\n"
-    config.loads(text, path.parent)
-    config.save(path, text)
-print(tomllib.loads(path.read_text())["webmail"]["enabled"])
-"""
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def switch_webmail(guest: Guest, on: bool) -> dict[str, Any]:
-    """What the dashboard does: save [webmail] enabled as the web UI's user, then ask the
-    root helper (as that user, through its socket) to make the unit follow."""
-    state = "on" if on else "off"
-    saved = guest.ssh_ok(
-        f"cd / && runuser -u pillarbox-web -- /opt/pillarbox/bin/python -c '{SWITCH}' {state}"
+def webmail_setting(guest: Guest) -> bool | None:
+    out = guest.ssh_ok(
+        '/opt/pillarbox/bin/python -c "import tomllib; print(tomllib.load(open('
+        "'/etc/pillarbox/pillarbox.toml', 'rb')).get('webmail', {}).get('enabled'))\""
     )
-    assert saved.strip() == ("True" if on else "False"), saved
-    request = json.dumps({"action": "webmail.apply", "args": {"enabled": on}})
-    answer: dict[str, Any] = json.loads(
-        guest.ssh_ok(
-            f"echo '{request}' | runuser -u pillarbox-web -- /usr/lib/pillarbox/root-helper-client"
-        )
-    )
-    assert answer.get("ok") is True, answer
-    return answer
+    return {"True": True, "False": False}.get(out.strip())
+
+
+def switch_webmail(guest: Guest, admin: str, password: str, on: bool) -> None:
+    """The dashboard's switch, as an admin's browser posts it over HTTPS: the web UI saves
+    [webmail] enabled and asks the root helper (webmail.apply) to make the unit follow."""
+    dash = Browser.open(guest.ports["https"], "/")
+    _, _, page = dash.fetch("login")
+    found = CSRF_RE.search(page)
+    assert found, f"no login form on the dashboard: {page[:1500]}"
+    form = {"email": admin, "password": password, "csrf_token": found.group(1)}
+    status, url, _ = dash.fetch("login", form)
+    assert status == 200 and "/login" not in url, f"dashboard login: {status} {url}"
+    _, _, page = dash.fetch("")
+    found = CSRF_RE.search(page)
+    assert found and 'id="webmail-enabled"' in page, f"no webmail switch: {page[:1500]}"
+    form = {"csrf_token": found.group(1), **({"enabled": "on"} if on else {})}
+    status, url, page = dash.fetch("webmail/setting", form)
+    assert status == 200 and url.split("#")[0].endswith("/"), f"webmail setting: {status} {url}"
+    assert f"Webmail is {'on' if on else 'off'}." in page, page[:3000]
+    # No 'could not turn webmail on/off' (the helper refused or was not reachable).
+    assert "turn webmail" not in page, page[:3000]
+    assert webmail_setting(guest) is on
 
 
 def wait_fpm_socket(guest: Guest, timeout: float = 180.0) -> None:
@@ -123,20 +115,20 @@ def rss_kb(guest: Guest) -> dict[str, int]:
 
 
 @dataclass
-class Webmail:
-    """One browser-like Roundcube session (its own cookie jar)."""
+class Browser:
+    """One browser-like HTTPS session (its own cookie jar) below a base path."""
 
     base: str
     opener: urllib.request.OpenerDirector
     request_token: str = ""
 
     @classmethod
-    def open(cls, port: int) -> Webmail:
+    def open(cls, port: int, path: str = "/mail/") -> Browser:
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=tls_client()),
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
         )
-        return cls(f"https://127.0.0.1:{port}/mail/", opener)
+        return cls(f"https://127.0.0.1:{port}{path}", opener)
 
     def fetch(
         self, query: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
@@ -297,9 +289,9 @@ def check_unit_and_socket(guest: Guest) -> None:
     assert users == ["pillarbox-webmail"], users
 
 
-def read_message(guest: Guest, user: str, password: str, token: str) -> Webmail:
+def read_message(guest: Guest, user: str, password: str, token: str) -> Browser:
     """Log in at https://<box>/mail/ and find the message with `token` in INBOX."""
-    session = Webmail.open(guest.ports["https"])
+    session = Browser.open(guest.ports["https"])
     try:
         session.login(user, password)
         deadline = time.monotonic() + 120
@@ -319,7 +311,7 @@ def check_webmail(
     """Switch webmail on, read mail as users[0], then as all users at once; measure memory;
     switch off and on again. Returns the per-box key."""
     check_no_shipped_secret(guest)
-    switch_webmail(guest, on=True)
+    switch_webmail(guest, users[0], password, on=True)
     wait_fpm_socket(guest)
     check_unit_and_socket(guest)
     key = per_box_key(guest)
@@ -341,15 +333,15 @@ def check_webmail(
         web_front_rss_busy_kb=busy["web"],
     )
     # The dashboard's switch: off stops the unit and /mail/ has no Roundcube behind it.
-    switch_webmail(guest, on=False)
+    switch_webmail(guest, users[0], password, on=False)
     assert guest.ssh(f"systemctl is-active {WEBMAIL_UNIT}").stdout.strip() == "inactive"
-    status, _, page = Webmail.open(guest.ports["https"]).fetch("")
+    status, _, page = Browser.open(guest.ports["https"]).fetch("")
     assert not LOGIN_TOKEN_RE.search(page), f"/mail/ still serves Roundcube ({status})"
     # A restart with the switch off is skipped by the unit's ExecCondition, not failed.
     guest.ssh_ok(f"systemctl restart {WEBMAIL_UNIT}")
     assert guest.ssh(f"systemctl is-active {WEBMAIL_UNIT}").stdout.strip() == "inactive"
     assert guest.ssh(f"systemctl is-failed {WEBMAIL_UNIT}").returncode != 0
-    switch_webmail(guest, on=True)
+    switch_webmail(guest, users[0], password, on=True)
     wait_fpm_socket(guest)
     read_message(guest, users[0], password, token)
     assert per_box_key(guest) == key, "the per-box key changed on a restart"
