@@ -73,6 +73,13 @@ class WebContext:
     def ctl(self) -> Ctl:
         return self.ctl_factory(self.config().ctl_socket)
 
+    def slow_ctl(self) -> Ctl:
+        """The ctl client for a command that does real work before it answers (creating
+        a backup repository: restic's key derivation and a USB disk on a small board)."""
+        if self.ctl_factory is default_ctl:
+            return CtlClient(self.config().ctl_socket, timeout=SLOW_CTL_TIMEOUT)
+        return self.ctl_factory(self.config().ctl_socket)
+
     def read_smart(self, device: str) -> dict[str, Any]:
         """The SMART summary of ``device`` (root helper ``smart``); raises HelperError."""
         if self.smart_reader is not None:
@@ -80,6 +87,9 @@ class WebContext:
         helper = dataclasses.replace(self.helper, timeout=SMART_HELPER_TIMEOUT)
         data = helper.call("smart", device=device).get("smart")
         return data if isinstance(data, dict) else {}
+
+
+SLOW_CTL_TIMEOUT = 120.0
 
 
 def default_ctl(path: Path) -> Ctl:

@@ -198,7 +198,7 @@ def target() -> Page:
     applied = configedit.reload_daemon(ctx)
     log.info("web=backup-target-set kind=%s by=%s", form["kind"], current_user())
     try:
-        made = ctx.ctl().call("backup_init")
+        made = ctx.slow_ctl().call("backup_init")
     except CtlError as exc:
         log.warning("web=backup-init-failed kind=%s error=%s", form["kind"], exc)
         if daemon_down(exc):
