@@ -21,7 +21,8 @@ import collections
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -196,6 +197,32 @@ class ListenerSet:
 
     def listening(self) -> list[str]:
         return [a for addrs in self.addresses().values() for a in addrs]
+
+
+class Idles(Protocol):
+    @property
+    def idle(self) -> bool:
+        """True while the session waits for a command (nothing half done)."""
+        ...
+
+
+async def drain(
+    tasks: set[asyncio.Task[None]],
+    sessions: Mapping[asyncio.Task[None], Idles],
+    seconds: float,
+) -> None:
+    """End each session as soon as it waits for a command (a session busy with one may
+    finish it and is checked again after its reply) for up to ``seconds``; then
+    :func:`finish` the rest."""
+    deadline = time.monotonic() + seconds
+    ended: set[asyncio.Task[None]] = set()
+    while tasks and time.monotonic() < deadline:
+        for task, session in list(sessions.items()):
+            if session.idle and task not in ended:
+                ended.add(task)
+                task.cancel()
+        await asyncio.wait(set(tasks), timeout=0.05)
+    await finish(tasks, 0)
 
 
 async def finish(tasks: set[asyncio.Task[None]], seconds: float) -> None:

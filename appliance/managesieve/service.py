@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,8 @@ from appliance.listeners import (
     ListenerSet,
     ProtocolFactory,
     ServerTls,
+    drain,
     endpoints,
-    finish,
     stream_protocol,
 )
 from appliance.log import new_conn_id
@@ -73,17 +72,7 @@ class ManageSieveService:
     async def stop(self) -> None:
         self.limits.draining = True
         self.listeners.close()
-        # Sessions waiting for a command end now; a session busy with a command may
-        # finish it (checked repeatedly: a session becomes idle after its reply).
-        deadline = time.monotonic() + DRAIN_SECONDS
-        ended: set[asyncio.Task[None]] = set()
-        while self._tasks and time.monotonic() < deadline:
-            for task, session in list(self._sessions.items()):
-                if session.idle and task not in ended:
-                    ended.add(task)
-                    task.cancel()
-            await asyncio.wait(set(self._tasks), timeout=0.05)
-        await finish(self._tasks, 0)
+        await drain(self._tasks, self._sessions, DRAIN_SECONDS)
         await self.listeners.wait_closed()
         log.info("managesieve=stopped")
 
