@@ -206,6 +206,53 @@ class Idles(Protocol):
         ...
 
 
+class Session(Idles, Protocol):
+    async def run(self) -> None: ...
+
+
+async def serve_session(
+    kind: str,
+    limits: ConnectionLimits,
+    tasks: set[asyncio.Task[None]],
+    sessions: dict[asyncio.Task[None], Session],
+    writer: asyncio.StreamWriter,
+    busy_reply: bytes,
+    session_for: Callable[[str], Session],
+) -> None:
+    """One connection of a line protocol (POP3, ManageSieve): admitted by ``limits`` or
+    answered ``busy_reply`` and closed; else ``session_for(ip)`` runs, tracked in
+    ``tasks``/``sessions`` for :func:`drain`; then released and closed."""
+    task = asyncio.current_task()
+    assert task is not None
+    ip = str((writer.get_extra_info("peername") or ("?", 0))[0])
+    tasks.add(task)
+    refusal = limits.admit(ip)
+    try:
+        if refusal is not None:
+            log.warning("%s=refused ip=%s reason=%s", kind, ip, refusal)
+            writer.write(busy_reply)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.drain(), 5)
+            return
+        session = session_for(ip)
+        sessions[task] = session
+        await session.run()
+    except asyncio.CancelledError:
+        log.info("%s=cancelled", kind)
+    except Exception:
+        log.exception("%s=session-crashed", kind)
+    finally:
+        tasks.discard(task)
+        sessions.pop(task, None)
+        if refusal is None:
+            limits.release(ip)
+        writer.close()
+        # Cancelled again while closing (daemon stop): end quietly, or Python 3.11's
+        # stream callback logs the cancelled task's exception() as an error.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(writer.wait_closed(), 5)
+
+
 async def drain(
     tasks: set[asyncio.Task[None]],
     sessions: Mapping[asyncio.Task[None], Idles],

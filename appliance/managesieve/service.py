@@ -8,7 +8,6 @@ Entry point for the daemon: ``create(config, deps) -> [ManageSieveService]``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,10 @@ from appliance.listeners import (
     ListenerSet,
     ProtocolFactory,
     ServerTls,
+    Session,
     drain,
     endpoints,
+    serve_session,
     stream_protocol,
 )
 from appliance.log import new_conn_id
@@ -52,7 +53,7 @@ class ManageSieveService:
         self.config = config  # replaced on reload; each new connection reads it
         self.deps = deps
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sessions: dict[asyncio.Task[None], ManageSieveSession] = {}
+        self._sessions: dict[asyncio.Task[None], Session] = {}
         self.limits = ConnectionLimits(lambda: self.config.limits)
         self.listeners = ListenerSet("managesieve", deps.tls, self._factory)
 
@@ -88,23 +89,9 @@ class ManageSieveService:
         }
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
-        cid = new_conn_id("managesieve")
-        cfg = self.config
-        self._tasks.add(task)
-        refusal = self.limits.admit(ip)
-        try:
-            if refusal is not None:
-                log.warning("managesieve=refused ip=%s reason=%s", ip, refusal)
-                # RFC 5804 1.3: TRYLATER, a temporary condition.
-                writer.write(response("BYE", "TRYLATER", "Too many connections"))
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.drain(), 5)
-                return
+        def session(ip: str) -> ManageSieveSession:
             log.info("managesieve=connect ip=%s", ip)
+            cfg = self.config
             env = SessionEnv(
                 scripts=self.deps.scripts,
                 auth=self.deps.auth,
@@ -113,21 +100,13 @@ class ManageSieveService:
                 max_script_size=cfg.managesieve.max_script_size,
                 max_scripts=cfg.managesieve.max_scripts,
             )
-            session = ManageSieveSession(env, reader, writer, cid, ip)
-            self._sessions[task] = session
-            await session.run()
-        except asyncio.CancelledError:
-            log.info("managesieve=cancelled")
-        except Exception:
-            log.exception("managesieve=session-crashed")
-        finally:
-            self._tasks.discard(task)
-            self._sessions.pop(task, None)
-            if refusal is None:
-                self.limits.release(ip)
-            writer.close()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(writer.wait_closed(), 5)
+            return ManageSieveSession(env, reader, writer, new_conn_id("managesieve"), ip)
+
+        # RFC 5804 1.3: TRYLATER, a temporary condition.
+        busy = response("BYE", "TRYLATER", "Too many connections")
+        await serve_session(
+            "managesieve", self.limits, self._tasks, self._sessions, writer, busy, session
+        )
 
 
 def create(config: Config, deps: ManageSieveDeps) -> list[Service]:

@@ -9,7 +9,6 @@ Entry point for the daemon: ``create(config, deps) -> [Pop3Service]``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,10 @@ from appliance.listeners import (
     ListenerSet,
     ProtocolFactory,
     ServerTls,
+    Session,
     drain,
     endpoints,
+    serve_session,
     stream_protocol,
 )
 from appliance.log import new_conn_id
@@ -53,7 +54,7 @@ class Pop3Service:
         self.deps = deps
         self.locks = MaildropLocks()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sessions: dict[asyncio.Task[None], Pop3Session] = {}
+        self._sessions: dict[asyncio.Task[None], Session] = {}
         self.limits = ConnectionLimits(lambda: self.config.limits)
         self.listeners = ListenerSet("pop3", deps.tls, self._factory)
         # Plaintext logins need TLS from every address (session.plaintext_ok); only the
@@ -100,47 +101,20 @@ class Pop3Service:
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit: bool
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
-        cid = new_conn_id("pop3")
-        limits = self.config.limits
-        self._tasks.add(task)
-        refusal = self.limits.admit(ip)
-        try:
-            if refusal is not None:
-                log.warning("pop3=refused ip=%s reason=%s", ip, refusal)
-                writer.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.drain(), 5)
-                return
+        def session(ip: str) -> Pop3Session:
             log.info("pop3=connect ip=%s tls=%s", ip, implicit)
             env = SessionEnv(
                 store=self.deps.store,
                 auth=self.deps.auth,
                 tls_context=self.deps.tls.context,
                 locks=self.locks,
-                timeout=float(limits.command_timeout),
+                timeout=float(self.config.limits.command_timeout),
                 loopback_plaintext=self.loopback_plaintext,
             )
-            session = Pop3Session(env, reader, writer, cid, ip, implicit)
-            self._sessions[task] = session
-            await session.run()
-        except asyncio.CancelledError:
-            log.info("pop3=cancelled")
-        except Exception:
-            log.exception("pop3=session-crashed")
-        finally:
-            self._tasks.discard(task)
-            self._sessions.pop(task, None)
-            if refusal is None:
-                self.limits.release(ip)
-            writer.close()
-            # Cancelled again while closing (daemon stop): end quietly, or Python 3.11's
-            # stream callback logs the cancelled task's exception() as an error.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(writer.wait_closed(), 5)
+            return Pop3Session(env, reader, writer, new_conn_id("pop3"), ip, implicit)
+
+        busy = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+        await serve_session("pop3", self.limits, self._tasks, self._sessions, writer, busy, session)
 
 
 def create(config: Config, deps: Pop3Deps) -> list[Service]:
